@@ -1,0 +1,45 @@
+# Two commands for a learner: `make lab` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: lab test unit notebooks bench serve clean-notebooks clean venv
+
+venv: $(STAMP)
+
+# (Re)install only when the dependency list or the package metadata changed: a second run is instant.
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]' \
+	  || { echo "error: $(PYTHON) is older than 3.11; run e.g. 'make lab PYTHON=python3.12'"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00_orientation.ipynb
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest -q notebooks --nbval-lax --nbval-current-env
+
+serve: $(STAMP)
+	$(BIN)/python -m labkit serve
+
+bench: $(STAMP)
+	$(BIN)/python -m labkit bench transports --json bench-transports.json
+
+# Strip outputs and execution counts before committing a notebook.
+clean-notebooks: $(STAMP)
+	$(BIN)/python -m labkit notebooks clean notebooks/*.ipynb
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,69 @@
+"""Command line: ``python -m labkit serve`` and ``python -m labkit bench <name> --json PATH``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .server.state import ServerConfig
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server.runner import run_forever
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host} exposes the server to your network.", file=sys.stderr)
+    config = ServerConfig(api_key=args.api_key, rate_limit_rpm=args.rate_limit_rpm, time_scale=args.time_scale)
+    try:
+        run_forever(config, args.host, args.port)
+    except OSError as e:
+        print(f"error: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run_benchmark
+
+    return run_benchmark(args.name, args.json, quick=args.quick)
+
+
+def _notebooks(args: argparse.Namespace) -> int:
+    from .notebooks import clean_notebooks
+
+    return clean_notebooks(args.paths)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labkit", description="The Realtime AI Lab's toolkit.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the local OpenAI-compatible backend and chat app")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--time-scale", type=float, default=1.0, help="multiply every simulated delay (default: 1)")
+    p.add_argument("--api-key", default=None, help="require this key on /v1 (default: accept any key)")
+    p.add_argument("--rate-limit-rpm", type=float, default=None, help="requests per minute per key on /v1")
+    p.set_defaults(func=_serve)
+
+    from .bench import BENCHMARKS
+    b = sub.add_parser("bench", help="run a benchmark and write its results as JSON")
+    b.add_argument("name", choices=sorted(BENCHMARKS))
+    b.add_argument("--json", required=True, metavar="PATH", help="where to write the results")
+    b.add_argument("--quick", action="store_true", help="a smaller run (for CI smoke tests)")
+    b.set_defaults(func=_bench)
+
+    n = sub.add_parser("notebooks", help="notebook maintenance")
+    nsub = n.add_subparsers(dest="action", required=True)
+    c = nsub.add_parser("clean", help="strip outputs and execution counts")
+    c.add_argument("paths", nargs="+")
+    c.set_defaults(func=_notebooks)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

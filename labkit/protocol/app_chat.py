@@ -1,0 +1,136 @@
+"""The lab's own chat API (what the app server offers browsers), with no I/O.
+
+HTTP and SSE: ``POST /api/chat`` and ``POST /api/chat/stream`` take a JSON body::
+
+    {"message": "What is SSE?"}                       # or "messages": [{"role": "user", "content": ...}, ...]
+    # optional: "model", "max_tokens", "temperature", "seed", "timings" (HTTP: per-token times in the reply)
+
+The SSE stream sends ``event: token`` (``{"seq", "content", "t"}``), then ``event: done``
+(``{"content", "tokens", "finish_reason"}``), or ``event: error`` (``{"code", "message"}``).
+
+WebSocket ``/ws/chat``. Client → server (JSON text frames)::
+
+    {"type": "message", "content": "What is SSE?"}          # ask; the conversation is kept per connection
+    {"type": "ping"}                                          # answered with {"type": "pong"}
+
+Server → client::
+
+    {"type": "ack", "stream_id": "s1"}                        # the message was accepted
+    {"type": "token", "stream_id": "s1", "seq": 0, "content": "Server", "t": 1732540000.123}
+    {"type": "complete", "stream_id": "s1", "content": "<full text>", "tokens": 73, "finish_reason": "stop"}
+    {"type": "error", "code": "invalid_json", "message": "...", "stream_id": null}
+
+``seq`` numbers the tokens of one stream from 0, so a client can tell a lost or repeated token.
+``t`` is the server's wall-clock time when it sent the token (for measuring delivery delay).
+Errors never close the connection: the client can correct itself and go on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+__all__ = ["MAX_CONTENT_CHARS", "ProtocolError", "ClientMessage", "parse_client_message",
+           "ChatBody", "parse_chat_body", "ack", "token", "complete", "error", "pong"]
+
+MAX_CONTENT_CHARS = 8_000
+CLIENT_TYPES = ("message", "ping")
+
+
+class ProtocolError(ValueError):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ClientMessage:
+    type: str
+    content: str = ""
+
+
+def parse_client_message(raw: str | bytes, max_chars: int = MAX_CONTENT_CHARS) -> ClientMessage:
+    """Validate one client frame; raise :class:`ProtocolError` with a code a client can act on."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError("invalid_json", "The message is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid_message", "A message must be a JSON object with a 'type'.")
+    kind = data.get("type")
+    if kind not in CLIENT_TYPES:
+        raise ProtocolError("unknown_type", f"Unknown message type {kind!r}; expected one of {list(CLIENT_TYPES)}.")
+    if kind == "ping":
+        return ClientMessage("ping")
+    return ClientMessage("message", _content(data.get("content"), max_chars))
+
+
+@dataclass(frozen=True)
+class ChatBody:
+    messages: list[dict]
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    seed: int | None = None
+    timings: bool = False
+
+
+def parse_chat_body(raw: bytes, max_chars: int = MAX_CONTENT_CHARS) -> ChatBody:
+    """Validate a ``POST /api/chat[/stream]`` body; raise :class:`ProtocolError` on any fault."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError("invalid_json", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid_body", "The request body must be a JSON object.")
+    if ("message" in data) == ("messages" in data):
+        raise ProtocolError("invalid_body", "Send exactly one of 'message' (a string) or 'messages' (a list).")
+    if "message" in data:
+        messages = [{"role": "user", "content": _content(data["message"], max_chars)}]
+    else:
+        messages = data["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise ProtocolError("invalid_body", "'messages' must be a non-empty list.")
+        for m in messages:
+            if not isinstance(m, dict) or m.get("role") not in {"system", "user", "assistant", "developer"}:
+                raise ProtocolError("invalid_body", "Each message needs a 'role' (system, user, assistant).")
+            _content(m.get("content"), max_chars)
+    options = {}
+    for name, kinds in (("model", (str,)), ("max_tokens", (int,)), ("temperature", (int, float)), ("seed", (int,))):
+        value = data.get(name)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise ProtocolError("invalid_body", f"'{name}' has the wrong type.")
+        options[name] = value
+    return ChatBody(messages=messages, timings=bool(data.get("timings", False)), **options)
+
+
+def _content(content, max_chars: int) -> str:
+    if not isinstance(content, str):
+        raise ProtocolError("invalid_content", "'content' must be a string.")
+    if not content.strip():
+        raise ProtocolError("empty_content", "'content' is empty.")
+    if len(content) > max_chars:
+        raise ProtocolError("content_too_long", f"'content' has {len(content)} characters; the limit is {max_chars}.")
+    return content
+
+
+def ack(stream_id: str) -> dict:
+    return {"type": "ack", "stream_id": stream_id}
+
+
+def token(stream_id: str, seq: int, content: str, t: float) -> dict:
+    return {"type": "token", "stream_id": stream_id, "seq": seq, "content": content, "t": t}
+
+
+def complete(stream_id: str, content: str, tokens: int, finish_reason: str) -> dict:
+    return {"type": "complete", "stream_id": stream_id, "content": content, "tokens": tokens,
+            "finish_reason": finish_reason}
+
+
+def error(code: str, message: str, stream_id: str | None = None) -> dict:
+    return {"type": "error", "code": code, "message": message, "stream_id": stream_id}
+
+
+def pong() -> dict:
+    return {"type": "pong"}

@@ -1,0 +1,8 @@
+"""Thin ASGI adapters over labkit's pure cores, and the helpers that run them."""
+
+from .app import create_app
+from .connections import ConnectionManager
+from .runner import LabServer, serve
+from .state import ServerConfig, ServerStats
+
+__all__ = ["create_app", "ConnectionManager", "LabServer", "serve", "ServerConfig", "ServerStats"]

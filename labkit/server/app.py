@@ -1,0 +1,79 @@
+"""The labkit server: one ASGI app with the model API (``/v1``) and the app transports (``/api``, ``/ws``).
+
+Every error leaves as OpenAI's ``{"error": {message, type, param, code}}`` body with a real status
+code: malformed input, unknown routes and wrong methods included, so any client can read it.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..protocol.openai_chat import APIError, error_body
+from .chat import create_chat_router
+from .connections import ConnectionManager
+from .model_api import create_model_router, openai_error_response
+from .state import ServerConfig, ServerStats
+from .upstream import Upstream
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("labkit.server")
+
+
+def create_app(config: ServerConfig | None = None) -> FastAPI:
+    config = config or ServerConfig()
+    stats = ServerStats()
+    upstream = Upstream(config)
+    manager = ConnectionManager()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await upstream.aclose()
+
+    app = FastAPI(title="labkit", summary="The Realtime AI Lab's local OpenAI-compatible backend and chat app.",
+                  lifespan=lifespan)
+    app.state.config, app.state.stats, app.state.upstream, app.state.connections = config, stats, upstream, manager
+
+    app.include_router(create_model_router(config, stats))
+    app.include_router(create_chat_router(config, stats, upstream, manager))
+
+    @app.get("/lab/stats")
+    async def lab_stats() -> dict:
+        """Live counters (tokens generated, active and cancelled streams, connections)."""
+        return stats.as_dict()
+
+    @app.exception_handler(APIError)
+    async def on_api_error(request: Request, exc: APIError) -> JSONResponse:
+        stats.errors += 1
+        return openai_error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        stats.errors += 1
+        messages = {404: f"Unknown request URL: {request.method} {request.url.path}.",
+                    405: f"Method {request.method} is not allowed for {request.url.path}."}
+        return JSONResponse(error_body(messages.get(exc.status_code, str(exc.detail)),
+                                       code="unknown_url" if exc.status_code == 404 else None),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        stats.errors += 1
+        return JSONResponse(error_body(f"Invalid request: {exc.errors()[0].get('msg', 'bad input')}"),
+                            status_code=400)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        stats.errors += 1
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("The server had an error while processing your request.",
+                                       type="server_error"), status_code=500)
+
+    return app

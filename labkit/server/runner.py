@@ -1,0 +1,145 @@
+"""Running the labkit server: in a background thread for notebooks and tests, or in the foreground.
+
+``serve()`` binds a socket on a port the kernel chooses (port 0), so two notebooks, or two servers
+in one notebook, never collide. It waits until ``/health`` answers before returning, and
+``stop()`` (or leaving the ``with`` block) shuts it down even while streams are still open.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import replace
+
+import httpx
+import uvicorn
+
+from .app import create_app
+from .state import ServerConfig
+from .upstream import LOCAL_API_KEY
+
+__all__ = ["LabServer", "serve", "bind_socket", "run_forever"]
+
+
+def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """Bind (port 0: any free port) before uvicorn starts, so the URL is known and nothing races."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}. "
+                               f"Is another server using that port? Try another --port, or 0 for any free one.") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
+
+
+class LabServer:
+    """A running labkit server. Use ``.url``, ``.base_url`` (for the OpenAI SDK), ``.ws_url``, ``.client()``."""
+
+    def __init__(self, config: ServerConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+        self._sock = bind_socket(host, port)
+        self.host, self.port = host, self._sock.getsockname()[1]
+        self.url = _url(host if host not in ("0.0.0.0", "::") else "127.0.0.1", self.port)
+        config = config or ServerConfig()
+        if config.upstream_base_url is None:      # the app transports use this server's own /v1
+            config = replace(config, upstream_base_url=self.base_url)
+        self.config = config
+        self.app = create_app(config)
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=1,
+                                                     ws_max_size=1 << 20))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """What ``OpenAI(base_url=...)`` needs (it includes ``/v1``)."""
+        return self.url + "/v1"
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url[4:]
+
+    @property
+    def stats(self) -> dict:
+        return self.app.state.stats.as_dict()
+
+    def start(self, timeout_s: float = 15.0) -> "LabServer":
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
+                                        name=f"labkit-server-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"the labkit server on port {self.port} stopped during start-up; see the log above")
+            if self._server.started and self._healthy():
+                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"the labkit server did not answer /health within {timeout_s:.0f} s")
+            time.sleep(0.01)
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(self.url + "/health", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        """Stop serving; open streams are cut after a one-second grace period."""
+        if self._thread is not None and self._thread.is_alive():
+            self._server.should_exit = True
+            self._thread.join(timeout=5)
+            if self._thread.is_alive():
+                self._server.force_exit = True
+                self._thread.join(timeout=5)
+        self._sock.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def client(self, *, sync: bool = False, **kwargs):
+        """An ``openai`` client for this server's ``/v1`` (async by default)."""
+        import openai
+        cls = openai.OpenAI if sync else openai.AsyncOpenAI
+        return cls(base_url=self.base_url, api_key=kwargs.pop("api_key", LOCAL_API_KEY), **kwargs)
+
+    def __enter__(self) -> "LabServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<LabServer {self.url} {'running' if self.running else 'stopped'}>"
+
+
+def serve(config: ServerConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, **options) -> LabServer:
+    """Start a labkit server in the background and return it once ``/health`` answers.
+
+    ``options`` are :class:`ServerConfig` fields, e.g. ``serve(time_scale=0.2, rate_limit_rpm=60)``.
+    Use it as a context manager, or call ``.stop()``.
+    """
+    config = replace(config or ServerConfig(), **options)
+    return LabServer(config, host, port).start()
+
+
+def run_forever(config: ServerConfig, host: str, port: int) -> None:
+    """The foreground server of ``python -m labkit serve``."""
+    sock = bind_socket(host, port)
+    url = _url("127.0.0.1" if host in ("0.0.0.0", "::") else host, sock.getsockname()[1])
+    if config.upstream_base_url is None:
+        config = replace(config, upstream_base_url=url + "/v1")
+    print(f"labkit server listening on {url}", flush=True)
+    print(f"  OpenAI SDK:  OpenAI(base_url=\"{url}/v1\", api_key=\"any\")", flush=True)
+    print(f"  chat:        POST {url}/api/chat   POST {url}/api/chat/stream   ws{url[4:]}/ws/chat", flush=True)
+    print("  Ctrl+C to stop.", flush=True)
+    uvicorn.Server(uvicorn.Config(create_app(config), log_level="info")).run(sockets=[sock])
