@@ -84,10 +84,10 @@ def _expect(body: dict, name: str, kinds: tuple[type, ...], expected: str) -> An
     return value
 
 
-def _expect_range(name: str, value: float | None, lo: float | None, hi: float | None) -> None:
+def _expect_range(name: str, value: float | None, lo: float | None, hi: float | None, kind: str = "integer") -> None:
+    """``kind`` is the parameter's schema type as OpenAI names it: "integer", or "decimal" for numbers."""
     if value is None:
         return
-    kind = "integer" if isinstance(value, int) else "decimal"
     if lo is not None and value < lo:
         raise _bad(f"Invalid '{name}': {kind} below minimum value. Expected a value >= {lo}, "
                    f"but got {value} instead.", name, f"{kind}_below_min_value")
@@ -138,7 +138,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     _expect_range(param, max_tokens, 1, None)
 
     temperature = _expect(body, "temperature", (int, float), "a number")
-    _expect_range("temperature", temperature, 0, 2)
+    _expect_range("temperature", temperature, 0, 2, "decimal")
     seed = _expect(body, "seed", (int,), "an integer")
     n = _expect(body, "n", (int,), "an integer")
     _expect_range("n", n, 1, 1)   # the local model answers once per request

@@ -114,6 +114,7 @@ class _WSChatSession:
         self.ws, self.config, self.stats, self.upstream, self.manager = ws, config, stats, upstream, manager
         self.history: list[dict] = []
         self.reply: asyncio.Task | None = None
+        self.busy = False           # True from 'ack' until 'complete' or 'error' is sent
         self.streams = 0
 
     async def send(self, message: dict) -> None:
@@ -132,9 +133,10 @@ class _WSChatSession:
                 continue
             if msg.type == "ping":
                 await self.send(proto.pong())
-            elif self.reply is not None and not self.reply.done():
+            elif self.busy:
                 await self.send(proto.error("busy", "A reply is still streaming; wait for 'complete'."))
             else:
+                self.busy = True
                 self.streams += 1
                 stream_id = f"s{self.streams}"
                 self.history.append({"role": "user", "content": msg.content})
@@ -155,10 +157,12 @@ class _WSChatSession:
                     seq += 1
             text = "".join(pieces)
             self.history.append({"role": "assistant", "content": text})
+            self.busy = False         # before 'complete': a client may ask again the moment it sees it
             await self.send(proto.complete(stream_id, text, seq, stream.finish_reason or "stop"))
             finished = True
         except APIError as e:
             self.history.pop()        # the question got no answer; do not keep it
+            self.busy = False
             await self.send(proto.error(e.code or "upstream_error", e.message, stream_id))
             finished = True
         finally:

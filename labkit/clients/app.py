@@ -1,0 +1,181 @@
+"""Clients for the app server's three transports: HTTP, Server-Sent Events and WebSocket.
+
+Each is an async iterator of :class:`~labkit.clients.timing.TimedToken`, so the same measuring code
+works on all of them::
+
+    stream = await collect(sse_chat(server.url, "What is SSE?"))
+    stream.ttft_s, stream.total_s, stream.text
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import websockets
+
+from ..protocol.sse import SSEDecoder
+from .timing import Clock, TimedToken
+
+__all__ = ["ChatError", "http_chat", "sse_chat", "ws_chat", "WSChat"]
+
+
+class ChatError(RuntimeError):
+    """The server answered with an error (an HTTP status, an SSE ``error`` event or a WS ``error`` message)."""
+
+    def __init__(self, code: str | None, message: str, status: int | None = None):
+        super().__init__(f"{code}: {message}" if code else message)
+        self.code, self.message, self.status = code, message, status
+
+
+def _body(prompt: str | list[dict], **options) -> dict:
+    key = "message" if isinstance(prompt, str) else "messages"
+    return {key: prompt, **{k: v for k, v in options.items() if v is not None}}
+
+
+def _raise_for_status(response: httpx.Response, body: bytes) -> None:
+    if response.status_code >= 400:
+        try:
+            err = json.loads(body)["error"]
+        except (ValueError, KeyError, TypeError):
+            err = {"code": None, "message": body.decode(errors="replace")[:200]}
+        raise ChatError(err.get("code"), err.get("message", ""), response.status_code)
+
+
+class _TokenIterator:
+    """An async iterator that also remembers the ``finish_reason`` it saw (for :func:`collect`)."""
+
+    finish_reason: str | None = None
+
+    def __aiter__(self):
+        return self._run().__aiter__()
+
+
+class http_chat(_TokenIterator):
+    """``POST /api/chat``: nothing arrives until the whole reply is done, then every token at once."""
+
+    def __init__(self, base_url: str, prompt: str | list[dict], *, client: httpx.AsyncClient | None = None, **options):
+        self.base_url, self.body, self.client = base_url, _body(prompt, timings=True, **options), client
+
+    async def _run(self) -> AsyncIterator[TimedToken]:
+        async with _maybe_client(self.client) as client:
+            clock = Clock()
+            response = await client.post(self.base_url + "/api/chat", json=self.body, timeout=120)
+            t, wall = clock.elapsed(), clock.start_wall + clock.elapsed()
+            _raise_for_status(response, response.content)
+            reply = response.json()
+            self.finish_reason = reply.get("finish_reason")
+            for piece, sent in zip(reply["pieces"], reply["token_times"]):
+                yield TimedToken(piece, t, wall, sent_wall=sent)
+
+
+class sse_chat(_TokenIterator):
+    """``POST /api/chat/stream``: tokens as Server-Sent Events, parsed by labkit's own decoder."""
+
+    def __init__(self, base_url: str, prompt: str | list[dict], *, client: httpx.AsyncClient | None = None, **options):
+        self.base_url, self.body, self.client = base_url, _body(prompt, **options), client
+
+    async def _run(self) -> AsyncIterator[TimedToken]:
+        async with _maybe_client(self.client) as client:
+            clock = Clock()
+            async with client.stream("POST", self.base_url + "/api/chat/stream", json=self.body, timeout=120) as response:
+                if response.status_code >= 400:
+                    _raise_for_status(response, await response.aread())
+                decoder = SSEDecoder()
+                async for chunk in response.aiter_raw():
+                    t = clock.elapsed()
+                    for event in decoder.feed(chunk):
+                        data = json.loads(event.data)
+                        if event.event == "token":
+                            yield TimedToken(data["content"], t, clock.start_wall + t, data["seq"], data["t"])
+                        elif event.event == "done":
+                            self.finish_reason = data["finish_reason"]
+                            return
+                        elif event.event == "error":
+                            raise ChatError(data.get("code"), data.get("message", ""))
+
+
+class ws_chat(_TokenIterator):
+    """One question over a fresh ``/ws/chat`` connection (for many, keep a :class:`WSChat` open)."""
+
+    def __init__(self, base_url: str, prompt: str, **connect_options):
+        self.url = _ws_url(base_url) + "/ws/chat"
+        self.prompt, self.connect_options = prompt, connect_options
+
+    async def _run(self) -> AsyncIterator[TimedToken]:
+        async with WSChat(self.url, **self.connect_options) as chat:
+            ask = chat.ask(self.prompt)
+            async for tok in ask:
+                yield tok
+            self.finish_reason = ask.finish_reason
+
+
+class WSChat:
+    """A WebSocket chat connection that keeps the conversation: ``async for tok in chat.ask("...")``."""
+
+    def __init__(self, url: str, **connect_options):
+        self.url = url if "/ws/" in url else _ws_url(url) + "/ws/chat"
+        self.connect_options = connect_options
+        self.ws = None
+
+    async def __aenter__(self) -> "WSChat":
+        # websockets >= 14: headers go in `additional_headers=` (the tutorial's `extra_headers=` is rejected).
+        self.ws = await websockets.connect(self.url, **self.connect_options)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.ws.close()
+
+    async def send(self, message: dict) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def receive(self) -> dict:
+        return json.loads(await self.ws.recv())
+
+    def ask(self, prompt: str) -> "_WSAsk":
+        return _WSAsk(self, prompt)
+
+
+class _WSAsk(_TokenIterator):
+    def __init__(self, chat: WSChat, prompt: str):
+        self.chat, self.prompt = chat, prompt
+        self.stream_id: str | None = None
+
+    async def _run(self) -> AsyncIterator[TimedToken]:
+        clock = Clock()
+        await self.chat.send({"type": "message", "content": self.prompt})
+        while True:
+            msg = await self.chat.receive()
+            t = clock.elapsed()
+            kind = msg.get("type")
+            if kind == "ack":
+                self.stream_id = msg["stream_id"]
+            elif kind == "token" and msg.get("stream_id") == self.stream_id:
+                yield TimedToken(msg["content"], t, clock.start_wall + t, msg["seq"], msg["t"])
+            elif kind == "complete" and msg.get("stream_id") == self.stream_id:
+                self.finish_reason = msg["finish_reason"]
+                return
+            elif kind == "error":
+                raise ChatError(msg.get("code"), msg.get("message", ""))
+
+
+def _ws_url(base_url: str) -> str:
+    return "ws" + base_url[4:] if base_url.startswith("http") else base_url
+
+
+class _maybe_client:
+    """Use the caller's ``httpx.AsyncClient`` (connection reuse) or a short-lived one."""
+
+    def __init__(self, client: httpx.AsyncClient | None):
+        self.client, self.owned = client, None
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        if self.client is not None:
+            return self.client
+        self.owned = httpx.AsyncClient()
+        return self.owned
+
+    async def __aexit__(self, *exc) -> None:
+        if self.owned is not None:
+            await self.owned.aclose()

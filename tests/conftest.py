@@ -1,0 +1,32 @@
+"""Shared fixtures: real labkit servers on free ports, with the simulated model sped up."""
+
+from __future__ import annotations
+
+import pytest
+
+import labkit
+
+#: Tests run the simulated model 20x faster than real time: the same schedule, shorter waits.
+FAST = 0.05
+
+
+@pytest.fixture
+def server():
+    with labkit.serve(time_scale=FAST) as s:
+        yield s
+
+
+@pytest.fixture
+def make_server():
+    """Start servers with any ServerConfig options; all are stopped at the end of the test."""
+    started = []
+
+    def make(**options):
+        options.setdefault("time_scale", FAST)
+        s = labkit.serve(**options)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()
