@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .server.state import ServerConfig
@@ -13,7 +14,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host} exposes the server to your network.", file=sys.stderr)
-    config = ServerConfig(api_key=args.api_key, rate_limit_rpm=args.rate_limit_rpm, time_scale=args.time_scale)
+    config = ServerConfig(api_key=args.api_key, rate_limit_rpm=args.rate_limit_rpm, time_scale=args.time_scale,
+                          upstream_base_url=args.upstream_base_url,
+                          upstream_api_key=os.environ.get("OPENAI_API_KEY") if args.upstream_base_url else None)
     try:
         run_forever(config, args.host, args.port)
     except OSError as e:
@@ -46,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply every simulated delay (default: 1)")
     p.add_argument("--api-key", default=None, help="require this key on /v1 (default: accept any key)")
     p.add_argument("--rate-limit-rpm", type=float, default=None, help="requests per minute per key on /v1")
+    p.add_argument("--upstream-base-url", default=None, metavar="URL",
+                   help="where the chat routes get tokens (default: this server's own /v1; "
+                        "the key, if any, comes from OPENAI_API_KEY)")
     p.set_defaults(func=_serve)
 
     from .bench import BENCHMARKS

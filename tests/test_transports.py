@@ -27,8 +27,9 @@ async def test_three_transports_and_the_sdk_stream_the_same_reply(server):
     # streaming transports deliver the first token long before the end; HTTP delivers everything at once
     assert results["sse"].ttft_s < results["sse"].total_s / 2
     assert results["http"].ttft_s == results["http"].total_s
-    ws = await collect(ws_chat(server.url, Q))
-    assert ws.finish_reason == "stop" and [t.seq for t in ws.tokens] == list(range(ws.n_tokens))
+    ws = await collect(ws_chat(server.url, Q, seed=5))
+    assert ws.text == texts["sse"] and ws.finish_reason == "stop"
+    assert [t.seq for t in ws.tokens] == list(range(ws.n_tokens))
 
 
 async def test_tokens_carry_send_times_so_delivery_delay_is_measurable(server):
@@ -91,6 +92,7 @@ async def test_websocket_errors_keep_the_connection_open(server):
         for frame, code in [("{not json", "invalid_json"), ('"just a string"', "invalid_message"),
                             ('{"type": "dance"}', "unknown_type"), ('{"type": "message", "content": "  "}', "empty_content"),
                             ('{"type": "message"}', "invalid_content"),
+                            ('{"type": "message", "content": "hi", "seed": "x"}', "invalid_option"),
                             (json.dumps({"type": "message", "content": "x" * 9000}), "content_too_long")]:
             await chat.ws.send(frame)
             reply = await chat.receive()
@@ -99,6 +101,11 @@ async def test_websocket_errors_keep_the_connection_open(server):
         assert await chat.receive() == {"type": "pong"}
         reply = await collect(chat.ask(Q))
         assert reply.finish_reason == "stop" and reply.n_tokens > 30
+        await chat.send({"type": "message", "content": "hi", "model": "gpt-17"})     # upstream 404
+        assert (await chat.receive())["type"] == "ack"
+        reply = await chat.receive()
+        assert reply["type"] == "error" and reply["code"] == "model_not_found"
+        assert (await collect(chat.ask("hi", max_tokens=3))).n_tokens == 3
 
 
 async def test_websocket_keeps_the_conversation_and_refuses_overlapping_questions(server):

@@ -97,15 +97,18 @@ class sse_chat(_TokenIterator):
 
 
 class ws_chat(_TokenIterator):
-    """One question over a fresh ``/ws/chat`` connection (for many, keep a :class:`WSChat` open)."""
+    """One question over a fresh ``/ws/chat`` connection (for many, keep a :class:`WSChat` open).
 
-    def __init__(self, base_url: str, prompt: str, **connect_options):
+    ``options`` (model, max_tokens, temperature, seed) go with the message; ``connect_options``
+    go to ``websockets.connect`` (for example ``additional_headers``)."""
+
+    def __init__(self, base_url: str, prompt: str, *, connect_options: dict | None = None, **options):
         self.url = _ws_url(base_url) + "/ws/chat"
-        self.prompt, self.connect_options = prompt, connect_options
+        self.prompt, self.options, self.connect_options = prompt, options, connect_options or {}
 
     async def _run(self) -> AsyncIterator[TimedToken]:
         async with WSChat(self.url, **self.connect_options) as chat:
-            ask = chat.ask(self.prompt)
+            ask = chat.ask(self.prompt, **self.options)
             async for tok in ask:
                 yield tok
             self.finish_reason = ask.finish_reason
@@ -133,18 +136,19 @@ class WSChat:
     async def receive(self) -> dict:
         return json.loads(await self.ws.recv())
 
-    def ask(self, prompt: str) -> "_WSAsk":
-        return _WSAsk(self, prompt)
+    def ask(self, prompt: str, **options) -> "_WSAsk":
+        """Send one message (``options``: model, max_tokens, temperature, seed) and iterate its reply."""
+        return _WSAsk(self, prompt, options)
 
 
 class _WSAsk(_TokenIterator):
-    def __init__(self, chat: WSChat, prompt: str):
-        self.chat, self.prompt = chat, prompt
+    def __init__(self, chat: WSChat, prompt: str, options: dict):
+        self.chat, self.prompt, self.options = chat, prompt, {k: v for k, v in options.items() if v is not None}
         self.stream_id: str | None = None
 
     async def _run(self) -> AsyncIterator[TimedToken]:
         clock = Clock()
-        await self.chat.send({"type": "message", "content": self.prompt})
+        await self.chat.send({"type": "message", "content": self.prompt, **self.options})
         while True:
             msg = await self.chat.receive()
             t = clock.elapsed()

@@ -11,6 +11,7 @@ The SSE stream sends ``event: token`` (``{"seq", "content", "t"}``), then ``even
 WebSocket ``/ws/chat``. Client → server (JSON text frames)::
 
     {"type": "message", "content": "What is SSE?"}          # ask; the conversation is kept per connection
+    # optional in a message, as over HTTP: "model", "max_tokens", "temperature", "seed"
     {"type": "ping"}                                          # answered with {"type": "pong"}
 
 Server → client::
@@ -28,7 +29,7 @@ Errors never close the connection: the client can correct itself and go on.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["MAX_CONTENT_CHARS", "ProtocolError", "ClientMessage", "parse_client_message",
            "ChatBody", "parse_chat_body", "ack", "token", "complete", "error", "pong"]
@@ -48,6 +49,7 @@ class ProtocolError(ValueError):
 class ClientMessage:
     type: str
     content: str = ""
+    options: dict = field(default_factory=dict)     # model, max_tokens, temperature, seed (when given)
 
 
 def parse_client_message(raw: str | bytes, max_chars: int = MAX_CONTENT_CHARS) -> ClientMessage:
@@ -63,7 +65,7 @@ def parse_client_message(raw: str | bytes, max_chars: int = MAX_CONTENT_CHARS) -
         raise ProtocolError("unknown_type", f"Unknown message type {kind!r}; expected one of {list(CLIENT_TYPES)}.")
     if kind == "ping":
         return ClientMessage("ping")
-    return ClientMessage("message", _content(data.get("content"), max_chars))
+    return ClientMessage("message", _content(data.get("content"), max_chars), _options(data))
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,22 @@ def parse_chat_body(raw: bytes, max_chars: int = MAX_CONTENT_CHARS) -> ChatBody:
             if not isinstance(m, dict) or m.get("role") not in {"system", "user", "assistant", "developer"}:
                 raise ProtocolError("invalid_body", "Each message needs a 'role' (system, user, assistant).")
             _content(m.get("content"), max_chars)
+    return ChatBody(messages=messages, timings=bool(data.get("timings", False)), **_options(data, "invalid_body"))
+
+
+_OPTIONS = (("model", (str,)), ("max_tokens", (int,)), ("temperature", (int, float)), ("seed", (int,)))
+
+
+def _options(data: dict, code: str = "invalid_option") -> dict:
+    """The optional generation settings of a request; the upstream API checks their ranges."""
     options = {}
-    for name, kinds in (("model", (str,)), ("max_tokens", (int,)), ("temperature", (int, float)), ("seed", (int,))):
+    for name, kinds in _OPTIONS:
         value = data.get(name)
-        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
-            raise ProtocolError("invalid_body", f"'{name}' has the wrong type.")
-        options[name] = value
-    return ChatBody(messages=messages, timings=bool(data.get("timings", False)), **options)
+        if value is not None:
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise ProtocolError(code, f"'{name}' has the wrong type.")
+            options[name] = value
+    return options
 
 
 def _content(content, max_chars: int) -> str:

@@ -62,8 +62,7 @@ def create_chat_router(config: ServerConfig, stats: ServerStats, upstream: Upstr
         """Server-Sent Events: one ``token`` event per token, then ``done`` (or ``error``)."""
         body = parse(await request.body())
         stream = await open_stream(body)       # upstream errors become a proper HTTP status here
-        events = with_heartbeats(_sse_events(stream, stats), config.heartbeat_s, lambda: encode_comment("ping"))
-        return sse_response(events)
+        return sse_response(_sse_body(stream, stats, config.heartbeat_s))
 
     @router.websocket("/ws/chat")
     async def ws_chat(ws: WebSocket) -> None:
@@ -81,14 +80,22 @@ def create_chat_router(config: ServerConfig, stats: ServerStats, upstream: Upstr
     return router
 
 
-async def _sse_events(stream, stats: ServerStats) -> AsyncIterator[bytes]:
+_HEARTBEAT = object()
+
+
+async def _sse_body(stream, stats: ServerStats, heartbeat_s: float) -> AsyncIterator[bytes]:
+    """The SSE body. Each token is time-stamped (``t``) here, in the task that writes it, right
+    before the write: the stamp marks the moment the server emits it, not when it was queued."""
     stats.app_streams_active += 1
     finished = False
     try:
         async with stream:
             seq, pieces = 0, []
             try:
-                async for tok in stream.tokens():
+                async for tok in with_heartbeats(stream.tokens(), heartbeat_s, lambda: _HEARTBEAT):
+                    if tok is _HEARTBEAT:
+                        yield encode_comment("ping")
+                        continue
                     pieces.append(tok.content)
                     yield encode_event(json.dumps({"seq": seq, "content": tok.content, "t": time.time()}),
                                        event="token")
@@ -141,13 +148,13 @@ class _WSChatSession:
                 stream_id = f"s{self.streams}"
                 self.history.append({"role": "user", "content": msg.content})
                 await self.send(proto.ack(stream_id))
-                self.reply = asyncio.create_task(self._stream_reply(stream_id))
+                self.reply = asyncio.create_task(self._stream_reply(stream_id, msg.options))
 
-    async def _stream_reply(self, stream_id: str) -> None:
+    async def _stream_reply(self, stream_id: str, options: dict) -> None:
         self.stats.app_streams_active += 1
         finished = False
         try:
-            stream = await self.upstream.open_stream(self.history, model=None)
+            stream = await self.upstream.open_stream(self.history, **options)
             async with stream:
                 seq, pieces = 0, []
                 async for tok in stream.tokens():

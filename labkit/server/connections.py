@@ -50,8 +50,10 @@ class ConnectionManager:
             return False
         text = message if isinstance(message, str) else json.dumps(message)
         try:
-            async with lock:
-                await asyncio.wait_for(ws.send_text(text), self.send_timeout_s)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the send in a new task,
+            # which costs a trip through the event loop's queue on every message.
+            async with lock, asyncio.timeout(self.send_timeout_s):
+                await ws.send_text(text)
             return True
         except Exception:      # a vanished client shows up as many exception types; all mean "gone"
             self.disconnect(ws)
