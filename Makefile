@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test unit notebooks bench serve clean-notebooks clean venv
+.PHONY: lab test unit notebooks bench serve execute-notebooks clean venv
 
 venv: $(STAMP)
 
@@ -37,9 +37,10 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m labkit bench transports --json bench-transports.json
 
-# Strip outputs and execution counts before committing a notebook.
-clean-notebooks: $(STAMP)
-	$(BIN)/python -m labkit notebooks clean notebooks/*.ipynb
+# Run every chapter offline and store fresh outputs: do this before committing a notebook.
+# (nbval compares cells marked NBVAL_CHECK_OUTPUT with these stored outputs.)
+execute-notebooks: $(STAMP)
+	$(BIN)/python -m labkit notebooks execute notebooks/*.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -34,9 +34,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _notebooks(args: argparse.Namespace) -> int:
-    from .notebooks import clean_notebooks
+    from .notebooks import clean_notebooks, execute_notebooks
 
-    return clean_notebooks(args.paths)
+    return (execute_notebooks if args.action == "execute" else clean_notebooks)(args.paths)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
 
     n = sub.add_parser("notebooks", help="notebook maintenance")
     nsub = n.add_subparsers(dest="action", required=True)
-    c = nsub.add_parser("clean", help="strip outputs and execution counts")
-    c.add_argument("paths", nargs="+")
-    c.set_defaults(func=_notebooks)
+    for action, text in (("execute", "run offline and store fresh outputs (what is committed)"),
+                         ("clean", "strip outputs and execution counts")):
+        c = nsub.add_parser(action, help=text)
+        c.add_argument("paths", nargs="+")
+        c.set_defaults(func=_notebooks)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -41,15 +41,16 @@ from ..server.process import ServerProcess
 PROMPT = "How do Server-Sent Events work?"
 MODEL = "gpt-4o-mini"
 MAX_TOKENS = 48
+QUICK_MAX_TOKENS = 12
 TRANSPORTS = ("raw", "http", "sse", "ws", "sse-httpx")
 
 
-async def _raw_request(url: str, seed: int) -> TimedStream:
+async def _raw_request(url: str, seed: int, max_tokens: int) -> TimedStream:
     """The floor: one JSON line per token over a bare TCP connection."""
     host, port = url.removeprefix("tcp://").rsplit(":", 1)
     clock = Clock()
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(json.dumps({"prompt": PROMPT, "seed": seed, "model": MODEL, "max_tokens": MAX_TOKENS}).encode() + b"\n")
+    writer.write(json.dumps({"prompt": PROMPT, "seed": seed, "model": MODEL, "max_tokens": max_tokens}).encode() + b"\n")
     await writer.drain()
     result = TimedStream(transport="raw")
     while line := await reader.readline():
@@ -63,13 +64,13 @@ async def _raw_request(url: str, seed: int) -> TimedStream:
     return result
 
 
-async def _socket_sse_request(url: str, seed: int) -> TimedStream:
+async def _socket_sse_request(url: str, seed: int, max_tokens: int) -> TimedStream:
     """SSE read by a client as lean as the floor's: an asyncio socket and labkit's SSE decoder.
 
     It speaks HTTP/1.0, so the server sends the event stream as-is (no chunked framing) and
     closes it at the end."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
-    body = json.dumps({"message": PROMPT, "seed": seed, "model": MODEL, "max_tokens": MAX_TOKENS}).encode()
+    body = json.dumps({"message": PROMPT, "seed": seed, "model": MODEL, "max_tokens": max_tokens}).encode()
     clock = Clock()
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(b"POST /api/chat/stream HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\n"
@@ -92,12 +93,12 @@ async def _socket_sse_request(url: str, seed: int) -> TimedStream:
     return result
 
 
-async def _one(transport: str, urls: dict, seed: int, http: httpx.AsyncClient) -> TimedStream:
-    options = {"seed": seed, "max_tokens": MAX_TOKENS, "model": MODEL}
+async def _one(transport: str, urls: dict, seed: int, max_tokens: int, http: httpx.AsyncClient) -> TimedStream:
+    options = {"seed": seed, "max_tokens": max_tokens, "model": MODEL}
     if transport == "raw":
-        return await _raw_request(urls["raw"], seed)
+        return await _raw_request(urls["raw"], seed, max_tokens)
     if transport == "sse":
-        return await _socket_sse_request(urls["app"], seed)
+        return await _socket_sse_request(urls["app"], seed, max_tokens)
     if transport == "ws":
         return await collect(ws_chat(urls["app"], PROMPT, **options), "ws")
     if transport == "http":
@@ -107,11 +108,11 @@ async def _one(transport: str, urls: dict, seed: int, http: httpx.AsyncClient) -
     raise ValueError(transport)
 
 
-async def _level(transport: str, clients: int, urls: dict) -> dict:
+async def _level(transport: str, clients: int, urls: dict, max_tokens: int) -> dict:
     limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
     async with httpx.AsyncClient(limits=limits, timeout=120) as http:
         t0 = time.perf_counter()
-        streams = await asyncio.gather(*(_one(transport, urls, seed, http) for seed in range(clients)))
+        streams = await asyncio.gather(*(_one(transport, urls, seed, max_tokens, http) for seed in range(clients)))
         wall = time.perf_counter() - t0
     delays = [tok.delivery_delay for s in streams for tok in s.tokens]
     return {
@@ -122,12 +123,12 @@ async def _level(transport: str, clients: int, urls: dict) -> dict:
     }
 
 
-async def _run_all(levels: list[int], urls: dict) -> list[dict]:
+async def _run_all(levels: list[int], urls: dict, max_tokens: int) -> list[dict]:
     rows = []
     for clients in levels:
         for transport in TRANSPORTS:
-            await _level(transport, min(clients, 5), urls)          # warm up connections and code paths
-            row = await _level(transport, clients, urls)
+            await _level(transport, min(clients, 5), urls, max_tokens)   # warm up connections and code paths
+            row = await _level(transport, clients, urls, max_tokens)
             d = row["delivery_delay_ms"]
             print(f"  {transport:>9} x{clients:<3}  delivery p50 {d['p50']:8.2f} ms  p99 {d['p99']:8.2f} ms  "
                   f"TTFT p50 {row['ttft_ms']['p50']:7.1f} ms", file=sys.stderr, flush=True)
@@ -151,17 +152,18 @@ def _ratios(rows: list[dict]) -> list[dict]:
 
 def run(quick: bool = False) -> dict:
     levels = [1, 10] if quick else [1, 10, 100]
+    max_tokens = QUICK_MAX_TOKENS if quick else MAX_TOKENS
     print(f"transports benchmark: {len(levels) * len(TRANSPORTS)} runs at {levels} clients", file=sys.stderr)
     with ServerProcess(["serve", "--port", "0"]) as model, \
             ServerProcess(["serve", "--port", "0", "--upstream-base-url", model.url + "/v1"]) as app, \
             ServerProcess(["--port", "0"], module="labkit.bench.rawtcp", health_path=None) as raw:
-        rows = asyncio.run(_run_all(levels, {"app": app.url, "raw": raw.url}))
+        rows = asyncio.run(_run_all(levels, {"app": app.url, "raw": raw.url}, max_tokens))
     ratios = _ratios(rows)
     at_top = [r for r in ratios if r["clients"] == max(levels) and r["transport"] in ("sse", "ws")]
     return {
         "benchmark": "transports",
         "description": __doc__.strip().splitlines()[0],
-        "setup": {"model": MODEL, "max_tokens": MAX_TOKENS, "prompt": PROMPT, "levels": levels,
+        "setup": {"model": MODEL, "max_tokens": max_tokens, "prompt": PROMPT, "levels": levels,
                   "cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
                   "processes": "model server, app server, raw TCP server and load generator each in their own"},
         "results": rows,

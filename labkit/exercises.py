@@ -1,0 +1,175 @@
+"""Self-checking exercises: a notebook cell calls ``check("02.parser", my_answer)``.
+
+An unanswered exercise (the answer is still ``...``) prints what to do; a wrong answer prints why
+it is wrong, with a hint; a right one says so. None of them raise, so "Run All" always reaches the
+end of a chapter. ``tests/test_exercises.py`` runs every checker with a right and a wrong answer,
+so each one is known to accept correct work and to reject the usual mistakes.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import random
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["check", "Result", "EXERCISES"]
+
+
+@dataclass(frozen=True)
+class Result:
+    ok: bool | None           # None: not attempted yet
+    message: str
+
+    def _repr_markdown_(self) -> str:
+        icon = {True: "✅", False: "❌", None: "✏️"}[self.ok]
+        return f"{icon} {self.message}"
+
+    def __repr__(self) -> str:
+        return self._repr_markdown_()
+
+    def __bool__(self) -> bool:
+        return bool(self.ok)
+
+
+EXERCISES: dict[str, Callable[..., Result]] = {}
+
+
+def exercise(name: str):
+    def register(fn):
+        EXERCISES[name] = fn
+        return fn
+    return register
+
+
+def check(name: str, answer, **context) -> Result:
+    """Check ``answer`` for exercise ``name``; returns a :class:`Result` that renders as one line."""
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise called {name!r}; known: {', '.join(sorted(EXERCISES))}")
+    if answer is ... or _is_unwritten_function(answer):
+        return Result(None, "Not attempted yet: replace the `...` with your answer and run the cell again.")
+    try:
+        return EXERCISES[name](answer, **context)
+    except Exception as e:          # the learner's code may raise anything; say what, do not crash
+        return Result(False, f"Your answer raised {e.__class__.__name__}: {e}")
+
+
+def _is_unwritten_function(answer) -> bool:
+    """True for a function whose body is still only ``...`` (comments and a docstring aside)."""
+    if not inspect.isfunction(answer):
+        return False
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(answer)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)) else []
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        body = body[1:]                                   # a docstring
+    return len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+        and body[0].value.value is Ellipsis
+
+
+def _ok(message: str) -> Result:
+    return Result(True, message)
+
+
+def _no(message: str) -> Result:
+    return Result(False, message)
+
+
+# ----------------------------------------------------------------------------- chapter 00
+
+@exercise("00.finish_reason")
+def _finish_reason(answer) -> Result:
+    if answer == "length":
+        return _ok("Right: the model stopped because max_tokens ran out, and says so with 'length'.")
+    if answer == "stop":
+        return _no("'stop' means the answer ended naturally. Look at the last chunk when max_tokens is small.")
+    return _no("finish_reason is a string from the last chunk with choices, e.g. chunk.choices[0].finish_reason.")
+
+
+@exercise("00.chunks_vs_usage")
+def _chunks_vs_usage(answer, *, expected: int) -> Result:
+    if answer == expected:
+        return _ok(f"Right: {expected} content chunks, one per token, matching usage.completion_tokens.")
+    return _no(f"Count only chunks whose choices[0].delta.content is non-empty (got {answer}).")
+
+
+# ----------------------------------------------------------------------------- chapter 01
+
+@exercise("01.perceived_speedup")
+def _perceived_speedup(answer, *, total_s: float, ttft_s: float) -> Result:
+    expected = total_s / ttft_s
+    if isinstance(answer, (int, float)) and abs(answer - expected) <= 0.05 * expected:
+        return _ok(f"Right: the first words appear {expected:.1f}x sooner when streaming.")
+    if isinstance(answer, (int, float)) and abs(answer - 1 / expected) <= 0.05 / expected:
+        return _no("You divided the other way round: how many times *sooner* does the user see text?")
+    return _no("Divide the non-streamed total time by the streamed time to first token.")
+
+
+# ----------------------------------------------------------------------------- chapter 02
+
+_PARSER_CASES = [
+    b"data: hello\n\n",
+    b"data: a\ndata: b\n\n",
+    b": keep-alive\n\ndata: x\n\n",
+    b"event: token\ndata: {\"n\": 1}\n\n",
+    b"data:no-space\r\n\r\n",
+    b"data: one\n\ndata: two\n\n",
+    b"event: ping\n\n",
+]
+
+
+@exercise("02.parser")
+def _parser(answer) -> Result:
+    from .protocol.sse import SSEDecoder
+
+    if not callable(answer):
+        return _no("Pass your function itself (no parentheses): check('02.parser', parse_sse).")
+    for raw in _PARSER_CASES:
+        expected = [e.data for e in SSEDecoder().feed(raw)]
+        got = answer(raw)
+        if got != expected:
+            return _no(f"For {raw!r} the events' data should be {expected}, your parser gave {got}.")
+    return _ok(f"Your parser agrees with labkit's on all {len(_PARSER_CASES)} tricky inputs.")
+
+
+@exercise("02.header")
+def _header(answer) -> Result:
+    if isinstance(answer, str) and answer.strip().lower() == "x-accel-buffering":
+        return _ok("Right: X-Accel-Buffering: no asks nginx to pass each event through at once.")
+    if isinstance(answer, str) and answer.strip().lower() == "cache-control":
+        return _no("Cache-Control stops caches from storing the stream; which header speaks to nginx's buffering?")
+    return _no("It is one of the headers the SSE endpoint sets. Look at the response headers above.")
+
+
+# ----------------------------------------------------------------------------- chapter 03
+
+@exercise("03.reassemble")
+def _reassemble(answer) -> Result:
+    if not callable(answer):
+        return _no("Pass your function itself: check('03.reassemble', reassemble).")
+    rng = random.Random(3)
+    tokens = [{"seq": i, "content": w} for i, w in enumerate(["Hel", "lo", ",", " wor", "ld", "!"])]
+    shuffled = tokens[:]
+    rng.shuffle(shuffled)
+    text, missing = answer(shuffled)
+    if (text, list(missing)) != ("Hello, world!", []):
+        return _no(f"In-order reassembly of a shuffled stream should give ('Hello, world!', []), got {(text, missing)}.")
+    gappy = [t for t in shuffled if t["seq"] not in (2, 4)]
+    text, missing = answer(gappy + [tokens[0]])        # a duplicate, too
+    if list(missing) != [2, 4]:
+        return _no(f"With tokens 2 and 4 lost, the missing list should be [2, 4]; got {list(missing)}.")
+    if text != "Hello wor!":
+        return _no(f"Keep what arrived, in order, each once: expected 'Hello wor!', got {text!r}.")
+    return _ok("Right: ordered by seq, duplicates ignored, gaps reported.")
+
+
+@exercise("03.delivered")
+def _delivered(answer, *, expected: int) -> Result:
+    if answer == expected:
+        return _ok(f"Right: only {expected} of the members got the message before the broadcast loop raised.")
+    return _no("Count the FakeSocket objects whose .received list is non-empty after the tutorial's broadcast.")

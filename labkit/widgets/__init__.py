@@ -1,0 +1,5 @@
+"""Notebook widgets (ipywidgets + matplotlib)."""
+
+from .chat import ChatBox
+
+__all__ = ["ChatBox"]

@@ -1,0 +1,64 @@
+"""Every exercise checker accepts a right answer, rejects the usual wrong ones, and waits for `...`."""
+
+import pytest
+
+from labkit.exercises import EXERCISES, check
+from labkit.protocol.sse import SSEDecoder
+
+
+def parse_sse_right(raw: bytes) -> list[str]:
+    return [e.data for e in SSEDecoder().feed(raw)]
+
+
+def parse_sse_naive(raw: bytes) -> list[str]:          # the classic: split on blank lines, strip "data: "
+    return [block.removeprefix("data: ") for block in raw.decode().split("\n\n") if block.startswith("data: ")]
+
+
+def parse_sse_unwritten(raw: bytes) -> list[str]:
+    ...   # your code here
+
+
+def reassemble_right(tokens):
+    by_seq = {t["seq"]: t["content"] for t in tokens}
+    top = max(by_seq, default=-1)
+    return "".join(by_seq[i] for i in sorted(by_seq)), [i for i in range(top + 1) if i not in by_seq]
+
+
+def reassemble_unsorted(tokens):
+    return "".join(t["content"] for t in tokens), []
+
+
+CASES = {
+    "00.finish_reason": ({}, "length", ["stop", None, 3]),
+    "00.chunks_vs_usage": ({"expected": 12}, 12, [13, 14, "12"]),
+    "01.perceived_speedup": ({"total_s": 1.6, "ttft_s": 0.25}, 6.4, [0.25 / 1.6, 1.0, "6.4"]),
+    "02.parser": ({}, parse_sse_right, [parse_sse_naive, lambda raw: [], "parse_sse"]),
+    "02.header": ({}, "X-Accel-Buffering", ["Cache-Control", "Content-Type"]),
+    "03.reassemble": ({}, reassemble_right, [reassemble_unsorted, lambda t: ("", [])]),
+    "03.delivered": ({"expected": 1}, 1, [2, 3]),
+}
+
+
+def test_every_exercise_has_cases():
+    assert set(CASES) == set(EXERCISES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_right_wrong_and_unanswered(name):
+    context, right, wrongs = CASES[name]
+    assert check(name, right, **context).ok is True
+    for wrong in wrongs:
+        result = check(name, wrong, **context)
+        assert result.ok is False and result.message, (name, wrong)
+    assert check(name, ..., **context).ok is None
+
+
+def test_an_unwritten_function_counts_as_not_attempted():
+    assert check("02.parser", parse_sse_unwritten).ok is None
+
+
+def test_a_crashing_answer_is_reported_not_raised():
+    result = check("02.parser", lambda raw: 1 / 0)
+    assert result.ok is False and "ZeroDivisionError" in result.message
+    with pytest.raises(KeyError):
+        check("99.nope", 1)
