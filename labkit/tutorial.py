@@ -6,9 +6,13 @@ the notebooks and tests run both side by side.
 
 from __future__ import annotations
 
-from typing import List
+from dataclasses import dataclass
+from typing import List, Optional
 
-__all__ = ["TutorialConnectionManager", "tutorial_tokens_per_second"]
+import numpy as np
+
+__all__ = ["TutorialConnectionManager", "tutorial_tokens_per_second", "TutorialVADConfig", "TutorialVAD",
+           "TutorialVADFixedClock"]
 
 
 class TutorialConnectionManager:
@@ -44,3 +48,100 @@ def tutorial_tokens_per_second(chunks: list[str], start: float, end: float) -> f
     how far off it is. Fixed in ``labkit.latency``.
     """
     return len(chunks) / (end - start)
+
+
+@dataclass
+class TutorialVADConfig:
+    """The tutorial's ``VADConfig``, unchanged."""
+
+    threshold: float = 0.02             # RMS energy threshold (tune per environment)
+    min_speech_duration_ms: int = 200   # Ignore speech shorter than this (filters coughs)
+    min_silence_duration_ms: int = 500  # Wait this long before declaring "speech ended"
+    sample_rate: int = 16000            # 16kHz is standard for speech recognition
+
+
+class TutorialVAD:
+    """The tutorial's ``VoiceActivityDetector.process_chunk``, line for line.
+
+    Faults, each shown in ``tests/test_vad.py`` and chapter 04:
+
+    * its clock is ``len(speech_buffer) * len(chunk)``: the buffer grows only during speech, so
+      during silence time stands still, the measured silence stays 0 ms, and **speech never ends**
+      (and the buffer grows without bound as later speech keeps being appended);
+    * it keeps no audio from before the chunk that crossed the threshold, so the start of every
+      utterance is clipped;
+    * it reports ``speech_active`` on every loud chunk but never a start event with a time.
+
+    Fixed in :class:`labkit.vad.VoiceActivityDetector`.
+    """
+
+    def __init__(self, config: TutorialVADConfig = None):
+        self.config = config or TutorialVADConfig()
+        self.is_speaking = False
+        self.silence_start = None
+        self.speech_start = None
+        self.speech_buffer = []
+
+    def process_chunk(self, audio_chunk: bytes) -> Optional[dict]:
+        audio = np.frombuffer(audio_chunk, dtype=np.int16)
+        rms = np.sqrt(np.mean(audio.astype(np.float32) ** 2)) / 32768
+        current_time_ms = len(self.speech_buffer) * len(audio_chunk) * 1000 / (
+            self.config.sample_rate * 2  # 2 bytes per sample
+        )
+        if rms > self.config.threshold:
+            if not self.is_speaking:
+                self.speech_start = current_time_ms
+            self.is_speaking = True
+            self.silence_start = None
+            self.speech_buffer.append(audio_chunk)
+            return {"type": "speech_active", "rms": rms}
+        else:
+            if self.is_speaking:
+                if self.silence_start is None:
+                    self.silence_start = current_time_ms
+                silence_duration = current_time_ms - self.silence_start
+                if silence_duration >= self.config.min_silence_duration_ms:
+                    speech_duration = current_time_ms - self.speech_start
+                    if speech_duration >= self.config.min_speech_duration_ms:
+                        audio_data = b"".join(self.speech_buffer)
+                        self.speech_buffer = []
+                        self.is_speaking = False
+                        return {"type": "speech_end", "audio": audio_data, "duration_ms": speech_duration}
+                    self.speech_buffer = []
+                    self.is_speaking = False
+        return None
+
+
+class TutorialVADFixedClock(TutorialVAD):
+    """The tutorial's detector with only its clock fixed (a sample counter), to isolate that bug.
+
+    It now ends speech, but still clips utterance starts (no prefix audio) and emits no start.
+    """
+
+    def __init__(self, config: TutorialVADConfig = None):
+        super().__init__(config)
+        self.samples_seen = 0
+
+    def process_chunk(self, audio_chunk: bytes) -> Optional[dict]:
+        audio = np.frombuffer(audio_chunk, dtype=np.int16)
+        current_time_ms = self.samples_seen * 1000 / self.config.sample_rate
+        self.samples_seen += audio.size
+        rms = np.sqrt(np.mean(audio.astype(np.float32) ** 2)) / 32768
+        if rms > self.config.threshold:
+            if not self.is_speaking:
+                self.speech_start = current_time_ms
+            self.is_speaking = True
+            self.silence_start = None
+            self.speech_buffer.append(audio_chunk)
+            return {"type": "speech_active", "rms": rms, "time_ms": current_time_ms}
+        if self.is_speaking:
+            if self.silence_start is None:
+                self.silence_start = current_time_ms
+            if current_time_ms - self.silence_start >= self.config.min_silence_duration_ms:
+                speech_duration = self.silence_start - self.speech_start
+                audio_data = b"".join(self.speech_buffer)
+                self.speech_buffer, self.is_speaking = [], False
+                if speech_duration >= self.config.min_speech_duration_ms:
+                    return {"type": "speech_end", "audio": audio_data, "duration_ms": speech_duration,
+                            "start_ms": self.speech_start, "end_ms": self.silence_start, "time_ms": current_time_ms}
+        return None

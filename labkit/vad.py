@@ -1,0 +1,313 @@
+"""Voice activity detection by frame energy (RMS), streaming and sans-I/O.
+
+Feed :class:`VoiceActivityDetector` audio in chunks of any size; it returns the events each chunk
+completed. It never reads a clock, does no I/O and never sleeps: **time is the sample counter**, so
+the same audio gives the same events to the sample, however it is chunked and however fast it is fed.
+
+How it decides, frame by frame (``frame_ms`` of audio each):
+
+* a frame is *loud* when its RMS reaches the start threshold; once a candidate utterance has begun,
+  frames count as voiced down to the lower **stop threshold** (hysteresis: speech that dips a little
+  does not flicker on and off);
+* a candidate becomes speech once it holds ``min_speech_ms`` of voiced frames: ``SpeechStart`` is
+  emitted then, with the time of its *first* loud frame (so a cough shorter than that never starts
+  anything);
+* speech ends after ``min_silence_ms`` of quiet frames: ``SpeechEnd`` is emitted then, with the end
+  of the last voiced frame, and the utterance's audio from ``prefix_padding_ms`` before its start;
+* with ``adaptive=True`` both thresholds rise above a running **noise floor**: the level of the
+  quietest frame in the last ``floor_window_ms`` ("minimum statistics"). Speech has pauses, so that
+  minimum stays at the background level even while someone talks, and when the background gets
+  louder for good, the floor follows within one window. One setting then works in a quiet room and
+  a noisy one. The fixed thresholds remain the lower bounds.
+
+The source tutorial's detector (kept in :mod:`labkit.tutorial`) computed time from the length of a
+buffer that only grows during speech, so its clock stopped in silence and speech never ended.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+__all__ = ["VADConfig", "SpeechStart", "SpeechEnd", "VoiceActivityDetector", "detect_segments", "frame_rms",
+           "to_int16"]
+
+
+@dataclass(frozen=True)
+class VADConfig:
+    #: RMS (full scale = 1.0) a frame must reach to start an utterance.
+    threshold: float = 0.02
+    #: RMS below which a frame counts as silence once speech has begun; None: ``0.5 * threshold``.
+    stop_threshold: float | None = None
+    #: Voiced time an utterance needs before it counts (shorter bursts are ignored).
+    min_speech_ms: int = 200
+    #: Quiet time that ends an utterance.
+    min_silence_ms: int = 500
+    #: Audio kept from before the first loud frame (so the first syllable is not clipped).
+    prefix_padding_ms: int = 300
+    sample_rate: int = 16_000
+    #: Analysis frame length. 10-30 ms is usual for speech.
+    frame_ms: int = 10
+    #: Raise the thresholds above a running estimate of the background noise.
+    adaptive: bool = False
+    #: With ``adaptive``: start needs RMS >= floor x this, stop below floor x ``stop_ratio``.
+    start_ratio: float = 4.0
+    stop_ratio: float = 2.0
+    #: With ``adaptive``: the floor is the quietest frame in this trailing window (minimum statistics).
+    floor_window_ms: int = 3000
+    #: A single utterance is cut after this long, which bounds the memory it holds; None: never.
+    max_speech_ms: int | None = 30_000
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.frame_ms <= 0 or (self.sample_rate * self.frame_ms) % 1000:
+            raise ValueError(f"frame_ms={self.frame_ms} must be a whole number of samples at {self.sample_rate} Hz")
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if self.stop_threshold is not None and not 0 < self.stop_threshold <= self.threshold:
+            raise ValueError("stop_threshold must be in (0, threshold]")
+        for name in ("min_speech_ms", "min_silence_ms", "prefix_padding_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+    @property
+    def frame_samples(self) -> int:
+        return self.sample_rate * self.frame_ms // 1000
+
+    @property
+    def effective_stop_threshold(self) -> float:
+        return self.stop_threshold if self.stop_threshold is not None else 0.5 * self.threshold
+
+
+@dataclass(frozen=True)
+class SpeechStart:
+    start_s: float          # the first loud frame's start, in the stream's own time
+    start_sample: int
+    detected_sample: int    # where in the stream the detector knew (start + min_speech, to a frame)
+
+    type: str = field(default="speech_start", init=False)
+
+
+@dataclass(frozen=True)
+class SpeechEnd:
+    start_s: float
+    end_s: float            # the end of the last voiced frame
+    start_sample: int
+    end_sample: int
+    detected_sample: int    # where the detector knew (end + min_silence, to a frame)
+    audio: np.ndarray = field(repr=False)   # int16, from start - prefix_padding to end
+    audio_start_sample: int = 0
+
+    type: str = field(default="speech_end", init=False)
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+def to_int16(chunk: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+    """PCM16 little-endian bytes, or an int16 / float ([-1, 1]) array, as an int16 array."""
+    if isinstance(chunk, (bytes, bytearray, memoryview)):
+        if len(chunk) % 2:
+            raise ValueError("PCM16 audio has 2 bytes per sample; got an odd number of bytes")
+        return np.frombuffer(chunk, dtype="<i2")
+    arr = np.asarray(chunk)
+    if arr.ndim != 1:
+        raise ValueError(f"expected mono audio (a 1-D array), got shape {arr.shape}")
+    if arr.dtype == np.int16:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        return (np.clip(arr, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+    raise TypeError(f"audio must be PCM16 bytes, int16 or float samples, not {arr.dtype}")
+
+
+def frame_rms(samples: np.ndarray) -> float:
+    """Root-mean-square level of int16 samples, on a 0..1 scale (1.0 = a full-scale square wave)."""
+    x = samples.astype(np.float64) / 32768.0
+    return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+
+
+_SILENCE, _PENDING, _SPEECH = "silence", "pending", "speech"
+
+
+class VoiceActivityDetector:
+    """Streaming energy VAD: ``events = vad.process(chunk)``; at end of stream, ``vad.flush()``."""
+
+    def __init__(self, config: VADConfig | None = None):
+        self.config = config or VADConfig()
+        self._frame = self.config.frame_samples
+        self._partial = np.zeros(0, np.int16)       # samples waiting to fill a frame
+        self.samples_seen = 0                       # the clock: samples framed so far
+        self.state = _SILENCE
+        self.noise_floor: float | None = None       # adaptive only
+        self._floor_window: deque[tuple[int, float]] = deque()   # (frame index, rms), rms increasing
+        self._history: deque[np.ndarray] = deque()  # frames kept for prefix padding and the utterance
+        self._history_start = 0                     # sample index of the first kept frame
+        self._start = 0                             # first loud frame of the current candidate
+        self._voiced = 0                            # voiced samples in the current candidate
+        self._last_voiced_end = 0
+        self._quiet_run = 0                         # samples since the last voiced frame
+        #: (time in s, RMS) of every frame the last ``process`` call analysed: for live plots.
+        self.last_frames: list[tuple[float, float]] = []
+
+    # -- tuning a running detector -----------------------------------------------------------
+    def update(self, **changes) -> None:
+        """Retune thresholds and durations while running (sample rate and frame length are fixed)."""
+        new = replace(self.config, **changes)
+        if (new.sample_rate, new.frame_ms) != (self.config.sample_rate, self.config.frame_ms):
+            raise ValueError("sample_rate and frame_ms cannot change on a running detector")
+        self.config = new
+
+    @property
+    def start_threshold(self) -> float:
+        cfg = self.config
+        if cfg.adaptive and self.noise_floor is not None:
+            return max(cfg.threshold, self.noise_floor * cfg.start_ratio)
+        return cfg.threshold
+
+    @property
+    def stop_threshold(self) -> float:
+        cfg = self.config
+        if cfg.adaptive and self.noise_floor is not None:
+            return max(cfg.effective_stop_threshold, self.noise_floor * cfg.stop_ratio)
+        return cfg.effective_stop_threshold
+
+    @property
+    def time_s(self) -> float:
+        return self.samples_seen / self.config.sample_rate
+
+    @property
+    def in_speech(self) -> bool:
+        return self.state == _SPEECH
+
+    # -- feeding -------------------------------------------------------------------------------
+    def process(self, chunk: bytes | np.ndarray) -> list[SpeechStart | SpeechEnd]:
+        samples = to_int16(chunk)
+        if self._partial.size:
+            samples = np.concatenate([self._partial, samples])
+        n_frames = samples.size // self._frame
+        self._partial = samples[n_frames * self._frame:].copy()
+        # one copy per chunk: the caller may reuse its buffer (sounddevice does), and we keep frames
+        frames = samples[: n_frames * self._frame].reshape(n_frames, self._frame).copy()
+        levels = np.sqrt(np.mean((frames.astype(np.float64) / 32768.0) ** 2, axis=1)) if n_frames else ()
+        events: list[SpeechStart | SpeechEnd] = []
+        self.last_frames = []
+        sr = self.config.sample_rate
+        for frame, rms in zip(frames, levels):
+            self.last_frames.append((self.samples_seen / sr, float(rms)))
+            event = self._step(frame, float(rms))
+            if event is not None:
+                events.extend(event)
+        return events
+
+    def flush(self) -> list[SpeechEnd]:
+        """End of stream: close an utterance still open (ending at its last voiced frame)."""
+        if self.state == _SPEECH:
+            return [self._end(detected=self.samples_seen)]
+        self._reset_to_silence()
+        return []
+
+    # -- the state machine -----------------------------------------------------------------
+    def _step(self, frame: np.ndarray, rms: float) -> list | None:
+        sr, n = self.config.sample_rate, self._frame
+        frame_start = self.samples_seen
+        self.samples_seen += n
+        self._history.append(frame)
+        ms = 1000 / sr
+
+        events = self._decide(frame_start, rms, n, ms)
+        self._track_noise(frame_start // n, rms)      # after deciding, so a frame never masks itself
+        return events
+
+    def _decide(self, frame_start: int, rms: float, n: int, ms: float) -> list | None:
+        cfg, out = self.config, None
+        if self.state == _SILENCE:
+            if rms >= self.start_threshold:
+                self.state, self._start = _PENDING, frame_start
+                self._voiced, self._quiet_run, self._last_voiced_end = n, 0, self.samples_seen
+                if self._voiced * ms >= cfg.min_speech_ms:
+                    out = [self._confirm()]
+            else:
+                self._trim_history(keep_from=self.samples_seen - self._prefix_samples())
+            return out
+
+        voiced = rms >= self.stop_threshold
+        if voiced:
+            self._voiced += n
+            self._quiet_run = 0
+            self._last_voiced_end = self.samples_seen
+        else:
+            self._quiet_run += n
+
+        if self.state == _PENDING:
+            if voiced and self._voiced * ms >= cfg.min_speech_ms:
+                out = [self._confirm()]
+            elif self._quiet_run * ms >= cfg.min_silence_ms:
+                self._reset_to_silence()      # a blip, not speech: nothing is emitted
+            return out
+
+        # _SPEECH
+        if self._quiet_run * ms >= cfg.min_silence_ms:
+            return [self._end(detected=self.samples_seen)]
+        if cfg.max_speech_ms is not None and (self.samples_seen - self._start) * ms >= cfg.max_speech_ms:
+            end = self._end(detected=self.samples_seen, cut_at=self.samples_seen)
+            start = self._begin_continuation()
+            return [end, start]
+        return None
+
+    def _confirm(self) -> SpeechStart:
+        self.state = _SPEECH
+        return SpeechStart(self._start / self.config.sample_rate, self._start, self.samples_seen)
+
+    def _end(self, detected: int, cut_at: int | None = None) -> SpeechEnd:
+        sr = self.config.sample_rate
+        end = cut_at if cut_at is not None else self._last_voiced_end
+        audio_start = max(self._history_start, self._start - self._prefix_samples())
+        kept = np.concatenate(self._history) if self._history else np.zeros(0, np.int16)
+        audio = kept[audio_start - self._history_start: end - self._history_start]
+        event = SpeechEnd(self._start / sr, end / sr, self._start, end, detected, audio, audio_start)
+        self._reset_to_silence()
+        return event
+
+    def _begin_continuation(self) -> SpeechStart:
+        """After a forced cut, the speech goes on as a new utterance starting right here."""
+        self.state, self._start, self._voiced = _SPEECH, self.samples_seen, 0
+        self._last_voiced_end, self._quiet_run = self.samples_seen, 0
+        return SpeechStart(self._start / self.config.sample_rate, self._start, self.samples_seen)
+
+    def _reset_to_silence(self) -> None:
+        self.state = _SILENCE
+        self._voiced = self._quiet_run = 0
+        self._trim_history(keep_from=self.samples_seen - self._prefix_samples())
+
+    def _prefix_samples(self) -> int:
+        return self.config.prefix_padding_ms * self.config.sample_rate // 1000
+
+    def _trim_history(self, keep_from: int) -> None:
+        n = self._frame
+        while self._history and self._history_start + n <= keep_from:
+            self._history.popleft()
+            self._history_start += n
+
+    def _track_noise(self, index: int, rms: float) -> None:
+        """Sliding-window minimum of frame levels (a monotonic deque: O(1) per frame)."""
+        if not self.config.adaptive:
+            return
+        window = self._floor_window
+        while window and window[-1][1] >= rms:
+            window.pop()
+        window.append((index, rms))
+        horizon = index - self.config.floor_window_ms // self.config.frame_ms
+        while window[0][0] <= horizon:
+            window.popleft()
+        self.noise_floor = max(window[0][1], 1e-5)
+
+
+def detect_segments(samples: np.ndarray | bytes, sample_rate: int = 16_000,
+                    config: VADConfig | None = None) -> list[tuple[float, float]]:
+    """Speech segments ``[(start_s, end_s), ...]`` in a whole recording (offline use)."""
+    config = replace(config or VADConfig(), sample_rate=sample_rate)
+    vad = VoiceActivityDetector(config)
+    events = vad.process(samples) + vad.flush()
+    return [(e.start_s, e.end_s) for e in events if isinstance(e, SpeechEnd)]

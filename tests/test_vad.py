@@ -1,0 +1,222 @@
+"""The VAD's timing, exactly: synthetic signals, sample counts, no clocks, no sleeping."""
+
+import numpy as np
+import pytest
+
+from labkit.tutorial import TutorialVAD, TutorialVADConfig, TutorialVADFixedClock
+from labkit.vad import SpeechEnd, SpeechStart, VADConfig, VoiceActivityDetector, detect_segments, frame_rms
+
+SR = 16_000
+
+
+def tone(seconds: float, amplitude: float = 0.3, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(round(seconds * SR))) / SR
+    return (amplitude * 32767 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(round(seconds * SR)), np.int16)
+
+
+def run(signal, config=None, chunk=320):
+    vad = VoiceActivityDetector(config or VADConfig())
+    events = []
+    for i in range(0, len(signal), chunk):
+        events += vad.process(signal[i:i + chunk])
+    return events + vad.flush(), vad
+
+
+def summary(events):
+    return [(e.type, e.start_sample, getattr(e, "end_sample", None), e.detected_sample) for e in events]
+
+
+def test_rms_of_a_sine_is_amplitude_over_root_two():
+    assert frame_rms(tone(0.1, 0.5)) == pytest.approx(0.5 / np.sqrt(2), rel=1e-3)
+    assert frame_rms(silence(0.1)) == 0.0
+
+
+def test_sample_accurate_start_and_end_on_frame_aligned_tone():
+    cfg = VADConfig(min_speech_ms=200, min_silence_ms=500)
+    events, _ = run(np.concatenate([silence(1.0), tone(1.0), silence(1.0)]), cfg)
+    start, end = events
+    assert isinstance(start, SpeechStart) and isinstance(end, SpeechEnd)
+    assert (start.start_sample, start.start_s) == (16_000, 1.0)
+    assert start.detected_sample == 16_000 + 200 * 16            # known after min_speech of voice
+    assert (end.start_sample, end.end_sample, end.end_s, end.duration_s) == (16_000, 32_000, 2.0, 1.0)
+    assert end.detected_sample == 32_000 + 500 * 16              # known after min_silence of quiet
+
+
+def test_unaligned_onset_is_found_within_one_frame():
+    offset = 16_000 + 37                                        # not on a 10 ms frame boundary
+    signal = np.concatenate([silence(offset / SR), tone(0.8), silence(1.0)])
+    start = run(signal)[0][0]
+    assert 0 <= offset - start.start_sample < VADConfig().frame_samples
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 159, 160, 320, 333, 1600, 10_000, 10**9])
+def test_the_same_events_whatever_the_chunk_size(chunk):
+    rng = np.random.default_rng(0)
+    signal = np.concatenate([silence(0.5), tone(0.6), silence(0.3), tone(0.4, 0.1), silence(0.9), tone(1.2),
+                             silence(0.7)])
+    signal = (signal + rng.normal(0, 30, signal.size)).astype(np.int16)
+    reference, _ = run(signal, chunk=320)
+    events, _ = run(signal, chunk=chunk)
+    assert summary(events) == summary(reference)
+    for a, b in zip(events, reference):
+        if isinstance(a, SpeechEnd):
+            assert np.array_equal(a.audio, b.audio)
+
+
+def test_prefix_padding_keeps_the_audio_before_the_onset():
+    cfg = VADConfig(prefix_padding_ms=300)
+    signal = np.concatenate([silence(1.0), tone(0.5), silence(1.0)])
+    end = [e for e in run(signal, cfg)[0] if isinstance(e, SpeechEnd)][0]
+    assert end.audio_start_sample == 16_000 - 300 * 16
+    assert np.array_equal(end.audio, signal[end.audio_start_sample:end.end_sample])
+    # an onset earlier than the padding keeps what exists
+    early = [e for e in run(np.concatenate([silence(0.1), tone(0.5), silence(1.0)]), cfg)[0]
+             if isinstance(e, SpeechEnd)][0]
+    assert early.audio_start_sample == 0 and len(early.audio) == early.end_sample
+
+
+@pytest.mark.parametrize("burst_ms, expected", [(190, 0), (200, 1), (600, 1)])
+def test_min_speech_edge(burst_ms, expected):
+    signal = np.concatenate([silence(0.5), tone(burst_ms / 1000), silence(1.0)])
+    ends = [e for e in run(signal, VADConfig(min_speech_ms=200))[0] if isinstance(e, SpeechEnd)]
+    assert len(ends) == expected
+
+
+@pytest.mark.parametrize("gap_ms, utterances", [(490, 1), (500, 2), (800, 2)])
+def test_min_silence_edge(gap_ms, utterances):
+    signal = np.concatenate([silence(0.5), tone(0.5), silence(gap_ms / 1000), tone(0.5), silence(1.0)])
+    ends = [e for e in run(signal, VADConfig(min_silence_ms=500))[0] if isinstance(e, SpeechEnd)]
+    assert len(ends) == utterances
+    if utterances == 1:
+        assert (ends[0].start_s, ends[0].end_s) == (0.5, 1.5 + gap_ms / 1000)
+
+
+def test_hysteresis_keeps_speech_that_dips_below_the_start_threshold():
+    dip = tone(0.8, amplitude=0.02)                     # RMS 0.014: below start 0.02, above stop 0.01
+    signal = np.concatenate([silence(0.5), tone(0.4, 0.1), dip, tone(0.4, 0.1), silence(1.0)])
+    with_h = [e for e in run(signal, VADConfig(threshold=0.02))[0] if isinstance(e, SpeechEnd)]
+    without = [e for e in run(signal, VADConfig(threshold=0.02, stop_threshold=0.02))[0] if isinstance(e, SpeechEnd)]
+    assert len(with_h) == 1 and with_h[0].duration_s == pytest.approx(1.6)
+    assert len(without) == 2                            # without hysteresis the dip splits it
+
+
+def test_adaptive_noise_floor_ignores_steady_noise_and_finds_speech_over_it():
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0, 0.03 * 32767, 6 * SR)         # RMS 0.03: above a fixed 0.02 threshold
+    speech = np.zeros(6 * SR)
+    speech[3 * SR:4 * SR] = tone(1.0, 0.4)
+    signal = np.clip(noise + speech, -32768, 32767).astype(np.int16)
+    fixed = [e for e in run(signal, VADConfig(threshold=0.02))[0] if isinstance(e, SpeechEnd)]
+    adaptive_cfg = VADConfig(threshold=0.02, adaptive=True)
+    adaptive = [e for e in run(signal, adaptive_cfg)[0] if isinstance(e, SpeechEnd)]
+    assert len(fixed) == 1 and fixed[0].duration_s > 5          # the fixed threshold calls all of it speech
+    assert len(adaptive) == 1 and abs(adaptive[0].start_s - 3.0) <= 0.02 and abs(adaptive[0].end_s - 4.0) <= 0.02
+    _, vad = run(signal, adaptive_cfg)
+    assert 0.7 * 0.03 < vad.noise_floor < 0.03          # the minimum of frame levels sits a bit below the mean
+    quiet, _ = run(np.concatenate([silence(1), tone(1.0, 0.05), silence(1)]), adaptive_cfg)
+    assert len([e for e in quiet if isinstance(e, SpeechEnd)]) == 1   # the same setting works in a quiet room
+
+
+def test_adaptive_floor_learns_a_step_up_in_noise():
+    """A fan switches on: the fixed-threshold detector hears one endless utterance; the adaptive one
+    hears a short false start at most, then learns the new floor within its window."""
+    rng = np.random.default_rng(2)
+    quiet = rng.normal(0, 0.003 * 32767, 2 * SR)
+    loud = rng.normal(0, 0.05 * 32767, 10 * SR)
+    signal = np.clip(np.concatenate([quiet, loud]), -32768, 32767).astype(np.int16)
+    ends = [e for e in run(signal, VADConfig(adaptive=True, floor_window_ms=2000))[0] if isinstance(e, SpeechEnd)]
+    assert sum(e.duration_s for e in ends) <= 2.5           # at most about one window of false speech
+    _, vad = run(signal, VADConfig(adaptive=True, floor_window_ms=2000))
+    assert vad.noise_floor > 0.03 and not vad.in_speech
+
+
+def test_bytes_int16_and_float_input_agree():
+    signal = np.concatenate([silence(0.5), tone(0.5), silence(1.0)])
+    as_int, _ = run(signal)
+    vad = VoiceActivityDetector()
+    as_bytes = vad.process(signal.tobytes()) + vad.flush()
+    vad = VoiceActivityDetector()
+    as_float = vad.process(signal / 32767.0) + vad.flush()
+    assert summary(as_int) == summary(as_bytes) == summary(as_float)
+    with pytest.raises(ValueError):
+        VoiceActivityDetector().process(b"\x00\x01\x02")
+    with pytest.raises(ValueError):
+        VoiceActivityDetector().process(np.zeros((2, 160)))
+
+
+def test_long_speech_is_cut_so_memory_stays_bounded():
+    cfg = VADConfig(max_speech_ms=2000)
+    events, vad = run(np.concatenate([silence(0.2), tone(5.0), silence(1.0)]), cfg)
+    ends = [e for e in events if isinstance(e, SpeechEnd)]
+    assert [round(e.duration_s, 2) for e in ends] == [2.0, 2.0, 1.0]
+    assert max(len(e.audio) for e in ends) <= (2.0 + 0.3) * SR
+    assert len(vad._history) * cfg.frame_samples <= cfg.prefix_padding_ms * 16 + cfg.frame_samples
+
+
+def test_flush_closes_open_speech_and_detect_segments_matches_streaming():
+    signal = np.concatenate([silence(0.5), tone(0.7), silence(0.6), tone(0.5)])     # ends mid-speech
+    assert detect_segments(signal, SR) == [(0.5, 1.2), (1.8, 2.3)]
+    events, _ = run(signal)
+    assert [(e.start_s, e.end_s) for e in events if isinstance(e, SpeechEnd)] == [(0.5, 1.2), (1.8, 2.3)]
+
+
+def test_retuning_a_running_detector():
+    vad = VoiceActivityDetector(VADConfig(threshold=0.5))
+    assert vad.process(np.concatenate([silence(0.2), tone(0.5, 0.3)])) == []      # too quiet for 0.5
+    vad.update(threshold=0.1)
+    assert any(isinstance(e, SpeechStart) for e in vad.process(tone(0.5, 0.3)))
+    with pytest.raises(ValueError):
+        vad.update(sample_rate=8000)
+
+
+@pytest.mark.parametrize("bad", [dict(threshold=0), dict(threshold=1.5), dict(frame_ms=7, sample_rate=22050),
+                                 dict(stop_threshold=0.5, threshold=0.1), dict(min_silence_ms=-1)])
+def test_bad_configs_are_refused(bad):
+    with pytest.raises(ValueError):
+        VADConfig(**bad)
+
+
+# ---------------------------------------------------------------- the tutorial's detector, as written
+
+def chunks_of(signal, n=1600):                       # 100 ms at 16 kHz, as in the tutorial
+    return [signal[i:i + n].tobytes() for i in range(0, len(signal), n)]
+
+
+def test_tutorial_vad_never_ends_speech_because_its_clock_stops_in_silence():
+    vad = TutorialVAD(TutorialVADConfig())
+    results = [vad.process_chunk(c) for c in chunks_of(np.concatenate([silence(1), tone(1), silence(3)]))]
+    assert not any(r and r["type"] == "speech_end" for r in results)
+    assert vad.is_speaking                             # still "speaking" after 3 s of digital silence
+    assert vad.silence_start is not None and len(vad.speech_buffer) == 10
+    # the clock only moves while the buffer grows: during all that silence it read 1000 ms
+    assert vad.silence_start == 1000.0
+
+
+def test_tutorial_vad_buffer_grows_without_bound():
+    vad = TutorialVAD()
+    talk = np.concatenate([silence(1), tone(1), silence(2)])
+    sizes = []
+    for _ in range(5):                                 # five utterances, well separated
+        for c in chunks_of(talk):
+            vad.process_chunk(c)
+        sizes.append(len(vad.speech_buffer))
+    assert sizes == [10, 20, 30, 40, 50]               # one merged "utterance" that only grows
+    fixed = VoiceActivityDetector()
+    for _ in range(5):
+        fixed.process(talk)
+    assert len(fixed._history) * fixed.config.frame_samples <= 300 * 16 + 160
+
+
+def test_tutorial_vad_reports_no_start_and_clips_the_onset():
+    signal = np.concatenate([silence(1), tone(1), silence(1)])
+    tutorial = TutorialVADFixedClock()
+    results = [r for r in (tutorial.process_chunk(c) for c in chunks_of(signal)) if r]
+    assert {r["type"] for r in results} == {"speech_active", "speech_end"}     # no start event at all
+    clipped = [r for r in results if r["type"] == "speech_end"][0]["audio"]
+    assert len(clipped) // 2 == 16_000                 # exactly the loud chunks: nothing from before
+    ours = [e for e in run(signal)[0] if isinstance(e, SpeechEnd)][0]
+    assert len(ours.audio) == 16_000 + 300 * 16        # 300 ms of prefix padding kept
