@@ -39,6 +39,14 @@ def _notebooks(args: argparse.Namespace) -> int:
     return (execute_notebooks if args.action == "execute" else clean_notebooks)(args.paths)
 
 
+def _data(args: argparse.Namespace) -> int:
+    from .speechdata import generate
+
+    wav, labels = generate()
+    print(f"wrote {wav} and {labels}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit", description="The Realtime AI Lab's toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--json", required=True, metavar="PATH", help="where to write the results")
     b.add_argument("--quick", action="store_true", help="a smaller run (for CI smoke tests)")
     b.set_defaults(func=_bench)
+
+    d = sub.add_parser("data", help="rebuild the lab's data")
+    d.add_argument("what", choices=["speech"], help="speech: the labelled speech set in data/speech/")
+    d.set_defaults(func=_data)
 
     n = sub.add_parser("notebooks", help="notebook maintenance")
     nsub = n.add_subparsers(dest="action", required=True)

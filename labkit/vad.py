@@ -26,13 +26,16 @@ buffer that only grows during speech, so its clock stopped in silence and speech
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-__all__ = ["VADConfig", "SpeechStart", "SpeechEnd", "VoiceActivityDetector", "detect_segments", "frame_rms",
-           "to_int16"]
+from .audio.pcm import to_int16
+
+__all__ = ["VADConfig", "SpeechStart", "SpeechEnd", "SpeechSegmenter", "VoiceActivityDetector", "detect_segments",
+           "frame_rms"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,13 @@ class VADConfig:
     #: With ``adaptive``: start needs RMS >= floor x this, stop below floor x ``stop_ratio``.
     start_ratio: float = 4.0
     stop_ratio: float = 2.0
-    #: With ``adaptive``: the floor is the quietest frame in this trailing window (minimum statistics).
+    #: With ``adaptive``: the floor is this quantile of frame levels in a trailing window of
+    #: ``floor_window_ms`` (0.0: the quietest frame, "minimum statistics").
     floor_window_ms: int = 3000
+    floor_quantile: float = 0.0
+    #: Pre-emphasis ``y[n] = x[n] - a * x[n-1]`` before measuring energy (0.97 is the classic speech
+    #: front end): a gentle high-pass that removes hum and rumble, which carry energy but no speech.
+    pre_emphasis: float | None = None
     #: A single utterance is cut after this long, which bounds the memory it holds; None: never.
     max_speech_ms: int | None = 30_000
 
@@ -65,6 +73,10 @@ class VADConfig:
             raise ValueError(f"frame_ms={self.frame_ms} must be a whole number of samples at {self.sample_rate} Hz")
         if not 0 < self.threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if not 0 <= self.floor_quantile < 1:
+            raise ValueError("floor_quantile must be in [0, 1)")
+        if self.pre_emphasis is not None and not 0 < self.pre_emphasis < 1:
+            raise ValueError("pre_emphasis must be in (0, 1)")
         if self.stop_threshold is not None and not 0 < self.stop_threshold <= self.threshold:
             raise ValueError("stop_threshold must be in (0, threshold]")
         for name in ("min_speech_ms", "min_silence_ms", "prefix_padding_ms"):
@@ -106,22 +118,6 @@ class SpeechEnd:
         return self.end_s - self.start_s
 
 
-def to_int16(chunk: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
-    """PCM16 little-endian bytes, or an int16 / float ([-1, 1]) array, as an int16 array."""
-    if isinstance(chunk, (bytes, bytearray, memoryview)):
-        if len(chunk) % 2:
-            raise ValueError("PCM16 audio has 2 bytes per sample; got an odd number of bytes")
-        return np.frombuffer(chunk, dtype="<i2")
-    arr = np.asarray(chunk)
-    if arr.ndim != 1:
-        raise ValueError(f"expected mono audio (a 1-D array), got shape {arr.shape}")
-    if arr.dtype == np.int16:
-        return arr
-    if np.issubdtype(arr.dtype, np.floating):
-        return (np.clip(arr, -1.0, 1.0) * 32767.0).round().astype(np.int16)
-    raise TypeError(f"audio must be PCM16 bytes, int16 or float samples, not {arr.dtype}")
-
-
 def frame_rms(samples: np.ndarray) -> float:
     """Root-mean-square level of int16 samples, on a 0..1 scale (1.0 = a full-scale square wave)."""
     x = samples.astype(np.float64) / 32768.0
@@ -131,99 +127,39 @@ def frame_rms(samples: np.ndarray) -> float:
 _SILENCE, _PENDING, _SPEECH = "silence", "pending", "speech"
 
 
-class VoiceActivityDetector:
-    """Streaming energy VAD: ``events = vad.process(chunk)``; at end of stream, ``vad.flush()``."""
+class SpeechSegmenter:
+    """Turns per-frame decisions into utterances: the timing half of a VAD, with no audio analysis.
 
-    def __init__(self, config: VADConfig | None = None):
-        self.config = config or VADConfig()
-        self._frame = self.config.frame_samples
-        self._partial = np.zeros(0, np.int16)       # samples waiting to fill a frame
-        self.samples_seen = 0                       # the clock: samples framed so far
+    Each frame comes with two decisions: ``starts`` (loud enough to begin an utterance) and
+    ``continues`` (loud enough to count as voiced once one has begun). An energy detector derives
+    them from two thresholds; a classifier such as webrtcvad gives one answer for both. The rules
+    for min speech, min silence, prefix padding and maximum length live here, once, so every
+    detector in the lab's evaluation is segmented the same way.
+    """
+
+    def __init__(self, config: VADConfig):
+        self.config = config
+        self._frame = config.frame_samples
+        self.samples_seen = 0
         self.state = _SILENCE
-        self.noise_floor: float | None = None       # adaptive only
-        self._floor_window: deque[tuple[int, float]] = deque()   # (frame index, rms), rms increasing
         self._history: deque[np.ndarray] = deque()  # frames kept for prefix padding and the utterance
         self._history_start = 0                     # sample index of the first kept frame
         self._start = 0                             # first loud frame of the current candidate
         self._voiced = 0                            # voiced samples in the current candidate
         self._last_voiced_end = 0
         self._quiet_run = 0                         # samples since the last voiced frame
-        #: (time in s, RMS) of every frame the last ``process`` call analysed: for live plots.
-        self.last_frames: list[tuple[float, float]] = []
 
-    # -- tuning a running detector -----------------------------------------------------------
-    def update(self, **changes) -> None:
-        """Retune thresholds and durations while running (sample rate and frame length are fixed)."""
-        new = replace(self.config, **changes)
-        if (new.sample_rate, new.frame_ms) != (self.config.sample_rate, self.config.frame_ms):
-            raise ValueError("sample_rate and frame_ms cannot change on a running detector")
-        self.config = new
-
-    @property
-    def start_threshold(self) -> float:
-        cfg = self.config
-        if cfg.adaptive and self.noise_floor is not None:
-            return max(cfg.threshold, self.noise_floor * cfg.start_ratio)
-        return cfg.threshold
-
-    @property
-    def stop_threshold(self) -> float:
-        cfg = self.config
-        if cfg.adaptive and self.noise_floor is not None:
-            return max(cfg.effective_stop_threshold, self.noise_floor * cfg.stop_ratio)
-        return cfg.effective_stop_threshold
-
-    @property
-    def time_s(self) -> float:
-        return self.samples_seen / self.config.sample_rate
-
-    @property
-    def in_speech(self) -> bool:
-        return self.state == _SPEECH
-
-    # -- feeding -------------------------------------------------------------------------------
-    def process(self, chunk: bytes | np.ndarray) -> list[SpeechStart | SpeechEnd]:
-        samples = to_int16(chunk)
-        if self._partial.size:
-            samples = np.concatenate([self._partial, samples])
-        n_frames = samples.size // self._frame
-        self._partial = samples[n_frames * self._frame:].copy()
-        # one copy per chunk: the caller may reuse its buffer (sounddevice does), and we keep frames
-        frames = samples[: n_frames * self._frame].reshape(n_frames, self._frame).copy()
-        levels = np.sqrt(np.mean((frames.astype(np.float64) / 32768.0) ** 2, axis=1)) if n_frames else ()
-        events: list[SpeechStart | SpeechEnd] = []
-        self.last_frames = []
-        sr = self.config.sample_rate
-        for frame, rms in zip(frames, levels):
-            self.last_frames.append((self.samples_seen / sr, float(rms)))
-            event = self._step(frame, float(rms))
-            if event is not None:
-                events.extend(event)
-        return events
-
-    def flush(self) -> list[SpeechEnd]:
-        """End of stream: close an utterance still open (ending at its last voiced frame)."""
-        if self.state == _SPEECH:
-            return [self._end(detected=self.samples_seen)]
-        self._reset_to_silence()
-        return []
-
-    # -- the state machine -----------------------------------------------------------------
-    def _step(self, frame: np.ndarray, rms: float) -> list | None:
-        sr, n = self.config.sample_rate, self._frame
+    def step(self, frame: np.ndarray, starts: bool, continues: bool) -> list | None:
+        """Account for one frame (``frame_samples`` samples); returns the events it completed."""
+        cfg, n = self.config, self._frame
+        ms = 1000 / cfg.sample_rate
         frame_start = self.samples_seen
         self.samples_seen += n
         self._history.append(frame)
-        ms = 1000 / sr
 
-        events = self._decide(frame_start, rms, n, ms)
-        self._track_noise(frame_start // n, rms)      # after deciding, so a frame never masks itself
-        return events
-
-    def _decide(self, frame_start: int, rms: float, n: int, ms: float) -> list | None:
-        cfg, out = self.config, None
         if self.state == _SILENCE:
-            if rms >= self.start_threshold:
+            out = None
+            if starts:
                 self.state, self._start = _PENDING, frame_start
                 self._voiced, self._quiet_run, self._last_voiced_end = n, 0, self.samples_seen
                 if self._voiced * ms >= cfg.min_speech_ms:
@@ -232,8 +168,7 @@ class VoiceActivityDetector:
                 self._trim_history(keep_from=self.samples_seen - self._prefix_samples())
             return out
 
-        voiced = rms >= self.stop_threshold
-        if voiced:
+        if continues:
             self._voiced += n
             self._quiet_run = 0
             self._last_voiced_end = self.samples_seen
@@ -241,20 +176,30 @@ class VoiceActivityDetector:
             self._quiet_run += n
 
         if self.state == _PENDING:
-            if voiced and self._voiced * ms >= cfg.min_speech_ms:
-                out = [self._confirm()]
-            elif self._quiet_run * ms >= cfg.min_silence_ms:
+            if continues and self._voiced * ms >= cfg.min_speech_ms:
+                return [self._confirm()]
+            if self._quiet_run * ms >= cfg.min_silence_ms:
                 self._reset_to_silence()      # a blip, not speech: nothing is emitted
-            return out
+            return None
 
         # _SPEECH
         if self._quiet_run * ms >= cfg.min_silence_ms:
             return [self._end(detected=self.samples_seen)]
         if cfg.max_speech_ms is not None and (self.samples_seen - self._start) * ms >= cfg.max_speech_ms:
             end = self._end(detected=self.samples_seen, cut_at=self.samples_seen)
-            start = self._begin_continuation()
-            return [end, start]
+            return [end, self._begin_continuation()]
         return None
+
+    def flush(self) -> list:
+        if self.state == _SPEECH:
+            return [self._end(detected=self.samples_seen)]
+        self._reset_to_silence()
+        return []
+
+    @property
+    def kept_samples(self) -> int:
+        """Audio held right now (bounded by prefix + max utterance + min silence)."""
+        return len(self._history) * self._frame
 
     def _confirm(self) -> SpeechStart:
         self.state = _SPEECH
@@ -290,18 +235,117 @@ class VoiceActivityDetector:
             self._history.popleft()
             self._history_start += n
 
+
+class VoiceActivityDetector:
+    """Streaming energy VAD: ``events = vad.process(chunk)``; at end of stream, ``vad.flush()``."""
+
+    def __init__(self, config: VADConfig | None = None):
+        self.config = config or VADConfig()
+        self._frame = self.config.frame_samples
+        self._partial = np.zeros(0, np.int16)       # samples waiting to fill a frame
+        self.segmenter = SpeechSegmenter(self.config)
+        self.noise_floor: float | None = None       # adaptive only
+        self._floor_window: deque[tuple[int, float]] = deque()   # (frame index, rms), rms increasing
+        self._floor_levels: deque[float] = deque()               # for a quantile floor: the window's levels
+        self._floor_sorted: list[float] = []
+        self._last_sample = 0.0                                  # pre-emphasis state
+        #: (time in s, RMS) of every frame the last ``process`` call analysed: for live plots.
+        self.last_frames: list[tuple[float, float]] = []
+
+    # -- tuning a running detector -----------------------------------------------------------
+    def update(self, **changes) -> None:
+        """Retune thresholds and durations while running (sample rate and frame length are fixed)."""
+        new = replace(self.config, **changes)
+        if (new.sample_rate, new.frame_ms) != (self.config.sample_rate, self.config.frame_ms):
+            raise ValueError("sample_rate and frame_ms cannot change on a running detector")
+        self.config = self.segmenter.config = new
+
+    @property
+    def start_threshold(self) -> float:
+        cfg = self.config
+        if cfg.adaptive and self.noise_floor is not None:
+            return max(cfg.threshold, self.noise_floor * cfg.start_ratio)
+        return cfg.threshold
+
+    @property
+    def stop_threshold(self) -> float:
+        cfg = self.config
+        if cfg.adaptive and self.noise_floor is not None:
+            return max(cfg.effective_stop_threshold, self.noise_floor * cfg.stop_ratio)
+        return cfg.effective_stop_threshold
+
+    @property
+    def samples_seen(self) -> int:
+        """The clock: samples analysed so far (a partial frame is not counted until it fills)."""
+        return self.segmenter.samples_seen
+
+    @property
+    def time_s(self) -> float:
+        return self.samples_seen / self.config.sample_rate
+
+    @property
+    def in_speech(self) -> bool:
+        return self.segmenter.state == _SPEECH
+
+    # -- feeding -------------------------------------------------------------------------------
+    def process(self, chunk: bytes | np.ndarray) -> list[SpeechStart | SpeechEnd]:
+        samples = to_int16(chunk)
+        if self._partial.size:
+            samples = np.concatenate([self._partial, samples])
+        n_frames = samples.size // self._frame
+        self._partial = samples[n_frames * self._frame:].copy()
+        # one copy per chunk: the caller may reuse its buffer (sounddevice does), and we keep frames
+        frames = samples[: n_frames * self._frame].reshape(n_frames, self._frame).copy()
+        levels = self._levels(frames) if n_frames else ()
+        events: list[SpeechStart | SpeechEnd] = []
+        self.last_frames = []
+        sr, seg = self.config.sample_rate, self.segmenter
+        for frame, rms in zip(frames, levels):
+            rms = float(rms)
+            index = seg.samples_seen // self._frame
+            self.last_frames.append((seg.samples_seen / sr, rms))
+            # the stop threshold applies once a candidate has begun (hysteresis)
+            done = seg.step(frame, starts=rms >= self.start_threshold, continues=rms >= self.stop_threshold)
+            self._track_noise(index, rms)         # after deciding, so a frame never masks itself
+            if done:
+                events.extend(done)
+        return events
+
+    def flush(self) -> list[SpeechEnd]:
+        """End of stream: close an utterance still open (ending at its last voiced frame)."""
+        return self.segmenter.flush()
+
+    def _levels(self, frames: np.ndarray) -> np.ndarray:
+        """RMS of each frame (0..1), after pre-emphasis if configured (its state spans chunks)."""
+        x = frames.astype(np.float64).ravel() / 32768.0
+        a = self.config.pre_emphasis
+        if a is not None:
+            previous = np.concatenate([[self._last_sample], x[:-1]])
+            self._last_sample = x[-1]
+            x = x - a * previous
+        return np.sqrt(np.mean(x.reshape(frames.shape) ** 2, axis=1))
+
     def _track_noise(self, index: int, rms: float) -> None:
-        """Sliding-window minimum of frame levels (a monotonic deque: O(1) per frame)."""
-        if not self.config.adaptive:
+        """The floor: a low quantile of frame levels over a trailing window (the minimum by default)."""
+        cfg = self.config
+        if not cfg.adaptive:
             return
-        window = self._floor_window
-        while window and window[-1][1] >= rms:
-            window.pop()
-        window.append((index, rms))
-        horizon = index - self.config.floor_window_ms // self.config.frame_ms
-        while window[0][0] <= horizon:
-            window.popleft()
-        self.noise_floor = max(window[0][1], 1e-5)
+        size = cfg.floor_window_ms // cfg.frame_ms
+        if cfg.floor_quantile == 0.0:                 # sliding minimum: a monotonic deque, O(1) per frame
+            window = self._floor_window
+            while window and window[-1][1] >= rms:
+                window.pop()
+            window.append((index, rms))
+            while window[0][0] <= index - size:
+                window.popleft()
+            floor = window[0][1]
+        else:                                         # sliding quantile: a sorted list, O(window) per frame
+            self._floor_levels.append(rms)
+            bisect.insort(self._floor_sorted, rms)
+            if len(self._floor_levels) > size:
+                del self._floor_sorted[bisect.bisect_left(self._floor_sorted, self._floor_levels.popleft())]
+            floor = self._floor_sorted[int(cfg.floor_quantile * (len(self._floor_sorted) - 1))]
+        self.noise_floor = max(floor, 1e-5)
 
 
 def detect_segments(samples: np.ndarray | bytes, sample_rate: int = 16_000,
