@@ -10,12 +10,13 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 venv: $(STAMP)
 
 # (Re)install only when the dependency list or the package metadata changed: a second run is instant.
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]' \
 	  || { echo "error: $(PYTHON) is older than 3.11; run e.g. 'make lab PYTHON=python3.12'"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
@@ -36,6 +37,7 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m labkit bench transports --json bench-transports.json
+	$(BIN)/python -m labkit bench vad --json bench-vad.json
 
 # Run every chapter offline and store fresh outputs: do this before committing a notebook.
 # (nbval compares cells marked NBVAL_CHECK_OUTPUT with these stored outputs.)

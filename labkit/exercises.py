@@ -173,3 +173,34 @@ def _delivered(answer, *, expected: int) -> Result:
     if answer == expected:
         return _ok(f"Right: only {expected} of the members got the message before the broadcast loop raised.")
     return _no("Count the FakeSocket objects whose .received list is non-empty after the tutorial's broadcast.")
+
+
+# ----------------------------------------------------------------------------- chapter 04
+
+@exercise("04.clock")
+def _clock(answer) -> Result:
+    if isinstance(answer, (int, float)) and answer == 1000:
+        return _ok("Right: the clock only counts buffered (loud) chunks, so silence never moves it past 1000 ms.")
+    if isinstance(answer, (int, float)) and answer in (5000, 4000, 3000):
+        return _no("That is how much audio was fed. The tutorial's clock counts something else: look at how it computes current_time_ms.")
+    return _no("Compute current_time_ms the tutorial's way: len(speech_buffer) * chunk bytes * 1000 / (sample_rate * 2).")
+
+
+@exercise("04.threshold")
+def _threshold(answer) -> Result:
+    from .speechdata import condition_audio, load_clean
+    from .vad import VADConfig
+    from .vadeval import DEFAULT_SEGMENTATION, LabkitDetector, score
+
+    if not isinstance(answer, (int, float)) or isinstance(answer, bool) or not 0 < answer <= 1:
+        return _no("The threshold is an RMS level between 0 and 1, e.g. 0.02.")
+    clean, utterances = load_clean()
+    mixture, _ = condition_audio("white", 10, clean, utterances)
+    result = score(LabkitDetector(VADConfig(threshold=float(answer), **DEFAULT_SEGMENTATION)).run(mixture),
+                   utterances, mixture.size)
+    if result["f1"] >= 0.9:
+        return _ok(f"F1 = {result['f1']:.3f} at 10 dB white noise with threshold {answer}.")
+    if result["recall"] > 0.99:
+        return _no(f"F1 = {result['f1']:.3f}: everything is speech. The *stop* threshold (half of this one) is "
+                   "below the noise, so speech never ends. Go higher.")
+    return _no(f"F1 = {result['f1']:.3f} (recall {result['recall']:.2f}): too high, quiet speech is missed. Go lower.")

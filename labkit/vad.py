@@ -10,8 +10,9 @@ How it decides, frame by frame (``frame_ms`` of audio each):
   frames count as voiced down to the lower **stop threshold** (hysteresis: speech that dips a little
   does not flicker on and off);
 * a candidate becomes speech once it holds ``min_speech_ms`` of voiced frames: ``SpeechStart`` is
-  emitted then, with the time of its *first* loud frame (so a cough shorter than that never starts
-  anything);
+  emitted then, dated at its onset: the first frame of the run of voiced frames (above the stop
+  threshold) that led up to the loud one, looked for at most ``prefix_padding_ms`` back. A cough
+  shorter than ``min_speech_ms`` never starts anything;
 * speech ends after ``min_silence_ms`` of quiet frames: ``SpeechEnd`` is emitted then, with the end
   of the last voiced frame, and the utterance's audio from ``prefix_padding_ms`` before its start;
 * with ``adaptive=True`` both thresholds rise above a running **noise floor**: the level of the
@@ -148,6 +149,7 @@ class SpeechSegmenter:
         self._voiced = 0                            # voiced samples in the current candidate
         self._last_voiced_end = 0
         self._quiet_run = 0                         # samples since the last voiced frame
+        self._rise_start: int | None = None         # in silence: where the current run of voiced frames began
 
     def step(self, frame: np.ndarray, starts: bool, continues: bool) -> list | None:
         """Account for one frame (``frame_samples`` samples); returns the events it completed."""
@@ -160,12 +162,20 @@ class SpeechSegmenter:
         if self.state == _SILENCE:
             out = None
             if starts:
-                self.state, self._start = _PENDING, frame_start
-                self._voiced, self._quiet_run, self._last_voiced_end = n, 0, self.samples_seen
+                # Hysteresis in time: the onset is where the level rose above the *stop* threshold
+                # (the soft start of a word), looked for at most prefix_padding_ms back.
+                rise = self._rise_start if self._rise_start is not None else frame_start
+                self._start = max(rise, frame_start - self._prefix_samples() // n * n)
+                self.state, self._rise_start = _PENDING, None
+                self._voiced, self._quiet_run, self._last_voiced_end = self.samples_seen - self._start, 0, self.samples_seen
                 if self._voiced * ms >= cfg.min_speech_ms:
                     out = [self._confirm()]
             else:
-                self._trim_history(keep_from=self.samples_seen - self._prefix_samples())
+                if not continues:
+                    self._rise_start = None
+                elif self._rise_start is None:
+                    self._rise_start = frame_start
+                self._trim_history(keep_from=self.samples_seen - 2 * self._prefix_samples())
             return out
 
         if continues:
@@ -222,9 +232,9 @@ class SpeechSegmenter:
         return SpeechStart(self._start / self.config.sample_rate, self._start, self.samples_seen)
 
     def _reset_to_silence(self) -> None:
-        self.state = _SILENCE
+        self.state, self._rise_start = _SILENCE, None
         self._voiced = self._quiet_run = 0
-        self._trim_history(keep_from=self.samples_seen - self._prefix_samples())
+        self._trim_history(keep_from=self.samples_seen - 2 * self._prefix_samples())
 
     def _prefix_samples(self) -> int:
         return self.config.prefix_padding_ms * self.config.sample_rate // 1000

@@ -40,7 +40,7 @@ CASES = {
 
 
 def test_every_exercise_has_cases():
-    assert set(CASES) == set(EXERCISES)
+    assert set(CASES) | {"04.clock", "04.threshold"} == set(EXERCISES)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -62,3 +62,12 @@ def test_a_crashing_answer_is_reported_not_raised():
     assert result.ok is False and "ZeroDivisionError" in result.message
     with pytest.raises(KeyError):
         check("99.nope", 1)
+
+
+def test_chapter_04_checkers():
+    assert check("04.clock", 1000).ok and check("04.clock", 1000.0).ok
+    assert check("04.clock", 5000).ok is False and check("04.clock", ...).ok is None
+    assert check("04.threshold", 0.08).ok is True
+    low = check("04.threshold", 0.02)
+    assert low.ok is False and "never ends" in low.message
+    assert check("04.threshold", 0.6).ok is False and check("04.threshold", -1).ok is False

@@ -137,6 +137,7 @@ class LiveVAD:
             ax.plot(t, _db(rms), color="tab:blue", lw=1, label="frame RMS")
             ax.step(t, _db(start_thr), where="post", color="tab:red", lw=1.2, label="start threshold")
             ax.step(t, _db(stop_thr), where="post", color="tab:red", lw=1, ls="--", label="stop threshold")
+            ax.legend(loc="lower left", fontsize=7, ncol=3)
         for start, end in self.segments:
             ax.axvspan(start, end if end is not None else now, color="tab:green", alpha=0.2, lw=0)
         for e in self.events:
@@ -144,7 +145,6 @@ class LiveVAD:
             if at >= left:
                 ax.axvline(at, color="tab:green" if isinstance(e, SpeechStart) else "tab:purple", lw=0.8, ls=":")
         ax.set_title(f"{self.source.name}: green = speech, dotted = when the detector knew", fontsize=9)
-        ax.legend(loc="lower left", fontsize=7, ncol=3)
         buf = io.BytesIO()
         self.fig.savefig(buf, format="png")
         self.image.value = buf.getvalue()
