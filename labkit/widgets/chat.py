@@ -23,7 +23,7 @@ class ChatBox:
         self.last_ttft_s: float | None = None
         self._chat: WSChat | None = None
         self._lock = asyncio.Lock()
-        self._history = widgets.HTML(layout=widgets.Layout(height="220px", overflow_y="auto", border="1px solid #ccc",
+        self._history = widgets.HTML(layout=widgets.Layout(height="220px", overflow="auto", border="1px solid #ccc",
                                                            padding="4px"))
         self._input = widgets.Text(placeholder="Ask about SSE, WebSockets, latency, VAD…",
                                    layout=widgets.Layout(width="70%"))

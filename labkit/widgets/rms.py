@@ -153,7 +153,7 @@ class LiveVAD:
         """The current picture as a static image (stored in a notebook's output, unlike a widget)."""
         from IPython.display import Image
         self._render()
-        return Image(self.image.value)
+        return Image(bytes(self.image.value))
 
     def close(self) -> None:
         self.stop()
