@@ -116,6 +116,11 @@ MODEL_ALIASES: dict[str, str] = {
     "o3": "slow-large",
     "o3-mini": "slow-large",
     "o4-mini": "slow-large",
+    # Realtime (speech-to-speech) models: their text schedule; the emulator adds speech timing
+    "gpt-realtime": "balanced",
+    "gpt-4o-realtime-preview": "balanced",
+    "gpt-realtime-mini": "fast-small",
+    "gpt-4o-mini-realtime-preview": "fast-small",
 }
 
 

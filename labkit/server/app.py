@@ -18,6 +18,7 @@ from ..protocol.openai_chat import APIError, error_body
 from .chat import create_chat_router
 from .connections import ConnectionManager
 from .model_api import create_model_router, openai_error_response
+from .realtime import create_realtime_router
 from .state import ServerConfig, ServerStats
 from .upstream import Upstream
 
@@ -43,6 +44,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     app.include_router(create_model_router(config, stats))
     app.include_router(create_chat_router(config, stats, upstream, manager))
+    app.include_router(create_realtime_router(config, stats))
 
     @app.get("/lab/stats")
     async def lab_stats() -> dict:

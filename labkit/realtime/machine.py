@@ -1,0 +1,506 @@
+"""The Realtime session as a state machine: client events in, server events (and work orders) out.
+
+Sans-I/O in the python-websockets way: :class:`RealtimeSession` never touches a socket, never
+sleeps and never reads a clock. The WebSocket adapter (:mod:`labkit.server.realtime`) passes it each
+client frame and returns what it produced; when a reply must be *generated* (which takes time), the
+machine emits a :class:`StartResponse` work order, and the adapter feeds the results back through
+:meth:`RealtimeSession.text_delta`, :meth:`RealtimeSession.audio_delta` and
+:meth:`RealtimeSession.finish_response`, which produce the matching server events.
+
+Time in audio events is the *input stream's own clock*: milliseconds of audio appended since the
+session began, counted in samples, as OpenAI defines ``audio_start_ms`` / ``audio_end_ms``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+import secrets
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..vad import SpeechEnd, SpeechStart, VADConfig, VoiceActivityDetector
+from .session import SAMPLE_RATE, RealtimeError, SessionConfig, apply_update, render_session, threshold_to_vad
+
+__all__ = ["RealtimeSession", "StartResponse", "CancelResponse", "StartTranscription", "MAX_APPEND_BYTES"]
+
+MAX_APPEND_BYTES = 15 * 1024 * 1024          # OpenAI's limit for one append's base64 payload
+MIN_COMMIT_MS = 100
+
+# GA event name -> beta event name, where they differ
+_BETA_NAMES = {
+    "response.output_text.delta": "response.text.delta", "response.output_text.done": "response.text.done",
+    "response.output_audio.delta": "response.audio.delta", "response.output_audio.done": "response.audio.done",
+    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
+    "response.output_audio_transcript.done": "response.audio_transcript.done",
+    "conversation.item.added": "conversation.item.created",
+}
+_CLIENT_EVENTS = {"session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
+                  "input_audio_buffer.clear", "conversation.item.create", "conversation.item.delete",
+                  "conversation.item.retrieve", "conversation.item.truncate", "response.create", "response.cancel",
+                  "output_audio_buffer.clear", "transcription_session.update"}
+
+
+@dataclass(frozen=True)
+class StartResponse:
+    """Work order: generate a reply to ``messages`` (chat format) and feed it back."""
+    response_id: str
+    item_id: str
+    messages: list
+    modalities: tuple[str, ...]
+    voice: str
+    speed: float
+    max_output_tokens: int | str
+
+
+@dataclass(frozen=True)
+class CancelResponse:
+    """Work order: stop generating ``response_id`` (its events are already finished)."""
+    response_id: str
+
+
+@dataclass(frozen=True)
+class StartTranscription:
+    """Work order: recognise ``audio`` (int16 at 24 kHz) for ``item_id``; feed back the text or a failure."""
+    item_id: str
+    audio: np.ndarray
+    options: dict
+
+
+@dataclass
+class _Response:
+    id: str
+    item_id: str
+    modalities: tuple[str, ...]
+    voice: str
+    max_output_tokens: int | str
+    text: str = ""
+    audio_samples: int = 0
+    words: list = field(default_factory=list)     # (text, audio start ms) for truncation
+    part_open: bool = False
+
+
+class RealtimeSession:
+    def __init__(self, model: str, *, beta: bool = False, vad_frame_ms: int = 20):
+        self.beta = beta
+        self.config = SessionConfig(id="sess_" + secrets.token_hex(8), model=model)
+        self._event_ids = itertools.count(1)
+        self.items: list[dict] = []                # the conversation, GA-shaped items
+        self._audio = bytearray()                  # the input buffer since the last commit/clear
+        self._buffer_start = 0                     # input-clock sample where the buffer begins
+        self.samples_in = 0                        # input clock: all samples ever appended
+        self._vad_frame_ms = vad_frame_ms
+        self._vad = self._new_vad()
+        self._speech_item: str | None = None       # item id announced by speech_started
+        self.response: _Response | None = None
+        self.transcripts: dict[str, str] = {}
+
+    # -------------------------------------------------------------------------------- helpers
+    def _event(self, ga_type: str, **fields) -> dict:
+        kind = _BETA_NAMES.get(ga_type, ga_type) if self.beta else ga_type
+        return {"type": kind, "event_id": f"event_{next(self._event_ids):05d}", **fields}
+
+    def error(self, err: RealtimeError, client_event_id: str | None = None) -> dict:
+        return self._event("error", error={"type": err.type, "code": err.code, "message": err.message,
+                                           "param": err.param, "event_id": client_event_id})
+
+    def _new_vad(self) -> VoiceActivityDetector | None:
+        td = self.config.turn_detection
+        if td is None:
+            return None
+        return VoiceActivityDetector(VADConfig(
+            sample_rate=SAMPLE_RATE, frame_ms=self._vad_frame_ms, adaptive=True, floor_quantile=0.4,
+            floor_window_ms=3000, min_speech_ms=200, min_silence_ms=td.silence_duration_ms,
+            prefix_padding_ms=td.prefix_padding_ms, max_speech_ms=None, **threshold_to_vad(td.threshold)))
+
+    def _ms(self, samples: int) -> int:
+        return samples * 1000 // SAMPLE_RATE
+
+    def _previous_item_id(self) -> str | None:
+        return self.items[-1]["id"] if self.items else None
+
+    def _render_item(self, item: dict) -> dict:
+        item = self._public(item)
+        if not self.beta or item.get("role") != "assistant":
+            return item
+        content = [{"type": {"output_text": "text", "output_audio": "audio"}[c["type"]],
+                    **{k: v for k, v in c.items() if k != "type"}} for c in item["content"]]
+        return {**item, "content": content}
+
+    def _item_events(self, item: dict, previous: str | None, done: bool = True) -> list[dict]:
+        out = [self._event("conversation.item.added", previous_item_id=previous, item=self._render_item(item))]
+        if done and not self.beta:
+            out.append(self._event("conversation.item.done", previous_item_id=previous, item=self._render_item(item)))
+        return out
+
+    # -------------------------------------------------------------------------------- entry points
+    def opened(self) -> list[dict]:
+        return [self._event("session.created", session=render_session(self.config, beta=self.beta))]
+
+    def receive(self, raw: str | bytes) -> tuple[list[dict], list]:
+        """One client frame → (server events, work orders). Errors become ``error`` events."""
+        event_id = None
+        try:
+            try:
+                event = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                raise RealtimeError("invalid_json", "The event is not valid JSON.") from None
+            if not isinstance(event, dict):
+                raise RealtimeError("invalid_json", "An event must be a JSON object.")
+            event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+            kind = event.get("type")
+            if kind not in _CLIENT_EVENTS:
+                raise RealtimeError("invalid_value", f"Invalid value: '{kind}'. Supported values are: "
+                                                     f"{', '.join(sorted(_CLIENT_EVENTS))}.", "type")
+            handler = getattr(self, "_on_" + kind.replace(".", "_"))
+            return handler(event)
+        except RealtimeError as e:
+            return [self.error(e, event_id)], []
+
+    # -------------------------------------------------------------------------------- session
+    def _on_session_update(self, event: dict):
+        if "session" not in event:
+            raise RealtimeError("missing_required_parameter", "Missing required parameter: 'session'.", "session")
+        new = apply_update(self.config, event["session"], beta=self.beta)
+        vad_changed = new.turn_detection != self.config.turn_detection
+        self.config = new
+        if vad_changed:
+            self._vad, self._speech_item = self._new_vad(), None
+            if self._vad is not None:          # the new detector's clock starts where the stream is now
+                self._vad.segmenter.samples_seen = self.samples_in
+        return [self._event("session.updated", session=render_session(new, beta=self.beta))], []
+
+    def _on_transcription_session_update(self, event: dict):
+        raise RealtimeError("invalid_value", "Transcription-only sessions are not supported by the lab's emulator.",
+                            "type")
+
+    # -------------------------------------------------------------------------------- input audio
+    def _on_input_audio_buffer_append(self, event: dict):
+        audio = event.get("audio")
+        if audio is None:
+            raise RealtimeError("missing_required_parameter", "Missing required parameter: 'audio'.", "audio")
+        if not isinstance(audio, str):
+            raise RealtimeError("invalid_type", "Invalid type for 'audio': expected a base64 string.", "audio")
+        if len(audio) > MAX_APPEND_BYTES:
+            raise RealtimeError("invalid_value", f"Audio of {len(audio)} bytes is larger than the limit of "
+                                                 f"{MAX_APPEND_BYTES} bytes per append.", "audio")
+        try:
+            pcm = base64.b64decode(audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise RealtimeError("invalid_value", "Invalid 'audio': not valid base64.", "audio") from None
+        if len(pcm) % 2:
+            raise RealtimeError("invalid_value", "Invalid 'audio': PCM16 audio must be a whole number of 2-byte "
+                                                 "samples.", "audio")
+        return self.append_pcm(pcm)
+
+    def append_pcm(self, pcm: bytes):
+        """Add PCM16 24 kHz audio to the input buffer and run server VAD over it."""
+        self._audio += pcm
+        self.samples_in += len(pcm) // 2
+        if self._vad is None:
+            return [], []
+        events, orders = [], []
+        for vad_event in self._vad.process(pcm):
+            if isinstance(vad_event, SpeechStart):
+                e, o = self._speech_started(vad_event)
+            else:
+                e, o = self._speech_stopped(vad_event)
+            events += e
+            orders += o
+        return events, orders
+
+    def _speech_started(self, start: SpeechStart):
+        td = self.config.turn_detection
+        self._speech_item = "item_" + secrets.token_hex(8)
+        audio_start_ms = max(0, self._ms(start.start_sample) - td.prefix_padding_ms)
+        events = [self._event("input_audio_buffer.speech_started", audio_start_ms=audio_start_ms,
+                              item_id=self._speech_item)]
+        orders = []
+        if self.response is not None and td.interrupt_response:          # barge-in
+            e, o = self.cancel_response("turn_detected")
+            events += e
+            orders += o
+        return events, orders
+
+    def _speech_stopped(self, end: SpeechEnd):
+        td = self.config.turn_detection
+        item_id = self._speech_item or "item_" + secrets.token_hex(8)
+        self._speech_item = None
+        audio_end_ms = self._ms(end.detected_sample)
+        events = [self._event("input_audio_buffer.speech_stopped", audio_end_ms=audio_end_ms, item_id=item_id)]
+        # commit what the detector kept: from prefix_padding before the onset to where silence was confirmed
+        first = max(end.audio_start_sample, self._buffer_start) - self._buffer_start
+        last = end.detected_sample - self._buffer_start
+        audio = np.frombuffer(bytes(self._audio[2 * first: 2 * last]), dtype="<i2")
+        e, o = self._commit(item_id, audio)
+        events += e
+        orders = o
+        if td.create_response and self.response is None:
+            e, o = self._start_response({})
+            events += e
+            orders += o
+        return events, orders
+
+    def _on_input_audio_buffer_commit(self, event: dict):
+        samples = len(self._audio) // 2
+        if self._ms(samples) < MIN_COMMIT_MS:
+            raise RealtimeError("input_audio_buffer_commit_empty",
+                                f"Error committing input audio buffer: buffer too small. Expected at least "
+                                f"{MIN_COMMIT_MS}ms of audio, but buffer only has {self._ms(samples)}ms of audio.")
+        item_id = self._speech_item or "item_" + secrets.token_hex(8)
+        self._speech_item = None
+        return self._commit(item_id, np.frombuffer(bytes(self._audio), dtype="<i2"))
+
+    def _commit(self, item_id: str, audio: np.ndarray):
+        previous = self._previous_item_id()
+        item = {"id": item_id, "object": "realtime.item", "type": "message", "status": "completed", "role": "user",
+                "content": [{"type": "input_audio", "transcript": None}]}
+        self.items.append(item)
+        self._audio.clear()
+        self._buffer_start = self.samples_in
+        events = [self._event("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)]
+        events += self._item_events(item, previous)
+        orders = []
+        if self.config.transcription is not None:
+            orders.append(StartTranscription(item_id, audio.copy(), dict(self.config.transcription)))
+        return events, orders
+
+    def _on_input_audio_buffer_clear(self, event: dict):
+        self._audio.clear()
+        self._buffer_start = self.samples_in
+        return [self._event("input_audio_buffer.cleared")], []
+
+    def _on_output_audio_buffer_clear(self, event: dict):
+        raise RealtimeError("invalid_value", "output_audio_buffer.clear is only for WebRTC connections; over a "
+                                             "WebSocket, send response.cancel and conversation.item.truncate.", "type")
+
+    # -------------------------------------------------------------------------------- transcription results
+    def transcription_done(self, item_id: str, text: str, seconds: float) -> list[dict]:
+        self.transcripts[item_id] = text
+        for item in self.items:
+            if item["id"] == item_id:
+                item["content"][0]["transcript"] = text
+        base = dict(item_id=item_id, content_index=0)
+        return [self._event("conversation.item.input_audio_transcription.delta", **base, delta=text),
+                self._event("conversation.item.input_audio_transcription.completed", **base, transcript=text,
+                            usage={"type": "duration", "seconds": round(seconds, 3)})]
+
+    def transcription_failed(self, item_id: str, message: str) -> list[dict]:
+        return [self._event("conversation.item.input_audio_transcription.failed", item_id=item_id, content_index=0,
+                            error={"type": "transcription_error", "code": "transcription_unavailable",
+                                   "message": message, "param": None})]
+
+    # -------------------------------------------------------------------------------- conversation
+    def _on_conversation_item_create(self, event: dict):
+        item = event.get("item")
+        if not isinstance(item, dict):
+            raise RealtimeError("missing_required_parameter", "Missing required parameter: 'item'.", "item")
+        if item.get("type", "message") != "message":
+            raise RealtimeError("invalid_value", "The lab's emulator accepts items of type 'message' only.",
+                                "item.type")
+        role = item.get("role")
+        if role not in ("user", "system", "assistant"):
+            raise RealtimeError("invalid_value", "Invalid value for 'item.role': expected 'user', 'system' or "
+                                                 "'assistant'.", "item.role")
+        content = item.get("content")
+        if not isinstance(content, list) or not content:
+            raise RealtimeError("missing_required_parameter", "Missing required parameter: 'item.content'.",
+                                "item.content")
+        clean = []
+        for k, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            allowed = {"user": ("input_text",), "system": ("input_text",), "assistant": ("output_text", "text")}[role]
+            if kind not in allowed or not isinstance(part.get("text"), str):
+                raise RealtimeError("invalid_value", f"Invalid content part for a {role} message: expected "
+                                                     f"{{'type': '{allowed[0]}', 'text': ...}}.",
+                                    f"item.content[{k}]")
+            clean.append({"type": "output_text" if role == "assistant" else "input_text", "text": part["text"]})
+        new = {"id": item.get("id") or "item_" + secrets.token_hex(8), "object": "realtime.item", "type": "message",
+               "status": "completed", "role": role, "content": clean}
+        previous = event.get("previous_item_id", self._previous_item_id())
+        self.items.append(new)
+        return self._item_events(new, previous), []
+
+    def _find(self, item_id) -> dict:
+        for item in self.items:
+            if item["id"] == item_id:
+                return item
+        raise RealtimeError("item_not_found", f"Item with item_id '{item_id}' not found.", "item_id")
+
+    def _on_conversation_item_delete(self, event: dict):
+        item = self._find(event.get("item_id"))
+        self.items.remove(item)
+        return [self._event("conversation.item.deleted", item_id=item["id"])], []
+
+    def _on_conversation_item_retrieve(self, event: dict):
+        return [self._event("conversation.item.retrieved", item=self._render_item(self._find(event.get("item_id"))))], []
+
+    def _on_conversation_item_truncate(self, event: dict):
+        for name in ("item_id", "content_index", "audio_end_ms"):
+            if name not in event:
+                raise RealtimeError("missing_required_parameter", f"Missing required parameter: '{name}'.", name)
+        item = self._find(event["item_id"])
+        end_ms = event["audio_end_ms"]
+        part = item["content"][0] if item.get("role") == "assistant" and item["content"] else None
+        if part is None or part.get("type") != "output_audio":
+            raise RealtimeError("invalid_value", "Only assistant audio items can be truncated.", "item_id")
+        if not isinstance(end_ms, int) or isinstance(end_ms, bool) or end_ms < 0 or end_ms > part.get("_audio_ms", 0):
+            raise RealtimeError("invalid_value", f"Invalid 'audio_end_ms': the item has {part.get('_audio_ms', 0)} ms "
+                                                 f"of audio.", "audio_end_ms")
+        heard = [w for w, start_ms in part.get("_words", []) if start_ms < end_ms]
+        part["transcript"] = "".join(heard)
+        part["_audio_ms"] = end_ms
+        part["_words"] = [(w, s) for w, s in part.get("_words", []) if s < end_ms]
+        return [self._event("conversation.item.truncated", item_id=item["id"], content_index=event["content_index"],
+                            audio_end_ms=end_ms)], []
+
+    # -------------------------------------------------------------------------------- responses
+    def _response_object(self, r: _Response, status: str, output: list, details=None, usage=None) -> dict:
+        obj = {"object": "realtime.response", "id": r.id, "status": status, "status_details": details,
+               "output": output, "conversation_id": "conv_" + self.config.id[5:], "max_output_tokens": r.max_output_tokens,
+               "usage": usage, "metadata": None}
+        if self.beta:
+            obj.update(modalities=["text"] if r.modalities == ("text",) else ["text", "audio"], voice=r.voice,
+                       output_audio_format="pcm16", temperature=self.config.temperature)
+        else:
+            obj.update(output_modalities=list(r.modalities),
+                       audio={"output": {"format": {"type": "audio/pcm", "rate": SAMPLE_RATE}, "voice": r.voice}})
+        return obj
+
+    def _on_response_create(self, event: dict):
+        if self.response is not None:
+            raise RealtimeError("conversation_already_has_active_response",
+                                f"Conversation already has an active response in progress: {self.response.id}. Wait "
+                                f"until the response is finished before creating a new one.")
+        overrides = event.get("response") or {}
+        if not isinstance(overrides, dict):
+            raise RealtimeError("invalid_type", "Invalid type for 'response': expected an object.", "response")
+        return self._start_response(overrides)
+
+    def _start_response(self, overrides: dict):
+        cfg = self.config
+        modalities, voice = cfg.output_modalities, cfg.voice
+        if "output_modalities" in overrides or "modalities" in overrides:
+            raw = overrides.get("output_modalities", overrides.get("modalities"))
+            modalities = ("text",) if raw == ["text"] else ("audio",)
+        voice = (overrides.get("audio") or {}).get("output", {}).get("voice", overrides.get("voice", voice))
+        r = _Response("resp_" + secrets.token_hex(8), "item_" + secrets.token_hex(8), modalities, voice,
+                      overrides.get("max_output_tokens", cfg.max_output_tokens))
+        self.response = r
+        item = {"id": r.item_id, "object": "realtime.item", "type": "message", "status": "in_progress",
+                "role": "assistant", "content": []}
+        previous = self._previous_item_id()
+        events = [self._event("response.created", response=self._response_object(r, "in_progress", [])),
+                  self._event("response.output_item.added", response_id=r.id, output_index=0, item=item)]
+        events += self._item_events(item, previous, done=False)
+        self.items.append(item)
+        order = StartResponse(r.id, r.item_id, self._messages(overrides.get("instructions")), modalities, voice,
+                              cfg.speed, r.max_output_tokens)
+        return events, [order]
+
+    def _messages(self, instructions: str | None) -> list[dict]:
+        msgs = [{"role": "system", "content": instructions or self.config.instructions}]
+        for item in self.items:
+            if item.get("type") != "message" or not item["content"]:
+                continue
+            part = item["content"][0]
+            text = part.get("text") or part.get("transcript") or ""
+            if item["role"] == "user" and part["type"] == "input_audio" and not text:
+                text = "(audio the lab's emulator could not transcribe)"
+            msgs.append({"role": item["role"], "content": text})
+        return msgs
+
+    def _open_part(self, r: _Response) -> list[dict]:
+        if r.part_open:
+            return []
+        r.part_open = True
+        part = {"type": "audio", "transcript": ""} if r.modalities == ("audio",) else {"type": "text", "text": ""}
+        return [self._event("response.content_part.added", response_id=r.id, item_id=r.item_id, output_index=0,
+                            content_index=0, part=part)]
+
+    def text_delta(self, response_id: str, delta: str) -> list[dict]:
+        """Feed one piece of text: a text delta, or (audio modality) a transcript delta."""
+        r = self.response
+        if r is None or r.id != response_id:
+            return []
+        events = self._open_part(r)
+        r.text += delta
+        name = "response.output_text.delta" if r.modalities == ("text",) else "response.output_audio_transcript.delta"
+        events.append(self._event(name, response_id=r.id, item_id=r.item_id, output_index=0, content_index=0,
+                                  delta=delta))
+        return events
+
+    def audio_delta(self, response_id: str, pcm: bytes, words: list[tuple[str, int]] = ()) -> list[dict]:
+        """Feed PCM16 24 kHz audio of the reply; ``words`` are (text, start ms) it begins, for truncation."""
+        r = self.response
+        if r is None or r.id != response_id:
+            return []
+        events = self._open_part(r)
+        r.words += list(words)
+        r.audio_samples += len(pcm) // 2
+        events.append(self._event("response.output_audio.delta", response_id=r.id, item_id=r.item_id, output_index=0,
+                                  content_index=0, delta=base64.b64encode(pcm).decode()))
+        return events
+
+    def finish_response(self, response_id: str, *, prompt_tokens: int = 0, output_tokens: int = 0) -> list[dict]:
+        """The reply is complete: close its part, item and response."""
+        return self._close(response_id, "completed", None, prompt_tokens, output_tokens)
+
+    def fail_response(self, response_id: str, message: str) -> list[dict]:
+        """Generation failed (for example, speech synthesis is unavailable): say so, never fake audio."""
+        err = RealtimeError("response_failed", message, type="server_error")
+        details = {"type": "failed", "error": {"type": "server_error", "code": "response_failed"}}
+        return [self.error(err)] + self._close(response_id, "failed", details)
+
+    def cancel_response(self, reason: str, response_id: str | None = None) -> tuple[list[dict], list]:
+        r = self.response
+        if r is None or (response_id is not None and response_id != r.id):
+            raise RealtimeError("response_cancel_not_active", "Cancellation failed: no active response found.")
+        events = self._close(r.id, "cancelled", {"type": "cancelled", "reason": reason})
+        return events, [CancelResponse(r.id)]
+
+    def _on_response_cancel(self, event: dict):
+        return self.cancel_response("client_cancelled", event.get("response_id"))
+
+    def _close(self, response_id: str, status: str, details, prompt_tokens: int = 0, output_tokens: int = 0):
+        r = self.response
+        if r is None or r.id != response_id:
+            return []
+        self.response = None
+        base = dict(response_id=r.id, item_id=r.item_id, output_index=0, content_index=0)
+        events = self._open_part(r)
+        audio = r.modalities == ("audio",)
+        if audio:
+            events.append(self._event("response.output_audio.done", **base))
+            events.append(self._event("response.output_audio_transcript.done", **base, transcript=r.text))
+            part = {"type": "audio", "transcript": r.text}
+            content = {"type": "output_audio", "transcript": r.text}
+        else:
+            events.append(self._event("response.output_text.done", **base, text=r.text))
+            part = {"type": "text", "text": r.text}
+            content = {"type": "output_text", "text": r.text}
+        events.append(self._event("response.content_part.done", **base, part=part))
+        item = next(i for i in self.items if i["id"] == r.item_id)
+        item["status"] = "completed" if status == "completed" else "incomplete"
+        item["content"] = [content]
+        shown = self._render_item(self._public(item))
+        events.append(self._event("response.output_item.done", response_id=r.id, output_index=0, item=shown))
+        if not self.beta:
+            index = self.items.index(item)
+            previous = self.items[index - 1]["id"] if index else None
+            events.append(self._event("conversation.item.done", previous_item_id=previous, item=shown))
+        if audio:   # kept for truncation, never sent
+            content["_audio_ms"], content["_words"] = self._ms(r.audio_samples), list(r.words)
+        usage = {"total_tokens": prompt_tokens + output_tokens, "input_tokens": prompt_tokens,
+                 "output_tokens": output_tokens,
+                 "input_token_details": {"text_tokens": prompt_tokens, "audio_tokens": 0, "cached_tokens": 0},
+                 "output_token_details": {"text_tokens": output_tokens, "audio_tokens": 0}}
+        events.append(self._event("response.done", response=self._response_object(r, status, [shown], details, usage)))
+        return events
+
+    @staticmethod
+    def _public(item: dict) -> dict:
+        return {**item, "content": [{k: v for k, v in c.items() if not k.startswith("_")} for c in item["content"]]}

@@ -1,0 +1,297 @@
+"""Realtime session configuration, pure: parse and validate ``session.update`` in either protocol
+version, merge it into the effective session, and render that session the way each version shows it.
+
+Two wire dialects exist. The GA protocol nests settings (``session.audio.input.turn_detection``)
+and requires ``session.type``; the older beta protocol (clients that send ``OpenAI-Beta:
+realtime=v1``, as most tutorials do) is flat (``session.turn_detection``, ``modalities``,
+``voice``). Both map onto one :class:`SessionConfig`. Invalid updates raise :class:`RealtimeError`
+naming the offending parameter, and change nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, replace
+
+__all__ = ["RealtimeError", "SessionConfig", "TurnDetection", "apply_update", "render_session", "VOICES",
+           "ESPEAK_VOICE_FOR", "threshold_to_vad"]
+
+
+class RealtimeError(Exception):
+    """A client mistake, reported as an ``error`` event; the connection stays open."""
+
+    def __init__(self, code: str, message: str, param: str | None = None, type: str = "invalid_request_error"):
+        super().__init__(message)
+        self.code, self.message, self.param, self.type = code, message, param, type
+
+
+#: OpenAI's voices, each mapped to an espeak-ng voice so that they sound different here too.
+ESPEAK_VOICE_FOR = {
+    "alloy": "en-us", "ash": "en-us+m3", "ballad": "en+m1", "coral": "en-us+f3", "echo": "en+m3",
+    "sage": "en+f4", "shimmer": "en-us+f2", "verse": "en-us+m1", "marin": "en-us+f5", "cedar": "en+m7",
+}
+VOICES = tuple(ESPEAK_VOICE_FOR)
+SAMPLE_RATE = 24_000
+
+
+@dataclass(frozen=True)
+class TurnDetection:
+    type: str = "server_vad"
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    create_response: bool = True
+    interrupt_response: bool = True
+    idle_timeout_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    id: str
+    model: str
+    instructions: str = "You are a helpful assistant."
+    output_modalities: tuple[str, ...] = ("audio",)
+    voice: str = "marin"
+    speed: float = 1.0
+    transcription: dict | None = None
+    noise_reduction: dict | None = None
+    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
+    tools: tuple = ()
+    tool_choice: str = "auto"
+    max_output_tokens: int | str = "inf"
+    temperature: float = 0.8
+    tracing: object = None
+    truncation: object = "auto"
+
+
+def threshold_to_vad(threshold: float) -> dict:
+    """How OpenAI's ``threshold`` (0..1, higher = less sensitive) drives labkit's energy detector.
+
+    The detector adapts to the background (chapter 04), so ``threshold`` sets how far above the
+    noise floor speech must rise: the start ratio is ``1 + 2 x threshold`` (0.5 gives 2x, labkit's
+    best setting), the stop ratio ``1 + 0.6 x threshold``. It also sets the absolute minimum level,
+    from -60 dBFS at 0 to -10 dBFS at 1 (-35 dBFS at the default 0.5), so digital silence and faint
+    hiss never count as speech.
+    """
+    floor_db = -60 + 50 * threshold
+    level = 10 ** (floor_db / 20)
+    return {"threshold": level, "stop_threshold": level / 2, "start_ratio": 1 + 2 * threshold,
+            "stop_ratio": 1 + 0.6 * threshold}
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+def _check_type(value, kinds: tuple[type, ...], param: str, expected: str):
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise RealtimeError("invalid_type", f"Invalid type for '{param}': expected {expected}.", param)
+    return value
+
+
+def _check_known(obj: dict, known: set[str], prefix: str) -> None:
+    for key in obj:
+        if key not in known:
+            raise RealtimeError("unknown_parameter", f"Unknown parameter: '{prefix}.{key}'.", f"{prefix}.{key}")
+
+
+def _range(value, lo, hi, param: str):
+    if value < lo or value > hi:
+        raise RealtimeError("invalid_value", f"Invalid value for '{param}': expected a value between {lo} and {hi}, "
+                                             f"got {value}.", param)
+    return value
+
+
+def _turn_detection(raw, prefix: str, current: TurnDetection | None) -> TurnDetection | None:
+    if raw is None:
+        return None
+    _check_type(raw, (dict,), prefix, "an object or null")
+    _check_known(raw, {"type", "threshold", "prefix_padding_ms", "silence_duration_ms", "create_response",
+                       "interrupt_response", "idle_timeout_ms", "eagerness"}, prefix)
+    kind = raw.get("type", "server_vad")
+    if kind not in ("server_vad", "semantic_vad"):
+        raise RealtimeError("invalid_value", f"Invalid value for '{prefix}.type': supported values are "
+                                             "'server_vad' and 'semantic_vad'.", f"{prefix}.type")
+    base = current if current is not None and current.type == kind else TurnDetection(type=kind)
+    changes = {}
+    if kind == "semantic_vad":
+        # no semantic model offline: eagerness maps onto how long a pause ends the turn
+        eagerness = raw.get("eagerness", "auto")
+        pauses = {"low": 1200, "medium": 700, "high": 300, "auto": 700}
+        if eagerness not in pauses:
+            raise RealtimeError("invalid_value", f"Invalid value for '{prefix}.eagerness'.", f"{prefix}.eagerness")
+        changes["silence_duration_ms"] = pauses[eagerness]
+    if "threshold" in raw:
+        changes["threshold"] = _range(_check_type(raw["threshold"], (int, float), f"{prefix}.threshold", "a number"),
+                                      0.0, 1.0, f"{prefix}.threshold")
+    for name, hi in (("prefix_padding_ms", 10_000), ("silence_duration_ms", 10_000)):
+        if name in raw:
+            changes[name] = _range(_check_type(raw[name], (int,), f"{prefix}.{name}", "an integer"), 0, hi,
+                                   f"{prefix}.{name}")
+    for name in ("create_response", "interrupt_response"):
+        if name in raw:
+            changes[name] = _check_type(raw[name], (bool,), f"{prefix}.{name}", "a boolean")
+    if raw.get("idle_timeout_ms") is not None:
+        changes["idle_timeout_ms"] = _range(_check_type(raw["idle_timeout_ms"], (int,), f"{prefix}.idle_timeout_ms",
+                                                        "an integer"), 5_000, 30_000, f"{prefix}.idle_timeout_ms")
+    return replace(base, **changes)
+
+
+def _pcm_format_ga(raw, param: str) -> None:
+    _check_type(raw, (dict,), param, "an object")
+    if raw.get("type") != "audio/pcm" or raw.get("rate", SAMPLE_RATE) != SAMPLE_RATE:
+        raise RealtimeError("invalid_value", f"Invalid value for '{param}': the lab's emulator speaks "
+                                             f"{{\"type\": \"audio/pcm\", \"rate\": {SAMPLE_RATE}}} only.", param)
+
+
+def _voice(value, param: str) -> str:
+    _check_type(value, (str,), param, "a string")
+    if value not in ESPEAK_VOICE_FOR:
+        raise RealtimeError("invalid_value", f"Invalid value for '{param}': '{value}'. Supported voices are: "
+                                             f"{', '.join(VOICES)}.", param)
+    return value
+
+
+def _modalities(value, param: str, beta: bool) -> tuple[str, ...]:
+    _check_type(value, (list,), param, "an array")
+    allowed = [["text"], ["audio", "text"], ["text", "audio"]] if beta else [["text"], ["audio"]]
+    if value not in allowed:
+        raise RealtimeError("invalid_value", f"Invalid value for '{param}': expected one of "
+                                             f"{' or '.join(map(str, allowed))}.", param)
+    return ("text",) if value == ["text"] else ("audio",)
+
+
+def _max_tokens(value, param: str) -> int | str:
+    if value == "inf":
+        return value
+    return _range(_check_type(value, (int,), param, "an integer or 'inf'"), 1, 4096, param)
+
+
+def apply_update(current: SessionConfig, session: object, *, beta: bool) -> SessionConfig:
+    """The effective session after ``session.update`` (``session`` is the event's payload)."""
+    if not isinstance(session, dict):
+        raise RealtimeError("invalid_type", "Invalid type for 'session': expected an object.", "session")
+    return _apply_beta(current, session) if beta else _apply_ga(current, session)
+
+
+def _apply_ga(cfg: SessionConfig, s: dict) -> SessionConfig:
+    if "type" not in s:
+        raise RealtimeError("missing_required_parameter", "Missing required parameter: 'session.type'.", "session.type")
+    if s["type"] != "realtime":
+        raise RealtimeError("invalid_value", "Invalid value for 'session.type': the lab's emulator supports "
+                                             "'realtime' sessions only.", "session.type")
+    _check_known(s, {"type", "model", "instructions", "output_modalities", "audio", "tools", "tool_choice",
+                     "max_output_tokens", "tracing", "truncation", "prompt", "include"}, "session")
+    changes: dict = {}
+    if "model" in s:
+        changes["model"] = _check_type(s["model"], (str,), "session.model", "a string")
+    if "instructions" in s:
+        changes["instructions"] = _check_type(s["instructions"], (str,), "session.instructions", "a string")
+    if "output_modalities" in s:
+        changes["output_modalities"] = _modalities(s["output_modalities"], "session.output_modalities", beta=False)
+    if "max_output_tokens" in s:
+        changes["max_output_tokens"] = _max_tokens(s["max_output_tokens"], "session.max_output_tokens")
+    if "tools" in s:
+        changes["tools"] = tuple(_check_type(s["tools"], (list,), "session.tools", "an array"))
+    if "tool_choice" in s:
+        changes["tool_choice"] = s["tool_choice"]
+    for key in ("tracing", "truncation"):
+        if key in s:
+            changes[key] = s[key]
+    audio = s.get("audio")
+    if audio is not None:
+        _check_type(audio, (dict,), "session.audio", "an object")
+        _check_known(audio, {"input", "output"}, "session.audio")
+        inp = audio.get("input") or {}
+        _check_type(inp, (dict,), "session.audio.input", "an object")
+        _check_known(inp, {"format", "transcription", "noise_reduction", "turn_detection"}, "session.audio.input")
+        if "format" in inp:
+            _pcm_format_ga(inp["format"], "session.audio.input.format")
+        if "transcription" in inp:
+            changes["transcription"] = _transcription(inp["transcription"], "session.audio.input.transcription")
+        if "noise_reduction" in inp:
+            changes["noise_reduction"] = inp["noise_reduction"]
+        if "turn_detection" in inp:
+            changes["turn_detection"] = _turn_detection(inp["turn_detection"], "session.audio.input.turn_detection",
+                                                        cfg.turn_detection)
+        out = audio.get("output") or {}
+        _check_type(out, (dict,), "session.audio.output", "an object")
+        _check_known(out, {"format", "voice", "speed"}, "session.audio.output")
+        if "format" in out:
+            _pcm_format_ga(out["format"], "session.audio.output.format")
+        if "voice" in out:
+            changes["voice"] = _voice(out["voice"], "session.audio.output.voice")
+        if "speed" in out:
+            changes["speed"] = _range(_check_type(out["speed"], (int, float), "session.audio.output.speed", "a number"),
+                                      0.25, 1.5, "session.audio.output.speed")
+    return replace(cfg, **changes)
+
+
+def _apply_beta(cfg: SessionConfig, s: dict) -> SessionConfig:
+    _check_known(s, {"model", "modalities", "instructions", "voice", "input_audio_format", "output_audio_format",
+                     "input_audio_transcription", "turn_detection", "tools", "tool_choice", "temperature",
+                     "max_response_output_tokens", "input_audio_noise_reduction", "speed", "tracing"}, "session")
+    changes: dict = {}
+    if "model" in s:
+        changes["model"] = _check_type(s["model"], (str,), "session.model", "a string")
+    if "instructions" in s:
+        changes["instructions"] = _check_type(s["instructions"], (str,), "session.instructions", "a string")
+    if "modalities" in s:
+        changes["output_modalities"] = _modalities(s["modalities"], "session.modalities", beta=True)
+    if "voice" in s:
+        changes["voice"] = _voice(s["voice"], "session.voice")
+    for key in ("input_audio_format", "output_audio_format"):
+        if key in s and s[key] != "pcm16":
+            raise RealtimeError("invalid_value", f"Invalid value for 'session.{key}': the lab's emulator speaks "
+                                                 "'pcm16' (24 kHz) only.", f"session.{key}")
+    if "input_audio_transcription" in s:
+        changes["transcription"] = _transcription(s["input_audio_transcription"], "session.input_audio_transcription")
+    if "turn_detection" in s:
+        changes["turn_detection"] = _turn_detection(s["turn_detection"], "session.turn_detection", cfg.turn_detection)
+    if "temperature" in s:
+        changes["temperature"] = _range(_check_type(s["temperature"], (int, float), "session.temperature", "a number"),
+                                        0.6, 1.2, "session.temperature")
+    if "max_response_output_tokens" in s:
+        changes["max_output_tokens"] = _max_tokens(s["max_response_output_tokens"], "session.max_response_output_tokens")
+    if "tools" in s:
+        changes["tools"] = tuple(_check_type(s["tools"], (list,), "session.tools", "an array"))
+    if "tool_choice" in s:
+        changes["tool_choice"] = s["tool_choice"]
+    if "speed" in s:
+        changes["speed"] = _range(_check_type(s["speed"], (int, float), "session.speed", "a number"), 0.25, 1.5,
+                                  "session.speed")
+    if "input_audio_noise_reduction" in s:
+        changes["noise_reduction"] = s["input_audio_noise_reduction"]
+    return replace(cfg, **changes)
+
+
+def _transcription(raw, param: str) -> dict | None:
+    if raw is None:
+        return None
+    _check_type(raw, (dict,), param, "an object or null")
+    _check_known(raw, {"model", "language", "prompt"}, param)
+    return dict(raw)
+
+
+# ------------------------------------------------------------------------------------------ rendering
+
+_PCM = {"type": "audio/pcm", "rate": SAMPLE_RATE}
+
+
+def render_session(cfg: SessionConfig, *, beta: bool) -> dict:
+    """The session object of ``session.created`` / ``session.updated``, in the client's dialect."""
+    td = None if cfg.turn_detection is None else asdict(cfg.turn_detection)
+    if beta:
+        if td is not None:
+            td.pop("idle_timeout_ms", None)
+        return {"id": cfg.id, "object": "realtime.session", "model": cfg.model,
+                "modalities": ["text"] if cfg.output_modalities == ("text",) else ["text", "audio"],
+                "instructions": cfg.instructions, "voice": cfg.voice, "input_audio_format": "pcm16",
+                "output_audio_format": "pcm16", "input_audio_transcription": copy.deepcopy(cfg.transcription),
+                "turn_detection": td, "tools": list(cfg.tools), "tool_choice": cfg.tool_choice,
+                "temperature": cfg.temperature, "max_response_output_tokens": cfg.max_output_tokens}
+    return {"type": "realtime", "object": "realtime.session", "id": cfg.id, "model": cfg.model,
+            "output_modalities": list(cfg.output_modalities), "instructions": cfg.instructions,
+            "audio": {"input": {"format": dict(_PCM), "transcription": copy.deepcopy(cfg.transcription),
+                                "noise_reduction": copy.deepcopy(cfg.noise_reduction), "turn_detection": td},
+                      "output": {"format": dict(_PCM), "voice": cfg.voice, "speed": cfg.speed}},
+            "tools": list(cfg.tools), "tool_choice": cfg.tool_choice, "max_output_tokens": cfg.max_output_tokens,
+            "tracing": cfg.tracing, "truncation": cfg.truncation, "prompt": None, "include": None}

@@ -1,0 +1,177 @@
+"""``GET /v1/realtime`` (WebSocket): an offline emulator of OpenAI's Realtime API.
+
+A thin adapter around :class:`labkit.realtime.machine.RealtimeSession`: it moves frames between
+the socket and the state machine, and carries out the machine's work orders, which take time:
+
+* **replies**: the simulated model's plan (same profiles as the chat API) gives the text and its
+  timing; for audio, espeak-ng speaks the text once the first token is due, and the audio goes out in
+  100 ms deltas at the pace of speech, each word's transcript delta just before its audio;
+* **transcription**: offline recognition in a worker thread (see :mod:`labkit.audio.asr`), or a
+  ``...transcription.failed`` event saying why not.
+
+Speaks the GA protocol, or the beta one when the client sends ``OpenAI-Beta: realtime=v1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketDisconnect
+
+from ..audio.pcm import resample
+from ..model import UnknownModelError, plan_completion, resolve_model
+from ..protocol.openai_chat import error_body
+from ..realtime.machine import CancelResponse, RealtimeSession, StartResponse, StartTranscription
+from ..realtime.session import ESPEAK_VOICE_FOR, SAMPLE_RATE
+from .state import ServerConfig, ServerStats
+
+__all__ = ["create_realtime_router"]
+
+AUDIO_CHUNK_MS = 100
+
+
+def create_realtime_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
+    router = APIRouter()
+
+    @router.websocket("/v1/realtime")
+    async def realtime(ws: WebSocket) -> None:
+        if config.api_key is not None and ws.headers.get("authorization", "") != f"Bearer {config.api_key}":
+            await _deny(ws, 401, error_body("Incorrect or missing API key.", code="invalid_api_key"))
+            return
+        model = ws.query_params.get("model") or "gpt-realtime"
+        try:
+            profile = resolve_model(model).scaled(config.time_scale)
+        except UnknownModelError:
+            await _deny(ws, 404, error_body(f"The model `{model}` does not exist.", param="model",
+                                            code="model_not_found"))
+            return
+        beta = ws.headers.get("openai-beta", "").strip() == "realtime=v1"
+        await ws.accept()
+        stats.ws_connections += 1
+        connection = _Connection(ws, RealtimeSession(model, beta=beta), profile, config)
+        try:
+            await connection.run()
+        finally:
+            await connection.close()
+            stats.ws_connections -= 1
+
+    return router
+
+
+async def _deny(ws: WebSocket, status: int, body: dict) -> None:
+    """Refuse the handshake with an HTTP status, where the server supports it (else close 1008)."""
+    try:
+        await ws.send_denial_response(JSONResponse(body, status_code=status))
+    except RuntimeError:
+        await ws.close(code=1008)
+
+
+class _Connection:
+    def __init__(self, ws: WebSocket, session: RealtimeSession, profile, config: ServerConfig):
+        self.ws, self.session, self.profile, self.config = ws, session, profile, config
+        self.send_lock = asyncio.Lock()
+        self.reply: asyncio.Task | None = None
+        self.tasks: set[asyncio.Task] = set()
+
+    async def emit(self, events: list[dict]) -> None:
+        if events:
+            async with self.send_lock:           # a batch (e.g. a cancellation's closing events) stays together
+                for event in events:
+                    await self.ws.send_text(json.dumps(event))
+
+    async def run(self) -> None:
+        await self.emit(self.session.opened())
+        while True:
+            try:
+                frame = await self.ws.receive()
+            except WebSocketDisconnect:
+                return
+            if frame["type"] == "websocket.disconnect":
+                return
+            raw = frame.get("text") if frame.get("text") is not None else frame.get("bytes", b"")
+            events, orders = self.session.receive(raw)
+            await self.emit(events)
+            self.carry_out(orders)
+
+    def carry_out(self, orders: list) -> None:
+        for order in orders:
+            if isinstance(order, StartResponse):
+                self.reply = self._spawn(self._generate(order))
+            elif isinstance(order, CancelResponse):
+                if self.reply is not None:
+                    self.reply.cancel()
+            elif isinstance(order, StartTranscription):
+                self._spawn(self._transcribe(order))
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _generate(self, order: StartResponse) -> None:
+        session, loop = self.session, asyncio.get_running_loop()
+        start = loop.time()
+        max_tokens = None if order.max_output_tokens == "inf" else int(order.max_output_tokens)
+        plan = plan_completion(order.messages, self.profile, max_tokens=max_tokens)
+        try:
+            if order.modalities == ("text",):
+                for token, due in zip(plan.tokens, plan.due_s):
+                    await asyncio.sleep(max(0.0, start + due - loop.time()))
+                    await self.emit(session.text_delta(order.response_id, token))
+            else:
+                await asyncio.sleep(max(0.0, start + plan.ttft_s - loop.time()))
+                await self._speak(order, plan.text)
+            await self.emit(session.finish_response(order.response_id, prompt_tokens=plan.prompt_tokens,
+                                                    output_tokens=plan.completion_tokens))
+        except asyncio.CancelledError:
+            pass                                  # the machine already closed the response
+        except Exception as e:                    # synthesis unavailable, or a bug: say so, never go silent
+            await self.emit(session.fail_response(order.response_id, f"{type(e).__name__}: {e}"))
+
+    async def _speak(self, order: StartResponse, text: str) -> None:
+        from ..audio.tts import ESPEAK_RATE, synthesize_words
+
+        words_per_minute = int(175 * order.speed)
+        audio22, words = await asyncio.to_thread(synthesize_words, text, ESPEAK_VOICE_FOR[order.voice], words_per_minute)
+        audio = resample(audio22, ESPEAK_RATE, SAMPLE_RATE)
+        word_ms = [(piece, sample * 1000 // ESPEAK_RATE) for piece, sample in words]
+        chunk = SAMPLE_RATE * AUDIO_CHUNK_MS // 1000
+        loop = asyncio.get_running_loop()
+        t0, pace = loop.time(), self.config.time_scale
+        w = 0
+        for k, i in enumerate(range(0, audio.size, chunk)):
+            await asyncio.sleep(max(0.0, t0 + k * AUDIO_CHUNK_MS / 1000 * pace - loop.time()))
+            end_ms = (i + chunk) * 1000 // SAMPLE_RATE
+            starting = []
+            while w < len(word_ms) and (word_ms[w][1] < end_ms or i + chunk >= audio.size):
+                starting.append(word_ms[w])
+                w += 1
+            events = []
+            for piece, _ in starting:             # the words this chunk begins, just before their sound
+                events += self.session.text_delta(order.response_id, piece)
+            events += self.session.audio_delta(order.response_id, audio[i:i + chunk].astype("<i2").tobytes(), starting)
+            await self.emit(events)
+
+    async def _transcribe(self, order: StartTranscription) -> None:
+        from ..audio import asr
+
+        t0 = time.perf_counter()
+        try:
+            text = await asyncio.to_thread(asr.transcribe, order.audio, SAMPLE_RATE)
+        except asr.ASRUnavailable as e:
+            await self.emit(self.session.transcription_failed(order.item_id, str(e)))
+            return
+        await self.emit(self.session.transcription_done(order.item_id, text, time.perf_counter() - t0))
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for task in list(self.tasks):
+            with contextlib.suppress(BaseException):
+                await task
