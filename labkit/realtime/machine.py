@@ -112,8 +112,8 @@ class RealtimeSession:
         if td is None:
             return None
         return VoiceActivityDetector(VADConfig(
-            sample_rate=SAMPLE_RATE, frame_ms=self._vad_frame_ms, adaptive=True, floor_quantile=0.4,
-            floor_window_ms=3000, min_speech_ms=200, min_silence_ms=td.silence_duration_ms,
+            sample_rate=SAMPLE_RATE, frame_ms=self._vad_frame_ms, adaptive=True, floor_quantile=0.1,
+            floor_window_ms=5000, min_speech_ms=200, min_silence_ms=td.silence_duration_ms,
             prefix_padding_ms=td.prefix_padding_ms, max_speech_ms=None, **threshold_to_vad(td.threshold)))
 
     def _ms(self, samples: int) -> int:

@@ -55,7 +55,7 @@ class LabServer:
         self.config = config
         self.app = create_app(config)
         self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=1,
-                                                     ws_max_size=1 << 20))
+                                                     ws_max_size=16 * 1024 * 1024 + 4096))   # > the Realtime append limit
         self._thread: threading.Thread | None = None
 
     @property
