@@ -177,7 +177,7 @@ async def test_server_vad_times_match_the_labelled_speech(server):
     await c.close()
 
 
-async def test_audio_turn_creates_a_response_and_transcription_reports_its_outcome(server):
+async def _audio_turn_with_transcription(server):
     c = await Client.connect(server)
     await c.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
         "transcription": {"model": "gpt-4o-mini-transcribe"}}}}})
@@ -190,16 +190,35 @@ async def test_audio_turn_creates_a_response_and_transcription_reports_its_outco
     i = kinds.index("input_audio_buffer.speech_stopped")
     assert kinds[i + 1: i + 4] == ["input_audio_buffer.committed", "conversation.item.added", "conversation.item.done"]
     assert "response.created" in kinds and events[-1]["response"]["status"] == "completed"
-    while not any(e["type"].startswith("conversation.item.input_audio_transcription.") and
-                  e["type"] != "conversation.item.input_audio_transcription.delta" for e in c.events):
-        await c.recv()
-    outcome = [e for e in c.events if e["type"] in ("conversation.item.input_audio_transcription.completed",
-                                                     "conversation.item.input_audio_transcription.failed")][0]
-    if outcome["type"].endswith("failed"):
-        assert "pocketsphinx" in outcome["error"]["message"]         # says why, invents nothing
-    else:
-        assert outcome["transcript"].strip()
+    outcome = next((e for e in c.events if e["type"] in ("conversation.item.input_audio_transcription.completed",
+                                                          "conversation.item.input_audio_transcription.failed")), None)
+    while outcome is None:
+        e = await c.recv()
+        if e["type"] in ("conversation.item.input_audio_transcription.completed",
+                         "conversation.item.input_audio_transcription.failed"):
+            outcome = e
     await c.close()
+    return outcome, utterances[0].text
+
+
+async def test_audio_turn_is_transcribed_offline(server):
+    from labkit.audio._sphinx import normalise
+
+    outcome, said = await _audio_turn_with_transcription(server)
+    assert outcome["type"].endswith("completed"), outcome
+    heard, truth = normalise(outcome["transcript"]).split(), normalise(said).split()
+    assert len(set(heard) & set(truth)) >= 0.7 * len(truth), (heard, truth)
+
+
+async def test_without_a_recogniser_transcription_fails_clearly(server, monkeypatch):
+    from labkit.audio import asr
+
+    def unavailable(audio, rate):
+        raise asr.ASRUnavailable("offline speech recognition is not installed: pip install pocketsphinx")
+
+    monkeypatch.setattr(asr, "transcribe", unavailable)
+    outcome, _ = await _audio_turn_with_transcription(server)
+    assert outcome["type"].endswith("failed") and "pocketsphinx" in outcome["error"]["message"]
 
 
 async def test_manual_commit_when_turn_detection_is_off(server):
@@ -330,3 +349,42 @@ async def test_handshake_refusals(make_server):
         await websockets.connect(f"{server.ws_url}/v1/realtime?model=llama-9",
                                  additional_headers={"Authorization": "Bearer sk-lab-right"})
     assert e.value.response.status_code == 404
+
+
+# ------------------------------------------------------------------------------------------ the learner's client
+
+async def test_realtime_client_text_audio_and_barge_in_with_truncation(make_server):
+    from labkit.realtime.client import AudioPlayer, RealtimeClient
+
+    server = make_server(time_scale=1.0)
+    async with RealtimeClient.local(server) as rt:
+        assert "key" not in repr(rt)
+        await rt.update_session(output_modalities=["text"])
+        await rt.send_text("What is SSE?")
+        text = "".join([e["delta"] async for e in rt.events() if e["type"] == "response.output_text.delta"])
+        assert "Server-Sent" in text or "SSE" in text
+        with pytest.raises(RuntimeError, match="voice"):
+            await rt.update_session(audio={"output": {"voice": "robot"}})
+
+        await rt.update_session(output_modalities=["audio"])
+        await rt.send_text("Tell me about rooms.")
+        player = AudioPlayer(use_speaker=False)
+        item_id = None
+        while player.received < RATE_HALF_SECOND:
+            e = await rt.next_event()
+            if e["type"] == "response.output_audio.delta":
+                player.feed(e["delta"])
+                item_id = e["item_id"]
+        for k, chunk in enumerate(appends(speech_24k(1.2, start_s=1.0))):   # the user talks over it
+            await rt.send(chunk)
+        cancelled = await rt.wait_for("response.done")
+        heard = player.stop()
+        assert cancelled["response"]["status"] == "cancelled" and heard > 0
+        await rt.truncate(item_id, heard)
+        truncated = await rt.wait_for("conversation.item.truncated", "error")
+        assert truncated["type"] == "conversation.item.truncated" and truncated["audio_end_ms"] == heard
+        kinds = [e["type"] for _, way, e in rt.timeline if way == "in"]
+        assert kinds[0] == "session.created" and "input_audio_buffer.speech_started" in kinds
+
+
+RATE_HALF_SECOND = 12_000
