@@ -24,3 +24,22 @@ def test_transports_benchmark_writes_json_with_ratios(tmp_path):
     http = [r for r in data["ratios"] if r["transport"] == "http"]
     assert all(r["p99_ms"] > 100 for r in http)              # HTTP holds every token until the end
     assert isinstance(data["target"]["met"], bool)
+
+
+def test_realtime_benchmark_writes_its_breakdown(tmp_path):
+    out = tmp_path / "realtime.json"
+    proc = subprocess.run([sys.executable, "-m", "labkit", "bench", "realtime", "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    for model in ("gpt-realtime", "instant"):
+        parts = data["summary"][model]
+        assert {"voice_to_voice_ms", "vad_wait_ms", "to_response_ms", "to_first_audio_ms", "transcription_ms"} <= set(parts)
+        assert parts["voice_to_voice_ms"]["count"] == data["setup"]["turns"]
+        # the parts add up to the whole, turn by turn
+        for turn in data["turns"][model]:
+            total = turn["vad_wait_ms"] + turn["to_response_ms"] + turn["to_first_audio_ms"]
+            assert abs(total - turn["voice_to_voice_ms"]) < 1.0
+    assert isinstance(data["emulator_overhead_ms"]["met"], bool)
+    assert 0 <= data["word_error_rate"]["input_transcription_mean"] <= 1
+    assert data["answer_round_trip"] and all(r["answer"] for r in data["answer_round_trip"])

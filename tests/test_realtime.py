@@ -213,10 +213,10 @@ async def test_audio_turn_is_transcribed_offline(server):
 async def test_without_a_recogniser_transcription_fails_clearly(server, monkeypatch):
     from labkit.audio import asr
 
-    def unavailable(audio, rate):
+    async def unavailable(audio, rate):
         raise asr.ASRUnavailable("offline speech recognition is not installed: pip install pocketsphinx")
 
-    monkeypatch.setattr(asr, "transcribe", unavailable)
+    monkeypatch.setattr(asr, "transcribe_async", unavailable)
     outcome, _ = await _audio_turn_with_transcription(server)
     assert outcome["type"].endswith("failed") and "pocketsphinx" in outcome["error"]["message"]
 

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-BENCHMARKS = {"transports": "labkit.bench.transports", "vad": "labkit.bench.vad"}
+BENCHMARKS = {"transports": "labkit.bench.transports", "vad": "labkit.bench.vad", "realtime": "labkit.bench.realtime"}
 
 
 def run_benchmark(name: str, json_path: str, quick: bool = False) -> int:

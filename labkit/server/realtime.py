@@ -6,7 +6,7 @@ the socket and the state machine, and carries out the machine's work orders, whi
 * **replies**: the simulated model's plan (same profiles as the chat API) gives the text and its
   timing; for audio, espeak-ng speaks the text once the first token is due, and the audio goes out in
   100 ms deltas at the pace of speech, each word's transcript delta just before its audio;
-* **transcription**: offline recognition in a worker thread (see :mod:`labkit.audio.asr`), or a
+* **transcription**: offline recognition in a worker process (see :mod:`labkit.audio.asr`), or a
   ``...transcription.failed`` event saying why not.
 
 Speaks the GA protocol, or the beta one when the client sends ``OpenAI-Beta: realtime=v1``.
@@ -94,9 +94,13 @@ class _Connection:
             if frame["type"] == "websocket.disconnect":
                 return
             raw = frame.get("text") if frame.get("text") is not None else frame.get("bytes", b"")
+            transcribing = self.session.config.transcription is not None
             events, orders = self.session.receive(raw)
             await self.emit(events)
             self.carry_out(orders)
+            if not transcribing and self.session.config.transcription is not None:
+                from ..audio import asr
+                asr.warm_up()                     # the recogniser's process starts now, not mid-turn
 
     def carry_out(self, orders: list) -> None:
         for order in orders:
@@ -163,7 +167,7 @@ class _Connection:
 
         t0 = time.perf_counter()
         try:
-            text = await asyncio.to_thread(asr.transcribe, order.audio, SAMPLE_RATE)
+            text = await asr.transcribe_async(order.audio, SAMPLE_RATE)
         except asr.ASRUnavailable as e:
             await self.emit(self.session.transcription_failed(order.item_id, str(e)))
             return
