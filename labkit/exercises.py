@@ -204,3 +204,25 @@ def _threshold(answer) -> Result:
         return _no(f"F1 = {result['f1']:.3f}: everything is speech. The *stop* threshold (half of this one) is "
                    "below the noise, so speech never ends. Go higher.")
     return _no(f"F1 = {result['f1']:.3f} (recall {result['recall']:.2f}): too high, quiet speech is missed. Go lower.")
+
+
+# ----------------------------------------------------------------------------- chapter 05
+
+@exercise("05.vad_wait")
+def _vad_wait(answer, *, audio_end_ms: int, true_end_ms: float) -> Result:
+    expected = audio_end_ms - true_end_ms
+    if isinstance(answer, (int, float)) and abs(answer - expected) <= 1:
+        return _ok(f"Right: {expected:.0f} ms of the wait was the server making sure you had stopped "
+                   "(silence_duration_ms, to a frame).")
+    if isinstance(answer, (int, float)) and abs(answer + expected) <= 1:
+        return _no("The sign is reversed: the server's end comes after the true end.")
+    return _no("Subtract the true end of speech (from the labels, in ms) from the event's audio_end_ms.")
+
+
+@exercise("05.cancel_reason")
+def _cancel_reason(answer) -> Result:
+    if answer == "turn_detected":
+        return _ok("Right: server VAD heard you start talking and cancelled the answer (interrupt_response).")
+    if answer == "client_cancelled":
+        return _no("That is the reason when the client sends response.cancel. Here nobody sent it.")
+    return _no("Read response.done's response.status_details.reason.")

@@ -36,6 +36,8 @@ CASES = {
     "02.header": ({}, "X-Accel-Buffering", ["Cache-Control", "Content-Type"]),
     "03.reassemble": ({}, reassemble_right, [reassemble_unsorted, lambda t: ("", [])]),
     "03.delivered": ({"expected": 1}, 1, [2, 3]),
+    "05.vad_wait": ({"audio_end_ms": 4480, "true_end_ms": 3936.6}, 543.4, [-543.4, 500, "543"]),
+    "05.cancel_reason": ({}, "turn_detected", ["client_cancelled", None]),
 }
 
 

@@ -82,6 +82,7 @@ async def test_official_sdk_ga_text_turn(server):
         await conn.response.create()
         kinds, text = [], ""
         async for event in conn:
+            validate_server_event(event.model_dump(mode="json", exclude_unset=True))     # what arrived, strictly
             kinds.append(event.type)
             if event.type == "response.output_text.delta":
                 text += event.delta
@@ -105,6 +106,7 @@ async def test_official_sdk_beta_client_with_old_names(server):
         await conn.response.create()
         kinds = []
         async for event in conn:
+            validate_server_event(event.model_dump(mode="json", exclude_unset=True), beta=True)
             kinds.append(event.type)
             if event.type == "session.updated":
                 assert event.session.modalities == ["text"] and event.session.turn_detection.silence_duration_ms == 400
@@ -388,3 +390,36 @@ async def test_realtime_client_text_audio_and_barge_in_with_truncation(make_serv
 
 
 RATE_HALF_SECOND = 12_000
+
+
+async def test_failed_synthesis_is_an_error_never_silence(server, monkeypatch):
+    from labkit.audio import tts
+
+    def broken(*args, **kwargs):
+        raise tts.TTSUnavailable("libespeak-ng could not be loaded: test")
+
+    monkeypatch.setattr(tts, "synthesize_words", broken)
+    c = await Client.connect(server)
+    await c.send({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}})
+    await c.send({"type": "response.create"})
+    events = await c.until("response.done")
+    errors = [e for e in events if e["type"] == "error"]
+    assert errors and "espeak" in errors[0]["error"]["message"]
+    assert events[-1]["response"]["status"] == "failed"
+    assert not any(e["type"] == "response.output_audio.delta" for e in events)
+    await c.close()
+
+
+async def test_stream_input_sends_a_source(server):
+    from labkit.audio import ArraySource
+    from labkit.realtime.client import RealtimeClient
+
+    async with RealtimeClient.local(server) as rt:
+        await rt.update_session(audio={"input": {"turn_detection": {"type": "server_vad", "create_response": False}}})
+        sent = await rt.stream_input(ArraySource(speech_24k(4.5), sample_rate=24_000, realtime=False))
+        assert sent >= 4.5 * 24_000
+        stopped = await rt.wait_for("input_audio_buffer.speech_stopped")
+        assert stopped["audio_end_ms"] > 0
+        with pytest.raises(ValueError, match="24000"):
+            await rt.stream_input(ArraySource(np.zeros(160, np.int16), sample_rate=16_000))

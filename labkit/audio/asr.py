@@ -5,23 +5,24 @@ is not, :func:`transcribe` raises :class:`ASRUnavailable` with the reason, and t
 ``conversation.item.input_audio_transcription.failed``: it never invents a transcript.
 
 pocketsphinx holds Python's GIL while it decodes (measured: the event loop stalled for ~95 ms per
-utterance even with the work in a thread), so :func:`transcribe_async` runs it in a separate
-*process*: a server must never let one user's transcription freeze everyone else's audio.
+utterance even with the work in a thread), so :func:`transcribe_async` sends the audio to a worker
+*process* (:mod:`labkit.audio.asr_worker`) over a pipe: one user's transcription must never freeze
+everyone else's audio. (A plain subprocess, not ``multiprocessing``, whose "spawn" start method
+re-imports the caller's main script and breaks scripts without an ``if __name__ == "__main__"`` guard.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import atexit
+import struct
+import subprocess
+import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 __all__ = ["ASRUnavailable", "transcribe", "transcribe_async", "warm_up"]
-
-_pool: ProcessPoolExecutor | None = None
-_pool_lock = threading.Lock()
 
 
 class ASRUnavailable(RuntimeError):
@@ -36,25 +37,54 @@ def _check_available() -> None:
 
 
 def transcribe(audio: np.ndarray, sample_rate: int) -> str:
-    """Recognise ``audio`` here, in this process (blocking)."""
+    """Recognise ``audio`` here, in this process (blocking: fine in scripts, not in a server)."""
     _check_available()
     from ._sphinx import recognise
     return recognise(audio, sample_rate)
 
 
-def _get_pool() -> ProcessPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            # spawn, not fork: the parent may be a notebook kernel or a server with threads running
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        return _pool
+class _Worker:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+
+    def _ensure(self) -> subprocess.Popen:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([sys.executable, "-m", "labkit.audio.asr_worker"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return self.proc
+
+    def run(self, audio: np.ndarray, sample_rate: int) -> str:
+        pcm = np.asarray(audio, dtype="<i2").tobytes()
+        with self.lock:                                  # one utterance at a time through the pipe
+            for attempt in (1, 2):                       # a dead worker is restarted once
+                proc = self._ensure()
+                try:
+                    proc.stdin.write(struct.pack("<II", sample_rate, len(pcm)) + pcm)
+                    proc.stdin.flush()
+                    line = proc.stdout.readline()
+                except (BrokenPipeError, OSError):
+                    line = b""
+                if line:
+                    return line.decode("utf-8").strip()
+                self.stop()
+            raise ASRUnavailable("the speech recogniser's worker process failed twice")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+_worker = _Worker()
+atexit.register(_worker.stop)
 
 
 async def transcribe_async(audio: np.ndarray, sample_rate: int) -> str:
-    """Recognise ``audio`` in the worker process, without blocking the event loop."""
+    """Recognise ``audio`` in the worker process; the event loop stays free meanwhile."""
     _check_available()
-    return await asyncio.get_running_loop().run_in_executor(_get_pool(), transcribe, np.asarray(audio), sample_rate)
+    return await asyncio.to_thread(_worker.run, audio, sample_rate)
 
 
 def warm_up() -> None:
@@ -63,4 +93,4 @@ def warm_up() -> None:
         _check_available()
     except ASRUnavailable:
         return
-    _get_pool().submit(transcribe, np.zeros(1600, np.int16), 16_000)
+    threading.Thread(target=_worker.run, args=(np.zeros(1600, np.int16), 16_000), daemon=True).start()

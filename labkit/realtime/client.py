@@ -125,6 +125,17 @@ class RealtimeClient:
         data = pcm if isinstance(pcm, (bytes, bytearray)) else np.asarray(pcm, dtype="<i2").tobytes()
         await self.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode()})
 
+    async def stream_input(self, source) -> int:
+        """Send every chunk of an :class:`~labkit.audio.AudioSource` (a microphone from ``open_input``, or a
+        file at real-time pace) as it arrives; returns the number of samples sent. The source must be 24 kHz."""
+        if source.sample_rate != RATE:
+            raise ValueError(f"the Realtime API takes {RATE} Hz audio; open the source with sample_rate={RATE}")
+        sent = 0
+        async for chunk in source:
+            await self.send_audio(chunk)
+            sent += len(chunk)
+        return sent
+
     async def commit(self) -> None:
         await self.send({"type": "input_audio_buffer.commit"})
 
