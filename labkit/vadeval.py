@@ -18,9 +18,8 @@ Metrics, per detector and condition:
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,24 +57,29 @@ class Detection:
         self.segments.append((start_s, end_s))
         self.end_known_s.append(known_s)
 
+    @classmethod
+    def from_events(cls, events: list, cpu_s: float) -> "Detection":
+        """The utterances of a labkit detector's or segmenter's events, each known at its ``detected_sample``."""
+        det = cls(cpu_s=cpu_s)
+        for e in events:
+            if isinstance(e, SpeechEnd):
+                det.add(e.start_s, e.end_s, e.detected_sample / SAMPLE_RATE)
+        return det
+
 
 class LabkitDetector:
     def __init__(self, config: VADConfig | None = None, name: str = "labkit", chunk_ms: int = 20):
         self.config, self.name, self.chunk_ms = config or VADConfig(**DEFAULT_SEGMENTATION), name, chunk_ms
 
     def run(self, samples: np.ndarray) -> Detection:
-        vad, det = VoiceActivityDetector(self.config), Detection()
+        vad = VoiceActivityDetector(self.config)
         n = SAMPLE_RATE * self.chunk_ms // 1000
         t0 = time.process_time()
         events = []
         for i in range(0, samples.size, n):
             events += vad.process(samples[i:i + n])
         events += vad.flush()
-        det.cpu_s = time.process_time() - t0
-        for e in events:
-            if isinstance(e, SpeechEnd):
-                det.add(e.start_s, e.end_s, e.detected_sample / SAMPLE_RATE)
-        return det
+        return Detection.from_events(events, time.process_time() - t0)
 
 
 class TutorialDetector:
@@ -124,15 +128,11 @@ class _FrameClassifierDetector:
         frames = samples[: samples.size // n * n].reshape(-1, n)
         t0 = time.process_time()
         starts, continues = self._decisions(frames)
-        segmenter, det, events = SpeechSegmenter(config), Detection(), []
+        segmenter, events = SpeechSegmenter(config), []
         for frame, s, c in zip(frames, starts, continues):
             events += segmenter.step(frame, bool(s), bool(c)) or []
         events += segmenter.flush()
-        det.cpu_s = time.process_time() - t0
-        for e in events:
-            if isinstance(e, SpeechEnd):
-                det.add(e.start_s, e.end_s, e.detected_sample / SAMPLE_RATE)
-        return det
+        return Detection.from_events(events, time.process_time() - t0)
 
 
 class WebRTCDetector(_FrameClassifierDetector):
@@ -248,10 +248,3 @@ def _median(values) -> float | None:
 def _mean(values) -> float | None:
     return round(float(np.mean(values)), 1) if len(values) else None
 
-
-def cpu_count_note() -> str:
-    return f"{os.cpu_count()} CPUs; every detector runs on one thread"
-
-
-def with_segmentation(config: VADConfig, **changes) -> VADConfig:
-    return replace(config, **changes)

@@ -230,7 +230,7 @@ async def test_manual_commit_when_turn_detection_is_off(server):
     for event in appends(speech_24k(1.5, start_s=1.0)):
         await c.send(event)
     await c.send({"type": "input_audio_buffer.commit", "event_id": "evt_commit"})
-    committed = await c.until("input_audio_buffer.committed")
+    await c.until("input_audio_buffer.committed")
     assert not any(e["type"].startswith("input_audio_buffer.speech") for e in c.events)
     await c.send({"type": "response.create", "response": {"output_modalities": ["text"]}})
     assert (await c.until("response.done"))[-1]["response"]["status"] == "completed"

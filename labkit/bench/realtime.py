@@ -66,7 +66,6 @@ async def _turn(server, model: str, audio24: np.ndarray, speech_end_s: float, te
                                              "turn_detection": {"type": "server_vad", "silence_duration_ms": SILENCE_MS}}})
     marks: dict[str, float] = {}
     events: dict[str, dict] = {}
-    pcm_out: list[bytes] = []
 
     async def listen():
         while True:

@@ -18,7 +18,7 @@ import binascii
 import itertools
 import json
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 

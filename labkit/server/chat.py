@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
-from starlette.websockets import WebSocketDisconnect
 
 from ..protocol import app_chat as proto
 from ..protocol.openai_chat import APIError
