@@ -13,8 +13,8 @@ white, pink, mains hum and babble noise at 20, 10, 5 and 0 dB SNR.
 * **Reproducibility**: the committed ``clean.wav`` is the reference. Every mix is made from it with a
   seeded noise (babble too: it is cut from the recording's own utterances), so every mix is the
   same on every machine. espeak-ng itself is not bit-exact from run to run (its output drifts by a
-  few samples), so regenerating the set gives the same sentences, voices and layout with
-  utterance times that may differ by a millisecond or so.
+  few samples per utterance, depending on what it said before), so regenerating the set gives the
+  same sentences, voices and layout with utterance times that may differ by up to tens of ms.
 """
 
 from __future__ import annotations

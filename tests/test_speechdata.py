@@ -29,15 +29,17 @@ def test_labels_match_the_clean_audio_exactly(clean):
 
 
 def test_the_generator_rebuilds_the_committed_set(tmp_path, clean):
-    """Same sentences, voices and layout; times within a few ms (espeak-ng is not bit-exact)."""
+    """Same sentences, voices and layout. Times agree to tens of ms only: espeak-ng 1.52 is not
+    bit-exact (seeding its PRNG and libc's does not pin it; what it said before shifts it, by up to
+    ~14 ms accumulated over the set as measured). The labels are exact for the *committed* audio."""
     sd.generate(tmp_path)
     fresh = json.loads((tmp_path / "labels.json").read_text())["utterances"]
     committed = json.loads(sd.LABELS_JSON.read_text())["utterances"]
     assert [(u["text"], u["voice"]) for u in fresh] == [(u["text"], u["voice"]) for u in committed]
     for f, c in zip(fresh, committed):
-        assert abs(f["start_s"] - c["start_s"]) < 0.01 and abs(f["end_s"] - c["end_s"]) < 0.01
+        assert abs(f["start_s"] - c["start_s"]) < 0.05 and abs(f["end_s"] - c["end_s"]) < 0.05
     samples, _ = sd.read_wav(tmp_path / "clean.wav")
-    assert abs(samples.size - clean[0].size) < 0.01 * sd.SAMPLE_RATE
+    assert abs(samples.size - clean[0].size) < 0.05 * sd.SAMPLE_RATE
 
 
 @pytest.mark.parametrize("noise", sd.NOISES)
