@@ -18,7 +18,7 @@ def _serve(args: argparse.Namespace) -> int:
                           upstream_base_url=args.upstream_base_url,
                           upstream_api_key=os.environ.get("OPENAI_API_KEY") if args.upstream_base_url else None)
     try:
-        run_forever(config, args.host, args.port)
+        run_forever(config, args.host, args.port, args.app)
     except OSError as e:
         print(f"error: {e.strerror or e}", file=sys.stderr)
         return 1
@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upstream-base-url", default=None, metavar="URL",
                    help="where the chat routes get tokens (default: this server's own /v1; "
                         "the key, if any, comes from OPENAI_API_KEY)")
+    p.add_argument("--app", choices=["lab", "tutorial"], default="lab",
+                   help="tutorial: the source tutorial's blocking SSE server, for comparison (chapter 06)")
     p.set_defaults(func=_serve)
 
     from .bench import BENCHMARKS

@@ -6,13 +6,18 @@ the notebooks and tests run both side by side.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
+from fastapi import FastAPI, Request                 # module level: FastAPI resolves annotations here
+from fastapi.responses import StreamingResponse
+from openai import OpenAI
 
 __all__ = ["TutorialConnectionManager", "tutorial_tokens_per_second", "TutorialVADConfig", "TutorialVAD",
-           "TutorialVADFixedClock"]
+           "TutorialVADFixedClock", "create_tutorial_app"]
 
 
 class TutorialConnectionManager:
@@ -145,3 +150,40 @@ class TutorialVADFixedClock(TutorialVAD):
                     return {"type": "speech_end", "audio": audio_data, "duration_ms": speech_duration,
                             "start_ms": self.speech_start, "end_ms": self.silence_start, "time_ms": current_time_ms}
         return None
+
+
+def create_tutorial_app(upstream_base_url: str, api_key: str = "lab-local-key", model: str = "gpt-4o-mini"):
+    """The tutorial's SSE server, as written: a *synchronous* OpenAI client inside an async endpoint.
+
+    ``for chunk in stream`` blocks while it waits for each chunk from the model, and while it
+    blocks, the event loop serves nobody else: with many users, everyone's first token waits behind
+    everyone else's reads. The ``await asyncio.sleep(0)`` after each token does not help: the time is
+    lost *inside* the blocking read. Fixed in :mod:`labkit.server.chat` (``AsyncOpenAI``). Chapter 06
+    measures the difference.
+    """
+    app = FastAPI(title="the tutorial's SSE server (blocking)")
+    client = OpenAI(base_url=upstream_base_url, api_key=api_key)
+
+    async def generate_sse_stream(messages: list):
+        stream = client.chat.completions.create(model=model, messages=messages, stream=True)
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                token = chunk.choices[0].delta.content
+                data = json.dumps({"token": token})
+                yield f"data: {data}\n\n"
+                await asyncio.sleep(0)
+        yield f"data: {json.dumps({'done': True})}\n\n"
+
+    @app.post("/api/chat/stream")
+    async def stream_chat(request: Request):
+        body = await request.json()
+        messages = body.get("messages", [])
+        return StreamingResponse(generate_sse_stream(messages), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "Connection": "keep-alive",
+                                          "X-Accel-Buffering": "no"})
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    return app

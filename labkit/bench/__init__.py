@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-BENCHMARKS = {"transports": "labkit.bench.transports", "vad": "labkit.bench.vad", "realtime": "labkit.bench.realtime"}
+BENCHMARKS = {"transports": "labkit.bench.transports", "vad": "labkit.bench.vad", "realtime": "labkit.bench.realtime",
+              "latency": "labkit.bench.latency"}
 
 
 def run_benchmark(name: str, json_path: str, quick: bool = False) -> int:

@@ -132,9 +132,18 @@ def serve(config: ServerConfig | None = None, *, host: str = "127.0.0.1", port: 
     return LabServer(config, host, port).start()
 
 
-def run_forever(config: ServerConfig, host: str, port: int) -> None:
-    """The foreground server of ``python -m labkit serve``."""
+def run_forever(config: ServerConfig, host: str, port: int, app_kind: str = "lab") -> None:
+    """The foreground server of ``python -m labkit serve`` (``app_kind="tutorial"``: the tutorial's
+    blocking SSE server, for comparisons; it needs ``config.upstream_base_url``)."""
     sock = bind_socket(host, port)
+    if app_kind == "tutorial":
+        from ..tutorial import create_tutorial_app
+        if not config.upstream_base_url:
+            raise OSError(0, "the tutorial app needs --upstream-base-url (a model server's /v1)")
+        print(f"tutorial-style (blocking) server listening on {_url(host, sock.getsockname()[1])}", flush=True)
+        uvicorn.Server(uvicorn.Config(create_tutorial_app(config.upstream_base_url), log_level="warning")).run(
+            sockets=[sock])
+        return
     url = _url("127.0.0.1" if host in ("0.0.0.0", "::") else host, sock.getsockname()[1])
     if config.upstream_base_url is None:
         config = replace(config, upstream_base_url=url + "/v1")

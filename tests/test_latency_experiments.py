@@ -1,0 +1,45 @@
+"""Chapter 06's experiments, small and fast, against real servers."""
+
+import pytest
+
+from labkit.latency.experiments import (concurrency_sweep, model_table, optimize_prompt, select_model,
+                                        streaming_vs_not, ttft_vs_prompt_length)
+from labkit.model import PROFILES
+from labkit.server.process import ServerProcess
+
+
+async def test_streaming_and_prompt_length_and_models(make_server):
+    server = make_server(time_scale=0.2)
+    s = await streaming_vs_not(server.base_url, runs=3)
+    assert s["streamed_ttft_ms"]["p50"] < s["not_streamed_total_ms"]["p50"] / 3
+    p = await ttft_vs_prompt_length(server.base_url, lengths=(0, 1000, 2000), reps=2)
+    expected = 1e6 * PROFILES["slow-large"].prefill_s_per_token * 0.2           # the server runs 5x faster
+    assert p["fit"]["prefill_ms_per_1k_tokens"] == pytest.approx(expected, rel=0.3)
+    assert p["whitespace"]["tokens_after"] < p["whitespace"]["tokens_before"]
+    table = await model_table(server.base_url, runs=3)
+    assert [r["model"] for r in table] == ["gpt-4o-mini", "gpt-4o", "gpt-4"]
+    assert table[0]["ttft_ms_p50"] < table[1]["ttft_ms_p50"] < table[2]["ttft_ms_p50"]
+    generous = select_model(table, ttft_budget_ms=10_000)
+    assert generous == "gpt-4" and select_model(table, ttft_budget_ms=0.001) is None
+
+
+def test_optimize_prompt_is_the_tutorials():
+    assert optimize_prompt("  a \n\n  b\t c  ") == "a b c"
+    assert optimize_prompt("x " * 3000).endswith("...") and len(optimize_prompt("x " * 3000)) == 4003
+
+
+def test_the_blocking_server_degrades_under_concurrency_and_the_async_one_does_not():
+    import asyncio
+
+    with ServerProcess(["serve", "--port", "0"]) as model, \
+            ServerProcess(["serve", "--port", "0", "--upstream-base-url", model.url + "/v1"]) as lab, \
+            ServerProcess(["serve", "--port", "0", "--app", "tutorial", "--upstream-base-url", model.url + "/v1"]) as tut:
+        rows = asyncio.run(concurrency_sweep({"lab": lab.url, "tutorial": tut.url}, users=(1, 8),
+                                             requests_per_user=2, min_requests=4))
+    by = {(r["server"], r["users"]): r for r in rows}
+    assert all(r["errors"] == 0 and r["requests"] >= 4 for r in rows)
+    # the tutorial's server serialises its users; the async one does not (measured here: ~2.5x and ~1.8x;
+    # the bounds leave room for shared, noisy CI cores)
+    assert by[("tutorial", 8)]["ttft_ms_p50"] > 1.6 * by[("lab", 8)]["ttft_ms_p50"]
+    assert by[("tutorial", 8)]["tpot_ms_p50"] > 1.3 * by[("lab", 8)]["tpot_ms_p50"]
+    assert by[("lab", 8)]["ttft_ms_p50"] < 1.5 * by[("lab", 1)]["ttft_ms_p50"]
