@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m labkit bench transports --json bench-transports.json
 	$(BIN)/python -m labkit bench vad --json bench-vad.json
 	$(BIN)/python -m labkit bench realtime --json bench-realtime.json
+	$(BIN)/python -m labkit bench latency --json bench-latency.json
 
 # Run every chapter offline and store fresh outputs: do this before committing a notebook.
 # (nbval compares cells marked NBVAL_CHECK_OUTPUT with these stored outputs.)

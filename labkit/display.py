@@ -27,7 +27,10 @@ class Table:
 
 def _fmt(value, digits: int) -> str:
     if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value else f"{value:,.{digits}f}".rstrip("0").rstrip(".")
+        if value and abs(value) < 1e-3:
+            return f"{value:.{digits or 1}g}"
+        text = f"{value:,.{digits}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text     # never strip a whole number's zeros
     return "" if value is None else str(value)
 
 

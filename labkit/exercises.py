@@ -226,3 +226,25 @@ def _cancel_reason(answer) -> Result:
     if answer == "client_cancelled":
         return _no("That is the reason when the client sends response.cancel. Here nobody sent it.")
     return _no("Read response.done's response.status_details.reason.")
+
+
+# ----------------------------------------------------------------------------- chapter 06
+
+@exercise("06.tpot")
+def _tpot(answer, *, ttft_s: float, e2e_s: float, n_tokens: int) -> Result:
+    expected = (e2e_s - ttft_s) / (n_tokens - 1)
+    if isinstance(answer, (int, float)) and abs(answer - expected) <= 1e-6 + 1e-3 * expected:
+        return _ok(f"Right: {1000 * expected:.1f} ms per token once the stream has started.")
+    if isinstance(answer, (int, float)) and abs(answer - e2e_s / n_tokens) <= 1e-3 * e2e_s:
+        return _no("That divides the whole time, TTFT included, by the tokens: the tutorial's mistake.")
+    return _no("TPOT = (E2E - TTFT) / (n - 1): the time after the first token, over the gaps.")
+
+
+@exercise("06.select_model")
+def _select(answer, *, table: list, ttft_budget_ms: float) -> Result:
+    from .latency.experiments import select_model
+
+    expected = select_model(table, ttft_budget_ms=ttft_budget_ms)
+    if answer == expected:
+        return _ok(f"Right: {expected} is the largest model whose measured p90 TTFT fits {ttft_budget_ms:.0f} ms.")
+    return _no("Read the ttft_ms_p90 column: the largest model (the table is small to large) at or under the budget.")

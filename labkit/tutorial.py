@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from openai import OpenAI
 
 __all__ = ["TutorialConnectionManager", "tutorial_tokens_per_second", "TutorialVADConfig", "TutorialVAD",
-           "TutorialVADFixedClock", "create_tutorial_app"]
+           "TutorialVADFixedClock", "create_tutorial_app", "tutorial_parallel_completions"]
 
 
 class TutorialConnectionManager:
@@ -187,3 +187,34 @@ def create_tutorial_app(upstream_base_url: str, api_key: str = "lab-local-key", 
         return {"status": "ok"}
 
     return app
+
+
+async def tutorial_parallel_completions(sync_client, prompts: list[str], model: str = "gpt-4o-mini",
+                                        max_concurrent: int = 5) -> list[tuple[str, float]]:
+    """The tutorial's ``parallel_completions``: a *synchronous* client run in the default thread pool.
+
+    Each request holds a thread for its whole duration, and the default pool has only
+    ``min(32, cpus + 4)`` threads (6 on a 2-core machine): raise ``max_concurrent`` and nothing gets
+    faster. Returns ``(text, ttft_seconds)`` per prompt. Fixed in :func:`labkit.latency.load.parallel_completions`.
+    """
+    import time as _time
+
+    semaphore = asyncio.Semaphore(max_concurrent)
+
+    def stream_with_metrics(prompt: str) -> tuple[str, float]:
+        start, first, tokens = _time.time(), None, []
+        stream = sync_client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
+                                                     stream=True)
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                if first is None:
+                    first = _time.time()
+                tokens.append(chunk.choices[0].delta.content)
+        return "".join(tokens), (first - start) if first else 0.0
+
+    async def run_one(prompt: str):
+        async with semaphore:
+            loop = asyncio.get_event_loop()
+            return await loop.run_in_executor(None, lambda: stream_with_metrics(prompt))
+
+    return await asyncio.gather(*(run_one(p) for p in prompts))

@@ -38,6 +38,10 @@ CASES = {
     "03.delivered": ({"expected": 1}, 1, [2, 3]),
     "05.vad_wait": ({"audio_end_ms": 4480, "true_end_ms": 3936.6}, 543.4, [-543.4, 500, "543"]),
     "05.cancel_reason": ({}, "turn_detected", ["client_cancelled", None]),
+    "06.tpot": ({"ttft_s": 0.5, "e2e_s": 1.5, "n_tokens": 11}, 0.1, [1.5 / 11, 1.0, "0.1"]),
+    "06.select_model": ({"table": [{"model": "small", "ttft_ms_p90": 100, "tpot_ms_p50": 10},
+                                   {"model": "large", "ttft_ms_p90": 400, "tpot_ms_p50": 30}],
+                         "ttft_budget_ms": 300}, "small", ["large", None]),
 }
 
 

@@ -59,14 +59,14 @@ async def ttft_vs_prompt_length(base_url: str, *, model: str = "slow-large", len
                                 reps: int = 3) -> dict:
     """TTFT against prompt tokens; a least-squares line recovers the profile's prefill cost."""
     client = AsyncOpenAI(base_url=base_url, api_key="lab-local-key")
-    points = []
-    for words in lengths:
+    async def point(words: int, rep: int) -> tuple[int, float]:
         prompt = (FILLER * (words // 15 + 1)).split()[:words]
         text = PROMPT + " " + " ".join(prompt)
-        tokens = count_message_tokens([{"role": "user", "content": text}])
-        for rep in range(reps):
-            stream = await collect(sdk_chat(client, text, model=model, seed=rep, max_tokens=2))
-            points.append((tokens, stream.ttft_s))
+        stream = await collect(sdk_chat(client, text, model=model, seed=rep, max_tokens=2))
+        return count_message_tokens([{"role": "user", "content": text}]), stream.ttft_s
+
+    # concurrently: the server is asynchronous, so one request's prefill does not delay another's
+    points = await asyncio.gather(*(point(words, rep) for words in lengths for rep in range(reps)))
     x, y = np.array([p[0] for p in points], float), np.array([p[1] for p in points])
     slope, intercept = np.polyfit(x, y, 1)
     # the tutorial's optimiser on a prompt padded with whitespace, as pasted text often is
@@ -75,7 +75,8 @@ async def ttft_vs_prompt_length(base_url: str, *, model: str = "slow-large", len
     after = count_message_tokens([{"role": "user", "content": optimize_prompt(padded)}])
     timed = {}
     for name, text in (("padded", padded), ("optimized", optimize_prompt(padded))):
-        runs = [await collect(sdk_chat(client, text, model=model, seed=r, max_tokens=2)) for r in range(reps)]
+        runs = await asyncio.gather(*(collect(sdk_chat(client, text, model=model, seed=r, max_tokens=2))
+                                      for r in range(reps)))
         timed[name] = float(np.median([r.ttft_s for r in runs]))
     await client.close()
     profile = PROFILES.get(model)
