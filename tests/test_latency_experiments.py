@@ -43,3 +43,14 @@ def test_the_blocking_server_degrades_under_concurrency_and_the_async_one_does_n
     assert by[("tutorial", 8)]["ttft_ms_p50"] > 1.6 * by[("lab", 8)]["ttft_ms_p50"]
     assert by[("tutorial", 8)]["tpot_ms_p50"] > 1.3 * by[("lab", 8)]["tpot_ms_p50"]
     assert by[("lab", 8)]["ttft_ms_p50"] < 1.5 * by[("lab", 1)]["ttft_ms_p50"]
+
+
+async def test_network_conditions_favour_a_kept_open_websocket(server):
+    from labkit.latency.experiments import network_conditions
+
+    rows = await network_conditions(server.port, profiles=("lan", "3g"), reps=1, max_tokens=4)
+    by = {(r["network"], r["transport"]): r for r in rows}
+    assert len(rows) == 6
+    # on 3G every round trip costs ~240 ms: a new connection pays more of them than an open one
+    assert by[("3g", "WebSocket (kept open)")]["ttft_ms"] < by[("3g", "WebSocket (new)")]["ttft_ms"] - 150
+    assert by[("3g", "SSE")]["ttft_ms"] > by[("lan", "SSE")]["ttft_ms"] + 200

@@ -10,9 +10,10 @@ the same model server. Experiments:
 4. transport overhead: the ``transports`` benchmark, quick, side by side with a raw TCP floor;
 5. concurrency: TTFT p50/p99 at 1, 10 and 50 users for both app servers.
    Target: the lab server's p99 TTFT at 50 users within 1.5x of its single-user p99.
+7. network conditions: SSE, a new WebSocket and a kept-open WebSocket through ``labkit.netem`` on
+   LAN, Wi-Fi, 4G and 3G profiles.
 
-Not built yet (issue #5): the nginx buffering experiment and the ``labkit.netem`` network profiles;
-the JSON lists them under ``missing``.
+Not built yet (issue #5): experiment 6, nginx's proxy buffering; the JSON lists it under ``missing``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import asyncio
 import os
 import sys
 
-from ..latency.experiments import concurrency_sweep, model_table, select_model, streaming_vs_not, ttft_vs_prompt_length
+from ..latency.experiments import (concurrency_sweep, model_table, network_conditions, select_model, streaming_vs_not,
+                                   ttft_vs_prompt_length)
 from ..server.process import ServerProcess
 
 
@@ -45,6 +47,8 @@ def run(quick: bool = False) -> dict:
         _say(f"5/5 concurrency at {users} users (the tutorial's server is slow under load)")
         sweep = asyncio.run(concurrency_sweep({"lab (AsyncOpenAI)": lab.url, "tutorial (sync client)": tut.url},
                                               users=users, requests_per_user=2 if quick else 3))
+        _say("7 network conditions through labkit.netem")
+        network = asyncio.run(network_conditions(int(lab.url.rsplit(":", 1)[1]), reps=1 if quick else 3))
     _say("4/5 transport overhead (the transports benchmark, quick)")
     from . import transports
     transport = transports.run(quick=True)
@@ -61,10 +65,10 @@ def run(quick: bool = False) -> dict:
                    "selected_for_ttft_budget_800ms": select_model(table, ttft_budget_ms=800)},
         "transport_overhead": {"ratios": transport["ratios"], "target": transport["target"]},
         "concurrency": sweep,
+        "network_conditions": network,
         "targets": {"lab_p99_ttft_at_top_users_within_1.5x_single": {
             "users": top, "ratio": lab_top["p99_ratio_to_single_user"],
             "met": lab_top["p99_ratio_to_single_user"] is not None and lab_top["p99_ratio_to_single_user"] <= 1.5,
             "tutorial_ratio": tut_top["p99_ratio_to_single_user"]}},
-        "missing": {"proxy_buffering": "nginx experiment not built yet (issue #5)",
-                    "network_conditions": "labkit.netem not built yet (issue #5)"},
+        "missing": {"proxy_buffering": "the nginx experiment is not built yet (issue #5)"},
     }

@@ -107,8 +107,10 @@ class ws_chat(_TokenIterator):
         self.prompt, self.options, self.connect_options = prompt, options, connect_options or {}
 
     async def _run(self) -> AsyncIterator[TimedToken]:
+        clock = Clock()                      # the user's wait includes opening the connection
         async with WSChat(self.url, **self.connect_options) as chat:
             ask = chat.ask(self.prompt, **self.options)
+            ask.clock = clock
             async for tok in ask:
                 yield tok
             self.finish_reason = ask.finish_reason
@@ -143,11 +145,13 @@ class WSChat:
 
 class _WSAsk(_TokenIterator):
     def __init__(self, chat: WSChat, prompt: str, options: dict):
-        self.chat, self.prompt, self.options = chat, prompt, {k: v for k, v in options.items() if v is not None}
+        self.chat, self.prompt = chat, prompt
+        self.options = {k: v for k, v in options.items() if v is not None}
         self.stream_id: str | None = None
+        self.clock: Clock | None = None          # set by ws_chat: its clock started before connecting
 
     async def _run(self) -> AsyncIterator[TimedToken]:
-        clock = Clock()
+        clock = self.clock or Clock()
         await self.chat.send({"type": "message", "content": self.prompt, **self.options})
         while True:
             msg = await self.chat.receive()

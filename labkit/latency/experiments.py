@@ -22,7 +22,7 @@ from .metrics import request_metrics
 from .stats import summarize
 
 __all__ = ["streaming_vs_not", "ttft_vs_prompt_length", "optimize_prompt", "model_table", "select_model",
-           "concurrency_sweep", "lab_sse_request", "tutorial_sse_request"]
+           "concurrency_sweep", "lab_sse_request", "tutorial_sse_request", "network_conditions"]
 
 PROMPT = "Why does streaming make a chat feel faster?"
 FILLER = "The lab measures latency carefully, one request at a time, with clocks that never go backwards. "
@@ -176,4 +176,35 @@ async def concurrency_sweep(servers: dict[str, str], *, users=(1, 10, 50), reque
         single = next(r for r in rows if r["server"] == row["server"] and r["users"] == min(users))
         row["p99_ratio_to_single_user"] = (round(row["ttft_ms_p99"] / single["ttft_ms_p99"], 2)
                                            if row["ttft_ms_p99"] and single["ttft_ms_p99"] else None)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ 7 network
+
+async def network_conditions(app_port: int, *, profiles=("lan", "wifi", "4g", "3g"), reps: int = 2,
+                             max_tokens: int = 12) -> list[dict]:
+    """TTFT and total time per transport through :class:`labkit.netem.NetemProxy`, per network profile.
+
+    SSE and a fresh WebSocket pay for a new connection (and the WebSocket handshake) on every
+    question; a WebSocket kept open pays only the round trip of the question itself."""
+    from ..clients import WSChat, sse_chat, ws_chat
+    from ..netem import PROFILES as NETWORKS
+    from ..netem import NetemProxy
+
+    rows = []
+    for name in profiles:
+        samples: dict[str, list[TimedStream]] = {"SSE": [], "WebSocket (new)": [], "WebSocket (kept open)": []}
+        async with NetemProxy(app_port, NETWORKS[name], seed=1) as proxy:
+            async with WSChat(proxy.url) as chat:
+                await collect(chat.ask("hello", max_tokens=1))            # opened before the clock starts
+                for rep in range(reps):
+                    samples["SSE"].append(await collect(sse_chat(proxy.url, PROMPT, max_tokens=max_tokens, seed=rep)))
+                    samples["WebSocket (new)"].append(await collect(ws_chat(proxy.url, PROMPT, max_tokens=max_tokens,
+                                                                            seed=rep)))
+                    samples["WebSocket (kept open)"].append(await collect(chat.ask(PROMPT, max_tokens=max_tokens,
+                                                                                   seed=rep)))
+        for transport, streams in samples.items():
+            rows.append({"network": name, "transport": transport,
+                         "ttft_ms": round(1000 * float(np.median([s.ttft_s for s in streams])), 1),
+                         "total_ms": round(1000 * float(np.median([s.total_s for s in streams])), 1)})
     return rows

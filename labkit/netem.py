@@ -1,0 +1,192 @@
+"""A network emulator: a TCP proxy that adds delay, jitter, a bandwidth limit, loss and dropped connections.
+
+Put it between a client and a server (``NetemProxy(target_port, PROFILES["4g"])``, then connect to
+``proxy.port``) to see how a transport behaves on Wi-Fi, 4G or a bad train connection, on one laptop.
+
+Two parts, as everywhere in the lab. :class:`Link` is pure: given when a chunk of bytes entered one
+direction of the link and how big it is, it says when it comes out, keeping TCP's order (a chunk
+never overtakes the one before it). The delay is ``delay_ms`` plus jitter, the serialisation time at
+``bandwidth_kbps``, and, with probability ``loss``, one retransmission timeout (TCP hides a lost
+packet but not the time it costs). :class:`NetemProxy` is the asyncio adapter that sleeps until each
+chunk is due, and cuts connections: randomly (``drop_per_s``) or on demand (:meth:`NetemProxy.drop_all`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from dataclasses import dataclass
+
+__all__ = ["NetworkProfile", "PROFILES", "Link", "NetemProxy"]
+
+
+@dataclass(frozen=True)
+class NetworkProfile:
+    name: str
+    delay_ms: float = 0.0            # one way
+    jitter_ms: float = 0.0           # standard deviation of the extra delay
+    bandwidth_kbps: float | None = None
+    loss: float = 0.0                # chance that a chunk needs a retransmission
+    rto_ms: float = 200.0            # what a retransmission costs
+    drop_per_s: float = 0.0          # chance per second that a connection is cut
+
+
+PROFILES = {p.name: p for p in (
+    NetworkProfile("lan", delay_ms=0.2),
+    NetworkProfile("wifi", delay_ms=4, jitter_ms=3, bandwidth_kbps=50_000, loss=0.002),
+    NetworkProfile("4g", delay_ms=35, jitter_ms=12, bandwidth_kbps=10_000, loss=0.005),
+    NetworkProfile("3g", delay_ms=120, jitter_ms=40, bandwidth_kbps=1_000, loss=0.01),
+    NetworkProfile("lossy", delay_ms=30, jitter_ms=20, bandwidth_kbps=5_000, loss=0.05, drop_per_s=0.05),
+)}
+
+
+class Link:
+    """One direction of a link: ``release(now_s, nbytes) -> when the chunk arrives`` (pure, seeded)."""
+
+    def __init__(self, profile: NetworkProfile, seed: int | None = None):
+        self.profile = profile
+        self.rng = random.Random(seed)
+        self._last_release = 0.0        # order: nothing arrives before what was sent earlier
+        self._wire_free = 0.0           # bandwidth: when the "wire" has finished the previous chunk
+
+    def open(self, now_s: float) -> None:
+        """A new connection: SYN and SYN-ACK take a round trip before the first byte can leave, and then
+        it travels too, so it arrives no sooner than three one-way delays after connecting."""
+        self._last_release = max(self._last_release, now_s + 3 * self.profile.delay_ms / 1000)
+
+    def release(self, now_s: float, nbytes: int) -> float:
+        p = self.profile
+        start = max(now_s, self._wire_free)
+        serialise = 0.0 if not p.bandwidth_kbps else nbytes * 8 / (p.bandwidth_kbps * 1000)
+        self._wire_free = start + serialise
+        delay = p.delay_ms / 1000
+        if p.jitter_ms:
+            delay += abs(self.rng.gauss(0.0, p.jitter_ms / 1000))      # jitter only ever adds
+        if p.loss and self.rng.random() < p.loss:
+            delay += p.rto_ms / 1000
+        arrival = max(self._wire_free + delay, self._last_release)
+        self._last_release = arrival
+        return arrival
+
+
+class NetemProxy:
+    """``async with NetemProxy(target_port, profile) as proxy:`` clients connect to ``proxy.port``."""
+
+    def __init__(self, target_port: int, profile: NetworkProfile = PROFILES["lan"], *, target_host: str = "127.0.0.1",
+                 host: str = "127.0.0.1", port: int = 0, seed: int | None = 0, chunk: int = 16_384):
+        self.target_host, self.target_port, self.profile = target_host, target_port, profile
+        self.host, self.port, self.seed, self.chunk = host, port, seed, chunk
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.drops = 0
+        self._rng = random.Random(seed)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def set_profile(self, profile: NetworkProfile | str) -> None:
+        """Change conditions for new chunks on every connection (existing ones pick it up at once)."""
+        self.profile = PROFILES[profile] if isinstance(profile, str) else profile
+
+    async def __aenter__(self) -> "NetemProxy":
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop accepting, cut every connection, and let each handler finish on its own (cancelling
+        them from outside makes asyncio's stream callbacks log spurious errors)."""
+        if self._server is not None:
+            self._server.close()
+        self.drop_all(count=False)
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=2)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    def drop_all(self, count: bool = True) -> int:
+        """Cut every open connection now, without a goodbye (as a lost network does)."""
+        writers = list(self._writers)
+        for w in writers:
+            with contextlib.suppress(Exception):
+                w.transport.abort()
+        if count:
+            self.drops += len(writers)
+        return len(writers)
+
+    async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._connections.add(task)
+        try:
+            server_reader, server_writer = await asyncio.open_connection(self.target_host, self.target_port)
+        except OSError:
+            client_writer.transport.abort()
+            self._connections.discard(task)
+            return
+        pair = (client_writer, server_writer)
+        self._writers.update(pair)
+        seed = self._rng.randrange(2**31) if self.seed is not None else None
+        uplink = Link(self.profile, seed)
+        uplink.open(asyncio.get_running_loop().time())
+        up = asyncio.ensure_future(self._pump(client_reader, server_writer, uplink))
+        down = asyncio.ensure_future(self._pump(server_reader, client_writer, Link(self.profile, None if seed is None else seed + 1)))
+        dropper = asyncio.ensure_future(self._random_drops(pair))
+        try:
+            await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (up, down, dropper):
+                t.cancel()
+            await asyncio.gather(up, down, dropper, return_exceptions=True)
+            for w in pair:
+                self._writers.discard(w)
+                with contextlib.suppress(Exception):
+                    w.close()
+            self._connections.discard(task)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                if data is None:
+                    with contextlib.suppress(Exception):
+                        writer.write_eof()
+                    return
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                writer.write(data)
+                await writer.drain()
+
+        sender = asyncio.ensure_future(deliver())
+        try:
+            while data := await reader.read(self.chunk):
+                link.profile = self.profile                       # live profile changes
+                queue.put_nowait((link.release(loop.time(), len(data)), data))
+            queue.put_nowait((loop.time(), None))
+            await sender
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            sender.cancel()
+            with contextlib.suppress(BaseException):
+                await sender
+
+    async def _random_drops(self, pair) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            p = self.profile.drop_per_s * 0.1
+            if p and self._rng.random() < p:
+                for w in pair:
+                    with contextlib.suppress(Exception):
+                        w.transport.abort()
+                self.drops += 1
+                return
+
