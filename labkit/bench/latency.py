@@ -10,10 +10,10 @@ the same model server. Experiments:
 4. transport overhead: the ``transports`` benchmark, quick, side by side with a raw TCP floor;
 5. concurrency: TTFT p50/p99 at 1, 10 and 50 users for both app servers.
    Target: the lab server's p99 TTFT at 50 users within 1.5x of its single-user p99.
+6. proxy buffering: a private nginx (installed when possible) in front of the app, buffered,
+   unbuffered and honouring ``X-Accel-Buffering: no``; token arrivals per route;
 7. network conditions: SSE, a new WebSocket and a kept-open WebSocket through ``labkit.netem`` on
    LAN, Wi-Fi, 4G and 3G profiles.
-
-Not built yet (issue #5): experiment 6, nginx's proxy buffering; the JSON lists it under ``missing``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import asyncio
 import os
 import sys
 
-from ..latency.experiments import (concurrency_sweep, model_table, network_conditions, select_model, streaming_vs_not,
-                                   ttft_vs_prompt_length)
+from ..latency.experiments import (concurrency_sweep, model_table, network_conditions, proxy_buffering, select_model,
+                                   streaming_vs_not, ttft_vs_prompt_length)
 from ..server.process import ServerProcess
 
 
@@ -49,6 +49,16 @@ def run(quick: bool = False) -> dict:
                                               users=users, requests_per_user=2 if quick else 3))
         _say("7 network conditions through labkit.netem")
         network = asyncio.run(network_conditions(int(lab.url.rsplit(":", 1)[1]), reps=1 if quick else 3))
+    _say("6 proxy buffering through nginx")
+    try:
+        from ..nginx import ServiceUnavailable, ensure_nginx
+        from ..server.runner import serve
+        ensure_nginx()
+        with serve(http="h11") as h11:
+            buffering = {k: {kk: vv for kk, vv in v.items() if kk != "arrivals_s"}
+                         for k, v in asyncio.run(proxy_buffering(h11.port)).items()}
+    except ServiceUnavailable as e:
+        buffering = {"skipped": str(e)}
     _say("4/5 transport overhead (the transports benchmark, quick)")
     from . import transports
     transport = transports.run(quick=True)
@@ -66,9 +76,9 @@ def run(quick: bool = False) -> dict:
         "transport_overhead": {"ratios": transport["ratios"], "target": transport["target"]},
         "concurrency": sweep,
         "network_conditions": network,
+        "proxy_buffering": buffering,
         "targets": {"lab_p99_ttft_at_top_users_within_1.5x_single": {
             "users": top, "ratio": lab_top["p99_ratio_to_single_user"],
             "met": lab_top["p99_ratio_to_single_user"] is not None and lab_top["p99_ratio_to_single_user"] <= 1.5,
             "tutorial_ratio": tut_top["p99_ratio_to_single_user"]}},
-        "missing": {"proxy_buffering": "the nginx experiment is not built yet (issue #5)"},
     }

@@ -22,7 +22,7 @@ from .metrics import request_metrics
 from .stats import summarize
 
 __all__ = ["streaming_vs_not", "ttft_vs_prompt_length", "optimize_prompt", "model_table", "select_model",
-           "concurrency_sweep", "lab_sse_request", "tutorial_sse_request", "network_conditions"]
+           "concurrency_sweep", "lab_sse_request", "tutorial_sse_request", "network_conditions", "proxy_buffering"]
 
 PROMPT = "Why does streaming make a chat feel faster?"
 FILLER = "The lab measures latency carefully, one request at a time, with clocks that never go backwards. "
@@ -208,3 +208,27 @@ async def network_conditions(app_port: int, *, profiles=("lan", "wifi", "4g", "3
                          "ttft_ms": round(1000 * float(np.median([s.ttft_s for s in streams])), 1),
                          "total_ms": round(1000 * float(np.median([s.total_s for s in streams])), 1)})
     return rows
+
+
+# ------------------------------------------------------------------------------------------ 6 proxy buffering
+
+async def proxy_buffering(app_port: int, *, max_tokens: int = 40) -> dict:
+    """Token arrival times through a private nginx, per route (see :mod:`labkit.nginx`), and directly.
+
+    ``reads`` counts the reads that delivered tokens: a buffered stream arrives in one burst at the
+    end, an unbuffered one token by token. The upstream must frame its HTTP/1.0 response by closing
+    the connection (``labkit.serve(http="h11")``): nginx 1.22 forwards a *chunked* upstream response
+    chunk by chunk even with buffering on, which hides the effect."""
+    from ..clients import sse_chat
+    from ..nginx import ROUTES, NginxProxy
+
+    out = {}
+    with NginxProxy(app_port) as proxy:
+        targets = {"direct": f"http://127.0.0.1:{app_port}", **{r: proxy.url(r) for r in ROUTES}}
+        for name, url in targets.items():
+            stream = await collect(sse_chat(url, PROMPT, max_tokens=max_tokens, seed=1))
+            arrivals = [t.t for t in stream.tokens]
+            reads = len(set(round(t, 6) for t in arrivals))
+            out[name] = {"arrivals_s": arrivals, "tokens": len(arrivals), "reads": reads,
+                         "ttft_ms": round(1000 * arrivals[0], 1), "total_ms": round(1000 * arrivals[-1], 1)}
+    return out

@@ -45,7 +45,7 @@ def _url(host: str, port: int) -> str:
 class LabServer:
     """A running labkit server. Use ``.url``, ``.base_url`` (for the OpenAI SDK), ``.ws_url``, ``.client()``."""
 
-    def __init__(self, config: ServerConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, config: ServerConfig | None = None, host: str = "127.0.0.1", port: int = 0, http: str = "auto"):
         self._sock = bind_socket(host, port)
         self.host, self.port = host, self._sock.getsockname()[1]
         self.url = _url(host if host not in ("0.0.0.0", "::") else "127.0.0.1", self.port)
@@ -54,7 +54,7 @@ class LabServer:
             config = replace(config, upstream_base_url=self.base_url)
         self.config = config
         self.app = create_app(config)
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=1,
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=1, http=http,
                                                      ws_max_size=16 * 1024 * 1024 + 4096))   # > the Realtime append limit
         self._thread: threading.Thread | None = None
 
@@ -122,14 +122,17 @@ class LabServer:
         return f"<LabServer {self.url} {'running' if self.running else 'stopped'}>"
 
 
-def serve(config: ServerConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, **options) -> LabServer:
+def serve(config: ServerConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, http: str = "auto",
+          **options) -> LabServer:
     """Start a labkit server in the background and return it once ``/health`` answers.
 
     ``options`` are :class:`ServerConfig` fields, e.g. ``serve(time_scale=0.2, rate_limit_rpm=60)``.
-    Use it as a context manager, or call ``.stop()``.
+    Use it as a context manager, or call ``.stop()``. ``http="h11"`` picks uvicorn's h11 protocol
+    implementation, which answers HTTP/1.0 requests close-delimited (the default, httptools, always
+    sends chunked), which is what makes nginx's default buffering visible (chapter 06).
     """
     config = replace(config or ServerConfig(), **options)
-    return LabServer(config, host, port).start()
+    return LabServer(config, host, port, http).start()
 
 
 def run_forever(config: ServerConfig, host: str, port: int, app_kind: str = "lab") -> None:
