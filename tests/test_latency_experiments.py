@@ -54,3 +54,25 @@ async def test_network_conditions_favour_a_kept_open_websocket(server):
     # on 3G every round trip costs ~240 ms: a new connection pays more of them than an open one
     assert by[("3g", "WebSocket (kept open)")]["ttft_ms"] < by[("3g", "WebSocket (new)")]["ttft_ms"] - 150
     assert by[("3g", "SSE")]["ttft_ms"] > by[("lan", "SSE")]["ttft_ms"] + 200
+
+
+async def test_transport_overhead_against_the_floor(server):
+    from labkit.latency.experiments import transport_overhead
+
+    with ServerProcess(["--port", "0"], module="labkit.bench.rawtcp", health_path=None) as raw:
+        rows = await transport_overhead(server.url, server.base_url, raw.url, runs=2, max_tokens=10)
+    by = {r["transport"]: r for r in rows}
+    assert set(by) == {"HTTP (whole reply)", "SSE", "WebSocket", "SDK to the model directly", "raw TCP (the floor)"}
+    http = by["HTTP (whole reply)"]
+    assert http["ttft_ms_p50"] == http["total_ms_p50"]                     # nothing until everything
+    assert by["SSE"]["ttft_ms_p50"] < http["ttft_ms_p50"]
+
+
+def test_benchmarks_end_with_a_short_table():
+    from labkit.bench import _targets_table
+
+    text = _targets_table({"benchmark": "x", "description": "d",
+                           "targets": {"a": {"met": True, "ratio": 1.02}, "b": {"met": False, "met_in": "12 of 13"}}})
+    assert "met      a  1.02" in text and "NOT met  b  12 of 13" in text
+    single = _targets_table({"benchmark": "t", "target": {}, "targets": {"rule": "p99 within", "met": True}})
+    assert "p99 within" in single

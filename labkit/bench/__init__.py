@@ -19,5 +19,21 @@ def run_benchmark(name: str, json_path: str, quick: bool = False) -> int:
     module = importlib.import_module(BENCHMARKS[name])
     results = module.run(quick=quick)
     Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
+    print(_targets_table(results))
     print(f"wrote {json_path}", file=sys.stderr)
     return 0
+
+
+def _targets_table(results: dict) -> str:
+    """The short table printed at the end of every benchmark: each target, its measured value, met or not."""
+    targets = results.get("targets") or {}
+    if "rule" in targets:                                   # a single target (transports)
+        targets = {targets["rule"]: targets}
+    if not targets and "emulator_overhead_ms" in results:   # realtime
+        o = results["emulator_overhead_ms"]
+        targets = {f"emulator overhead p95 < {o['target_p95_under_ms']} ms": {"met": o["met"], "value": o["p95"]}}
+    lines = [f"{results.get('benchmark', '')}: {results.get('description', '')}"]
+    for name, t in targets.items():
+        value = next((t[k] for k in ("value", "ratio", "x_real_time", "met_in") if k in t), "")
+        lines.append(f"  {'met    ' if t.get('met') else 'NOT met'}  {name}  {value}")
+    return "\n".join(lines)

@@ -7,7 +7,8 @@ the same model server. Experiments:
 1. streaming vs not: TTFT against the whole wait, same prompt and seeds;
 2. TTFT vs prompt length, with a fitted prefill cost, and the tutorial's whitespace trimming measured;
 3. a measured TTFT/TPOT table per model, and a model chosen from it for a latency budget;
-4. transport overhead: the ``transports`` benchmark, quick, side by side with a raw TCP floor;
+4. transport overhead: TTFT and total over HTTP, SSE, WebSocket, the SDK to the model directly and a
+   raw TCP floor, plus the ``transports`` benchmark (quick) for per-token delivery delay;
 5. concurrency: TTFT p50/p99 at 1, 10 and 50 users for both app servers.
    Target: the lab server's p99 TTFT at 50 users within 1.5x of its single-user p99.
 6. proxy buffering: a private nginx (installed when possible) in front of the app, buffered,
@@ -23,7 +24,7 @@ import os
 import sys
 
 from ..latency.experiments import (concurrency_sweep, model_table, network_conditions, proxy_buffering, select_model,
-                                   streaming_vs_not, ttft_vs_prompt_length)
+                                   streaming_vs_not, transport_overhead, ttft_vs_prompt_length)
 from ..server.process import ServerProcess
 
 
@@ -59,8 +60,12 @@ def run(quick: bool = False) -> dict:
                          for k, v in asyncio.run(proxy_buffering(h11.port)).items()}
     except ServiceUnavailable as e:
         buffering = {"skipped": str(e)}
-    _say("4/5 transport overhead (the transports benchmark, quick)")
+    _say("4 transport overhead: per-transport TTFT, and the transports benchmark (quick)")
     from . import transports
+    with ServerProcess(["serve", "--port", "0"]) as model, \
+            ServerProcess(["serve", "--port", "0", "--upstream-base-url", model.url + "/v1"]) as app, \
+            ServerProcess(["--port", "0"], module="labkit.bench.rawtcp", health_path=None) as raw:
+        per_transport = asyncio.run(transport_overhead(app.url, model.url + "/v1", raw.url, runs=3 if quick else 8))
     transport = transports.run(quick=True)
     top = max(users)
     lab_top = next(r for r in sweep if r["server"].startswith("lab") and r["users"] == top)
@@ -73,7 +78,8 @@ def run(quick: bool = False) -> dict:
         "models": {"table": table,
                    "selected_for_ttft_budget_300ms": select_model(table, ttft_budget_ms=300),
                    "selected_for_ttft_budget_800ms": select_model(table, ttft_budget_ms=800)},
-        "transport_overhead": {"ratios": transport["ratios"], "target": transport["target"]},
+        "transport_overhead": {"ttft_and_total": per_transport, "delivery_delay_ratios": transport["ratios"],
+                               "target": transport["target"]},
         "concurrency": sweep,
         "network_conditions": network,
         "proxy_buffering": buffering,

@@ -22,7 +22,8 @@ from .metrics import request_metrics
 from .stats import summarize
 
 __all__ = ["streaming_vs_not", "ttft_vs_prompt_length", "optimize_prompt", "model_table", "select_model",
-           "concurrency_sweep", "lab_sse_request", "tutorial_sse_request", "network_conditions", "proxy_buffering"]
+           "concurrency_sweep", "lab_sse_request", "tutorial_sse_request", "network_conditions", "proxy_buffering",
+           "transport_overhead"]
 
 PROMPT = "Why does streaming make a chat feel faster?"
 FILLER = "The lab measures latency carefully, one request at a time, with clocks that never go backwards. "
@@ -232,3 +233,29 @@ async def proxy_buffering(app_port: int, *, max_tokens: int = 40) -> dict:
             out[name] = {"arrivals_s": arrivals, "tokens": len(arrivals), "reads": reads,
                          "ttft_ms": round(1000 * arrivals[0], 1), "total_ms": round(1000 * arrivals[-1], 1)}
     return out
+
+
+# ------------------------------------------------------------------------------------------ 4 transports
+
+async def transport_overhead(app_url: str, model_base_url: str, raw_url: str, *, runs: int = 3,
+                             max_tokens: int = 20) -> list[dict]:
+    """Time to first token and to the last token for the same replies (same seeds, same token schedule)
+    over HTTP, SSE, WebSocket, the OpenAI SDK straight to the model server, and a raw TCP floor."""
+    from ..bench.transports import _raw_request
+    from ..clients import http_chat, sse_chat, ws_chat
+
+    client = AsyncOpenAI(base_url=model_base_url, api_key="lab-local-key")
+    make = {
+        "HTTP (whole reply)": lambda s: collect(http_chat(app_url, PROMPT, seed=s, max_tokens=max_tokens)),
+        "SSE": lambda s: collect(sse_chat(app_url, PROMPT, seed=s, max_tokens=max_tokens)),
+        "WebSocket": lambda s: collect(ws_chat(app_url, PROMPT, seed=s, max_tokens=max_tokens)),
+        "SDK to the model directly": lambda s: collect(sdk_chat(client, PROMPT, seed=s, max_tokens=max_tokens)),
+        "raw TCP (the floor)": lambda s: _raw_request(raw_url, s, max_tokens),
+    }
+    rows = []
+    for name, request in make.items():                 # each transport's runs at once (the servers are async)
+        streams = await asyncio.gather(*(request(seed) for seed in range(runs)))
+        rows.append({"transport": name, "ttft_ms_p50": summarize((s.ttft_s for s in streams), 1000)["p50"],
+                     "total_ms_p50": summarize((s.total_s for s in streams), 1000)["p50"]})
+    await client.close()
+    return rows
