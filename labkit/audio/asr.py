@@ -57,7 +57,7 @@ class _Worker:
     def run(self, audio: np.ndarray, sample_rate: int) -> str:
         pcm = np.asarray(audio, dtype="<i2").tobytes()
         with self.lock:                                  # one utterance at a time through the pipe
-            for attempt in (1, 2):                       # a dead worker is restarted once
+            for _ in range(2):                           # a dead worker is restarted once
                 proc = self._ensure()
                 try:
                     proc.stdin.write(struct.pack("<II", sample_rate, len(pcm)) + pcm)

@@ -177,6 +177,19 @@ def apply_update(current: SessionConfig, session: object, *, beta: bool) -> Sess
     return _apply_beta(current, session) if beta else _apply_ga(current, session)
 
 
+def _shared_fields(s: dict) -> dict:
+    """The settings both dialects name and shape alike."""
+    changes: dict = {}
+    for name in ("model", "instructions"):
+        if name in s:
+            changes[name] = _check_type(s[name], (str,), f"session.{name}", "a string")
+    if "tools" in s:
+        changes["tools"] = tuple(_check_type(s["tools"], (list,), "session.tools", "an array"))
+    if "tool_choice" in s:
+        changes["tool_choice"] = s["tool_choice"]
+    return changes
+
+
 def _apply_ga(cfg: SessionConfig, s: dict) -> SessionConfig:
     if "type" not in s:
         raise RealtimeError("missing_required_parameter", "Missing required parameter: 'session.type'.", "session.type")
@@ -185,19 +198,11 @@ def _apply_ga(cfg: SessionConfig, s: dict) -> SessionConfig:
                                              "'realtime' sessions only.", "session.type")
     _check_known(s, {"type", "model", "instructions", "output_modalities", "audio", "tools", "tool_choice",
                      "max_output_tokens", "tracing", "truncation", "prompt", "include"}, "session")
-    changes: dict = {}
-    if "model" in s:
-        changes["model"] = _check_type(s["model"], (str,), "session.model", "a string")
-    if "instructions" in s:
-        changes["instructions"] = _check_type(s["instructions"], (str,), "session.instructions", "a string")
+    changes = _shared_fields(s)
     if "output_modalities" in s:
         changes["output_modalities"] = _modalities(s["output_modalities"], "session.output_modalities", beta=False)
     if "max_output_tokens" in s:
         changes["max_output_tokens"] = _max_tokens(s["max_output_tokens"], "session.max_output_tokens")
-    if "tools" in s:
-        changes["tools"] = tuple(_check_type(s["tools"], (list,), "session.tools", "an array"))
-    if "tool_choice" in s:
-        changes["tool_choice"] = s["tool_choice"]
     for key in ("tracing", "truncation"):
         if key in s:
             changes[key] = s[key]
@@ -234,11 +239,7 @@ def _apply_beta(cfg: SessionConfig, s: dict) -> SessionConfig:
     _check_known(s, {"model", "modalities", "instructions", "voice", "input_audio_format", "output_audio_format",
                      "input_audio_transcription", "turn_detection", "tools", "tool_choice", "temperature",
                      "max_response_output_tokens", "input_audio_noise_reduction", "speed", "tracing"}, "session")
-    changes: dict = {}
-    if "model" in s:
-        changes["model"] = _check_type(s["model"], (str,), "session.model", "a string")
-    if "instructions" in s:
-        changes["instructions"] = _check_type(s["instructions"], (str,), "session.instructions", "a string")
+    changes = _shared_fields(s)
     if "modalities" in s:
         changes["output_modalities"] = _modalities(s["modalities"], "session.modalities", beta=True)
     if "voice" in s:
@@ -256,10 +257,6 @@ def _apply_beta(cfg: SessionConfig, s: dict) -> SessionConfig:
                                         0.6, 1.2, "session.temperature")
     if "max_response_output_tokens" in s:
         changes["max_output_tokens"] = _max_tokens(s["max_response_output_tokens"], "session.max_response_output_tokens")
-    if "tools" in s:
-        changes["tools"] = tuple(_check_type(s["tools"], (list,), "session.tools", "an array"))
-    if "tool_choice" in s:
-        changes["tool_choice"] = s["tool_choice"]
     if "speed" in s:
         changes["speed"] = _range(_check_type(s["speed"], (int, float), "session.speed", "a number"), 0.25, 1.5,
                                   "session.speed")
