@@ -12,13 +12,23 @@ from .server.state import ServerConfig
 def _serve(args: argparse.Namespace) -> int:
     from .server.runner import run_forever
 
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host} exposes the server to your network.", file=sys.stderr)
+    from .auth import is_loopback
+
+    lab_token = os.environ.get("LAB_TOKEN") or None
     config = ServerConfig(api_key=args.api_key, rate_limit_rpm=args.rate_limit_rpm, time_scale=args.time_scale,
                           upstream_base_url=args.upstream_base_url,
-                          upstream_api_key=os.environ.get("OPENAI_API_KEY") if args.upstream_base_url else None)
+                          upstream_api_key=os.environ.get("OPENAI_API_KEY") if args.upstream_base_url else None,
+                          lab_token=lab_token, max_streams_per_user=args.max_streams_per_user,
+                          stream_limit_policy=args.stream_limit_policy, user_requests_per_min=args.user_rpm,
+                          redis_url=args.redis_url or os.environ.get("REDIS_URL") or None)
+    if not is_loopback(args.host) and lab_token:
+        print(f"listening on {args.host}: only clients with LAB_TOKEN (or a user token made from it) get in.",
+              file=sys.stderr)
     try:
         run_forever(config, args.host, args.port, args.app)
+    except PermissionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"error: {e.strerror or e}", file=sys.stderr)
         return 1
@@ -60,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upstream-base-url", default=None, metavar="URL",
                    help="where the chat routes get tokens (default: this server's own /v1; "
                         "the key, if any, comes from OPENAI_API_KEY)")
+    p.add_argument("--max-streams-per-user", type=int, default=None, metavar="N",
+                   help="replies one user may stream at once (default: no limit)")
+    p.add_argument("--stream-limit-policy", choices=["reject", "replace"], default="reject",
+                   help="over the limit: refuse with 429 (reject) or cancel the user's oldest reply (replace)")
+    p.add_argument("--user-rpm", type=float, default=None, metavar="N",
+                   help="requests per minute per user on the chat routes (token bucket; default: no limit)")
+    p.add_argument("--redis-url", default=None, metavar="URL",
+                   help="share rooms with other server processes through Redis (default: $REDIS_URL, else in memory)")
     p.add_argument("--app", choices=["lab", "tutorial"], default="lab",
                    help="tutorial: the source tutorial's blocking SSE server, for comparison (chapter 06)")
     p.set_defaults(func=_serve)

@@ -117,9 +117,10 @@ class NetemProxy:
         for w in writers:
             with contextlib.suppress(Exception):
                 w.transport.abort()
+        connections = len(writers) // 2         # each connection has two ends: client side, server side
         if count:
-            self.drops += len(writers)
-        return len(writers)
+            self.drops += connections
+        return connections
 
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

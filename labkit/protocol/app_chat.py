@@ -13,17 +13,24 @@ WebSocket ``/ws/chat``. Client → server (JSON text frames)::
     {"type": "message", "content": "What is SSE?"}          # ask; the conversation is kept per connection
     # optional in a message, as over HTTP: "model", "max_tokens", "temperature", "seed"
     {"type": "ping"}                                          # answered with {"type": "pong"}
+    {"type": "resume", "stream_id": "st_…", "last_seq": 41}   # after a reconnect: send the tokens after 41
+    {"type": "cancel"}                                        # stop the reply that is streaming
 
 Server → client::
 
-    {"type": "ack", "stream_id": "s1"}                        # the message was accepted
-    {"type": "token", "stream_id": "s1", "seq": 0, "content": "Server", "t": 1732540000.123}
-    {"type": "complete", "stream_id": "s1", "content": "<full text>", "tokens": 73, "finish_reason": "stop"}
+    {"type": "ack", "stream_id": "st_…"}                      # the message was accepted
+    {"type": "token", "stream_id": "st_…", "seq": 0, "content": "Server", "t": 1732540000.123}
+    {"type": "complete", "stream_id": "st_…", "content": "<full text>", "tokens": 73, "finish_reason": "stop"}
     {"type": "error", "code": "invalid_json", "message": "...", "stream_id": null}
+    # over /ws/chat/progressive, also (the tutorial's progressive protocol):
+    {"type": "typing", "active": true}
+    {"type": "progress", "stage": "waiting_for_first_token", "fraction": 0.1}
 
-``seq`` numbers the tokens of one stream from 0, so a client can tell a lost or repeated token.
-``t`` is the server's wall-clock time when it sent the token (for measuring delivery delay).
-Errors never close the connection: the client can correct itself and go on.
+``seq`` numbers the tokens of one stream from 0, so a client can tell a lost or repeated token,
+and resume after the last one it has. ``t`` is the server's wall-clock time when the token was
+produced (for measuring delivery delay). Errors never close the connection: the client can
+correct itself and go on. A limit (``too_many_streams``, ``rate_limit_exceeded``) adds
+``retry_after_s`` to its error.
 """
 
 from __future__ import annotations
@@ -32,10 +39,10 @@ import json
 from dataclasses import dataclass, field
 
 __all__ = ["MAX_CONTENT_CHARS", "ProtocolError", "ClientMessage", "parse_client_message",
-           "ChatBody", "parse_chat_body", "ack", "token", "complete", "error", "pong"]
+           "ChatBody", "parse_chat_body", "ack", "token", "complete", "error", "pong", "typing", "progress"]
 
 MAX_CONTENT_CHARS = 8_000
-CLIENT_TYPES = ("message", "ping")
+CLIENT_TYPES = ("message", "ping", "resume", "cancel")
 
 
 class ProtocolError(ValueError):
@@ -50,6 +57,8 @@ class ClientMessage:
     type: str
     content: str = ""
     options: dict = field(default_factory=dict)     # model, max_tokens, temperature, seed (when given)
+    stream_id: str = ""                             # resume
+    last_seq: int = -1                              # resume
 
 
 def parse_client_message(raw: str | bytes, max_chars: int = MAX_CONTENT_CHARS) -> ClientMessage:
@@ -63,8 +72,15 @@ def parse_client_message(raw: str | bytes, max_chars: int = MAX_CONTENT_CHARS) -
     kind = data.get("type")
     if kind not in CLIENT_TYPES:
         raise ProtocolError("unknown_type", f"Unknown message type {kind!r}; expected one of {list(CLIENT_TYPES)}.")
-    if kind == "ping":
-        return ClientMessage("ping")
+    if kind in ("ping", "cancel"):
+        return ClientMessage(kind)
+    if kind == "resume":
+        stream_id, last_seq = data.get("stream_id"), data.get("last_seq", -1)
+        if not isinstance(stream_id, str) or not stream_id or len(stream_id) > 64:
+            raise ProtocolError("invalid_stream_id", "'resume' needs the 'stream_id' from the reply's 'ack'.")
+        if not isinstance(last_seq, int) or isinstance(last_seq, bool) or last_seq < -1:
+            raise ProtocolError("invalid_last_seq", "'last_seq' must be the seq of the last token you have, or -1.")
+        return ClientMessage("resume", stream_id=stream_id, last_seq=last_seq)
     return ClientMessage("message", _content(data.get("content"), max_chars), _options(data))
 
 
@@ -139,8 +155,19 @@ def complete(stream_id: str, content: str, tokens: int, finish_reason: str) -> d
             "finish_reason": finish_reason}
 
 
-def error(code: str, message: str, stream_id: str | None = None) -> dict:
-    return {"type": "error", "code": code, "message": message, "stream_id": stream_id}
+def error(code: str, message: str, stream_id: str | None = None, retry_after_s: float | None = None) -> dict:
+    msg = {"type": "error", "code": code, "message": message, "stream_id": stream_id}
+    if retry_after_s is not None:
+        msg["retry_after_s"] = retry_after_s
+    return msg
+
+
+def typing(active: bool) -> dict:
+    return {"type": "typing", "active": active}
+
+
+def progress(stage: str, fraction: float) -> dict:
+    return {"type": "progress", "stage": stage, "fraction": round(min(1.0, max(0.0, fraction)), 3)}
 
 
 def pong() -> dict:

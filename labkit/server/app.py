@@ -19,7 +19,10 @@ from .chat import create_chat_router
 from .connections import ConnectionManager
 from .model_api import create_model_router, openai_error_response
 from .realtime import create_realtime_router
+from ..auth import Authenticator
+from .identity import IdentityMiddleware
 from .state import ServerConfig, ServerStats
+from .streamhub import StreamHub
 from .upstream import Upstream
 
 __all__ = ["create_app"]
@@ -32,18 +35,22 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     stats = ServerStats()
     upstream = Upstream(config)
     manager = ConnectionManager()
+    hub = StreamHub(config, stats, upstream)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        await hub.aclose()
         await upstream.aclose()
 
     app = FastAPI(title="labkit", summary="The Realtime AI Lab's local OpenAI-compatible backend and chat app.",
                   lifespan=lifespan)
     app.state.config, app.state.stats, app.state.upstream, app.state.connections = config, stats, upstream, manager
+    app.state.hub = hub
+    app.add_middleware(IdentityMiddleware, authenticator=Authenticator(config.lab_token))
 
     app.include_router(create_model_router(config, stats))
-    app.include_router(create_chat_router(config, stats, upstream, manager))
+    app.include_router(create_chat_router(config, stats, upstream, manager, hub))
     app.include_router(create_realtime_router(config, stats))
 
     @app.get("/lab/stats")

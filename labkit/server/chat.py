@@ -1,9 +1,18 @@
 """The app server's transports: the same chat over HTTP, Server-Sent Events and WebSocket.
 
-Each route is a thin adapter: validate with :mod:`labkit.protocol.app_chat`, stream tokens from
-:class:`~labkit.server.upstream.Upstream` (``AsyncOpenAI``, never a blocking client), write them
-out. When a client leaves mid-stream, the route is cancelled and leaving the ``async with`` around
-the upstream stream closes it, which cancels the generation upstream within a token or two.
+Each route is a thin adapter: validate with :mod:`labkit.protocol.app_chat`, then either wait for
+the whole reply (HTTP) or start a reply in the :class:`~labkit.server.streamhub.StreamHub` and
+follow it (SSE, WebSocket). Replies are resources with ids, so every stream can be resumed:
+
+* ``POST /api/chat/stream``: create and follow at once (``fetch`` with a body). Every event has an
+  ``id:``; the reply's id is in the ``X-Stream-Id`` header.
+* ``POST /api/chat/streams`` then ``GET /api/chat/stream/{id}``: create, then follow with a GET, which
+  is what the browser's ``EventSource`` can do (it cannot send a POST body, which is the bug in the
+  tutorial's JavaScript). A reconnect sends ``Last-Event-ID`` and gets only what came after it.
+* ``/ws/chat`` (and ``/ws/chat/progressive`` with typing and progress): a ``resume`` message with the
+  stream id and the last ``seq`` does the same over WebSocket.
+
+The user is whoever :class:`~labkit.server.identity.IdentityMiddleware` says (``request.state.user``).
 """
 
 from __future__ import annotations
@@ -17,19 +26,25 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
+from ..auth import USER_NAME, SHARED_USER, issue_user_token
 from ..protocol import app_chat as proto
 from ..protocol.openai_chat import APIError
 from ..protocol.sse import encode_comment, encode_event
+from ..streams import DONE, StreamLog
 from .connections import ConnectionManager
 from .state import ServerConfig, ServerStats
+from .streamhub import STREAMING, WAITING, StreamHub
 from .streaming import sse_response, with_heartbeats
 from .upstream import Upstream
 
 __all__ = ["create_chat_router"]
 
+#: The ``id`` of the last event of a stream (``done`` or ``error``): a reconnect that has it gets 204.
+END_ID = "end"
+
 
 def create_chat_router(config: ServerConfig, stats: ServerStats, upstream: Upstream,
-                       manager: ConnectionManager) -> APIRouter:
+                       manager: ConnectionManager, hub: StreamHub) -> APIRouter:
     router = APIRouter()
 
     def parse(raw: bytes) -> proto.ChatBody:
@@ -38,16 +53,32 @@ def create_chat_router(config: ServerConfig, stats: ServerStats, upstream: Upstr
         except proto.ProtocolError as e:
             raise APIError(400, e.message, code=e.code) from None
 
-    async def open_stream(body: proto.ChatBody):
-        return await upstream.open_stream(body.messages, model=body.model, max_tokens=body.max_tokens,
-                                          temperature=body.temperature, seed=body.seed)
+    def options(body: proto.ChatBody) -> dict:
+        return {k: v for k, v in (("model", body.model), ("max_tokens", body.max_tokens),
+                                  ("temperature", body.temperature), ("seed", body.seed)) if v is not None}
+
+    @router.post("/api/login")
+    async def login(request: Request) -> JSONResponse:
+        """Trade the shared ``LAB_TOKEN`` and a name for that user's own token (classroom mode)."""
+        try:
+            name = json.loads(await request.body())["name"]
+        except (ValueError, KeyError, TypeError):
+            raise APIError(400, "Send {\"name\": \"your-name\"}.", code="invalid_body") from None
+        if not isinstance(name, str) or not USER_NAME.match(name):
+            raise APIError(400, "A name is 1-32 letters, digits, '_' or '-'.", param="name", code="invalid_name")
+        if config.lab_token is None:
+            return JSONResponse({"user": name, "token": name})
+        if request.state.user != SHARED_USER:
+            raise APIError(403, "Log in with the class token (LAB_TOKEN), not a user token.", code="forbidden")
+        return JSONResponse({"user": name, "token": issue_user_token(config.lab_token, name)})
 
     @router.post("/api/chat")
     async def chat(request: Request) -> Response:
         """Request/response: the whole reply as JSON, once the last token is in."""
         body = parse(await request.body())
+        hub.check_rate(request.state.user)
         pieces, times = [], []
-        async with await open_stream(body) as stream:
+        async with await upstream.open_stream(body.messages, **options(body)) as stream:
             async for tok in stream.tokens():
                 pieces.append(tok.content)
                 times.append(tok.received_wall)
@@ -58,78 +89,123 @@ def create_chat_router(config: ServerConfig, stats: ServerStats, upstream: Upstr
 
     @router.post("/api/chat/stream")
     async def chat_stream(request: Request) -> Response:
-        """Server-Sent Events: one ``token`` event per token, then ``done`` (or ``error``)."""
+        """Server-Sent Events: one ``token`` event per token (``id:`` its seq), then ``done`` (or ``error``)."""
         body = parse(await request.body())
-        stream = await open_stream(body)       # upstream errors become a proper HTTP status here
-        return sse_response(_sse_body(stream, stats, config.heartbeat_s))
+        log = await hub.start_accepted(request.state.user, body.messages, options(body))
+        return sse_response(_sse_follow(hub, log, -1, config.heartbeat_s),
+                            headers={"X-Stream-Id": log.id, "Location": f"/api/chat/stream/{log.id}"})
 
-    @router.websocket("/ws/chat")
+    @router.post("/api/chat/streams", status_code=201)
+    async def create_stream(request: Request) -> JSONResponse:
+        """Start a reply and return its id; read it with ``GET /api/chat/stream/{id}`` (EventSource)."""
+        body = parse(await request.body())
+        log = await hub.start_accepted(request.state.user, body.messages, options(body))
+        url = f"/api/chat/stream/{log.id}"
+        return JSONResponse({"id": log.id, "url": url, "status": log.status}, status_code=201,
+                            headers={"Location": url})
+
+    @router.get("/api/chat/stream/{stream_id}")
+    async def follow_stream(stream_id: str, request: Request) -> Response:
+        """The reply as SSE, from the start or after ``Last-Event-ID`` (header, or ``last_event_id`` query)."""
+        log = hub.get(stream_id, request.state.user)
+        last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        if last == END_ID:
+            return Response(status_code=204)          # the client has it all; 204 stops EventSource for good
+        try:
+            after = -1 if last in (None, "") else int(last)
+        except ValueError:
+            raise APIError(400, f"Last-Event-ID {last!r} is not an event id of this stream.",
+                           code="invalid_last_event_id") from None
+        if after > len(log.tokens) - 1:
+            raise APIError(400, f"Last-Event-ID {after} is beyond this stream's {len(log.tokens)} tokens.",
+                           code="invalid_last_event_id")
+        if last is not None:
+            stats.resumes += 1
+        return sse_response(_sse_follow(hub, log, after, config.heartbeat_s), headers={"X-Stream-Id": log.id})
+
+    @router.get("/api/chat/streams/{stream_id}")
+    async def stream_status(stream_id: str, request: Request) -> JSONResponse:
+        """A kept reply as JSON: its status and all the text so far."""
+        return JSONResponse(hub.get(stream_id, request.state.user).summary())
+
+    @router.delete("/api/chat/streams/{stream_id}", status_code=204)
+    async def cancel_stream(stream_id: str, request: Request) -> Response:
+        """Stop a reply now (the "stop generating" button)."""
+        hub.cancel(hub.get(stream_id, request.state.user), "cancelled", "The client cancelled the reply.")
+        return Response(status_code=204)
+
+    for path, progressive in (("/ws/chat", False), ("/ws/chat/progressive", True)):
+        router.add_api_websocket_route(path, _ws_route(config, stats, hub, manager, progressive))
+
+    return router
+
+
+def _ws_route(config, stats, hub, manager, progressive):
     async def ws_chat(ws: WebSocket) -> None:
         await ws.accept()
         manager.add(ws)
         stats.ws_connections += 1
-        session = _WSChatSession(ws, config, stats, upstream, manager)
+        session = _WSChatSession(ws, ws.state.user, config, stats, hub, manager, progressive)
         try:
             await session.run()
         finally:
             await session.stop()
             manager.disconnect(ws)
             stats.ws_connections -= 1
-
-    return router
+    return ws_chat
 
 
 _HEARTBEAT = object()
 
 
-async def _sse_body(stream, stats: ServerStats, heartbeat_s: float) -> AsyncIterator[bytes]:
-    """The SSE body. Each token is time-stamped (``t``) here, in the task that writes it, right
-    before the write: the stamp marks the moment the server emits it, not when it was queued."""
-    stats.app_streams_active += 1
-    finished = False
-    try:
-        async with stream:
-            seq, pieces = 0, []
-            try:
-                async for tok in with_heartbeats(stream.tokens(), heartbeat_s, lambda: _HEARTBEAT):
-                    if tok is _HEARTBEAT:
-                        yield encode_comment("ping")
-                        continue
-                    pieces.append(tok.content)
-                    yield encode_event(json.dumps({"seq": seq, "content": tok.content, "t": time.time()}),
-                                       event="token")
-                    seq += 1
-            except APIError as e:
-                yield encode_event(json.dumps({"code": e.code, "message": e.message}), event="error")
-                finished = True
-                return
-            yield encode_event(json.dumps({"content": "".join(pieces), "tokens": seq,
-                                           "finish_reason": stream.finish_reason}), event="done")
-            finished = True
-    finally:
-        stats.app_streams_active -= 1
-        if not finished:
-            stats.app_streams_cancelled += 1
+async def _sse_follow(hub: StreamHub, log: StreamLog, after: int, heartbeat_s: float) -> AsyncIterator[bytes]:
+    """The SSE body of one reader: ``retry``, the tokens after ``after`` (each with ``id: seq``), then
+    ``done`` or ``error`` with ``id: end``. A silent model gets keep-alive comments."""
+    yield b"retry: 1000\n\n"
+    async for item in with_heartbeats(hub.follow(log, after), heartbeat_s, lambda: _HEARTBEAT):
+        if item is _HEARTBEAT:
+            yield encode_comment("ping")
+        elif item[0] == "token":
+            _, seq, content, t = item
+            yield encode_event(json.dumps({"seq": seq, "content": content, "t": t}), event="token", id=seq)
+        elif item[0] == "end":
+            if log.status == DONE:
+                yield encode_event(json.dumps({"content": log.text, "tokens": len(log.tokens),
+                                               "finish_reason": log.finish_reason}), event="done", id=END_ID)
+            else:
+                yield encode_event(json.dumps({"code": log.error_code, "message": log.error_message}),
+                                   event="error", id=END_ID)
 
 
 class _WSChatSession:
-    """One WebSocket chat: reads frames while at most one reply streams in a task beside it."""
+    """One WebSocket chat: reads frames while at most one reply is followed in a task beside it.
 
-    def __init__(self, ws: WebSocket, config: ServerConfig, stats: ServerStats, upstream: Upstream,
-                 manager: ConnectionManager):
-        self.ws, self.config, self.stats, self.upstream, self.manager = ws, config, stats, upstream, manager
+    The conversation is kept per connection; a ``resume`` on a new connection restores it from
+    the reply it resumes. A clean close (the user left) cancels the reply at once; a connection that
+    just vanished leaves it running for ``resume_grace_s``, for the client to come back.
+    """
+
+    def __init__(self, ws: WebSocket, user: str, config: ServerConfig, stats: ServerStats, hub: StreamHub,
+                 manager: ConnectionManager, progressive: bool):
+        self.ws, self.user, self.config, self.stats, self.hub, self.manager = ws, user, config, stats, hub, manager
+        self.progressive = progressive
         self.history: list[dict] = []
-        self.reply: asyncio.Task | None = None
-        self.busy = False           # True from 'ack' until 'complete' or 'error' is sent
-        self.streams = 0
+        self.reader: asyncio.Task | None = None
+        self.current: StreamLog | None = None
+        self.clean_close = False
 
-    async def send(self, message: dict) -> None:
-        await self.manager.send(self.ws, message)
+    @property
+    def busy(self) -> bool:
+        return self.reader is not None and not self.reader.done()
+
+    async def send(self, message: dict) -> bool:
+        return await self.manager.send(self.ws, message)
 
     async def run(self) -> None:
         while True:
             frame = await self.ws.receive()
             if frame["type"] == "websocket.disconnect":
+                self.clean_close = frame.get("code", 1000) in (1000, 1001)
                 return
             raw = frame.get("text") if frame.get("text") is not None else frame.get("bytes", b"")
             try:
@@ -139,45 +215,119 @@ class _WSChatSession:
                 continue
             if msg.type == "ping":
                 await self.send(proto.pong())
+            elif msg.type == "cancel":
+                if self.busy:
+                    self.hub.cancel(self.current, "cancelled", "The client cancelled the reply.")
             elif self.busy:
                 await self.send(proto.error("busy", "A reply is still streaming; wait for 'complete'."))
+            elif msg.type == "resume":
+                await self._resume(msg)
             else:
-                self.busy = True
-                self.streams += 1
-                stream_id = f"s{self.streams}"
-                self.history.append({"role": "user", "content": msg.content})
-                await self.send(proto.ack(stream_id))
-                self.reply = asyncio.create_task(self._stream_reply(stream_id, msg.options))
+                await self._ask(msg)
 
-    async def _stream_reply(self, stream_id: str, options: dict) -> None:
-        self.stats.app_streams_active += 1
-        finished = False
+    async def _ask(self, msg: proto.ClientMessage) -> None:
+        messages = [*self.history, {"role": "user", "content": msg.content}]
         try:
-            stream = await self.upstream.open_stream(self.history, **options)
-            async with stream:
-                seq, pieces = 0, []
-                async for tok in stream.tokens():
-                    pieces.append(tok.content)
-                    if not await self.manager.send(self.ws, proto.token(stream_id, seq, tok.content, time.time())):
-                        return      # the client is gone: leaving the block cancels the upstream
-                    seq += 1
-            text = "".join(pieces)
-            self.history.append({"role": "assistant", "content": text})
-            self.busy = False         # before 'complete': a client may ask again the moment it sees it
-            await self.send(proto.complete(stream_id, text, seq, stream.finish_reason or "stop"))
-            finished = True
+            log = self.hub.start(self.user, messages, msg.options)
         except APIError as e:
-            self.history.pop()        # the question got no answer; do not keep it
-            self.busy = False
-            await self.send(proto.error(e.code or "upstream_error", e.message, stream_id))
-            finished = True
+            retry = e.headers.get("retry-after")
+            await self.send(proto.error(e.code or "error", e.message, None, float(retry) if retry else None))
+            return
+        await self.send(proto.ack(log.id))
+        self._follow(log, -1, self.hub.expected_tokens(msg.options))
+
+    async def _resume(self, msg: proto.ClientMessage) -> None:
+        try:
+            log = self.hub.get(msg.stream_id, self.user)
+        except APIError as e:
+            await self.send(proto.error(e.code, e.message, msg.stream_id))
+            return
+        if msg.last_seq > len(log.tokens) - 1:
+            await self.send(proto.error("invalid_last_seq", f"last_seq {msg.last_seq} is beyond this stream's "
+                                                            f"{len(log.tokens)} tokens.", log.id))
+            return
+        self.stats.resumes += 1
+        self.history = log.messages[:-1]
+        self._follow(log, msg.last_seq, self.hub.expected_tokens({}))
+
+    def _follow(self, log: StreamLog, after: int, expected_tokens: float) -> None:
+        self.current = log
+        self.reader = asyncio.create_task(self._forward(log, after, expected_tokens))
+
+    async def _forward(self, log: StreamLog, after: int, expected_tokens: float) -> None:
+        """Send the reply's tokens (and, if progressive, typing and progress) until it ends."""
+        typing = _Typing(self, self.config.typing_interval_s) if self.progressive else None
+        try:
+            async for item in self.hub.follow(log, after):
+                kind = item[0]
+                if kind == "stage" and self.progressive:
+                    stage = item[1]
+                    if stage in ("queued", WAITING):
+                        typing.start()
+                        await self.send(proto.progress(stage, 0.0 if stage == "queued" else 0.1))
+                    elif stage == STREAMING:
+                        await typing.stop()
+                elif kind == "token":
+                    _, seq, content, t = item
+                    message = proto.token(log.id, seq, content, t)
+                    if self.progressive:
+                        message["index"] = seq
+                        if typing.active:
+                            await typing.stop()
+                    if not await self.send(message):
+                        return          # the client is gone: leaving follow() starts the grace period
+                    if self.progressive and seq % 8 == 7:
+                        fraction = 0.1 + 0.9 * min(0.99, (seq + 1) / expected_tokens)
+                        await self.send(proto.progress(STREAMING, fraction))
+                elif kind == "end":
+                    if typing is not None:
+                        await typing.stop()
+                    if log.status == DONE:
+                        self.history = [*log.messages, {"role": "assistant", "content": log.text}]
+                        if self.progressive:
+                            await self.send(proto.progress("complete", 1.0))
+                        await self.send(proto.complete(log.id, log.text, len(log.tokens), log.finish_reason))
+                    else:
+                        await self.send(proto.error(log.error_code or "error", log.error_message or "", log.id))
         finally:
-            self.stats.app_streams_active -= 1
-            if not finished:
-                self.stats.app_streams_cancelled += 1
+            if typing is not None:
+                await typing.stop(notify=False)
 
     async def stop(self) -> None:
-        if self.reply is not None and not self.reply.done():
-            self.reply.cancel()
+        if self.reader is not None and not self.reader.done():
+            self.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.reply
+                await self.reader
+        if self.clean_close and self.current is not None and self.current.running:
+            self.hub.cancel(self.current, "client_left", "The client closed the connection.")
+
+
+class _Typing:
+    """The typing indicator, done right: repeated while the model is silent, stopped on *every* path
+    (first token, error, cancel, disconnect), and never left running behind a finished reply."""
+
+    def __init__(self, session: _WSChatSession, interval_s: float):
+        self.session, self.interval_s = session, interval_s
+        self.task: asyncio.Task | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.task is not None
+
+    def start(self) -> None:
+        if self.task is None:
+            self.task = asyncio.create_task(self._repeat())
+
+    async def _repeat(self) -> None:
+        while await self.session.send(proto.typing(True)):
+            await asyncio.sleep(self.interval_s)
+
+    async def stop(self, notify: bool = True) -> None:
+        task, self.task = self.task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if notify:
+            await self.session.send(proto.typing(False))

@@ -94,7 +94,7 @@ def create_model_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
                                max_tokens=req.max_tokens)
         cid, created = oc.completion_id(), int(time.time())
         if req.stream:
-            body = _stream_chunks(plan, req, cid, created, arrived, stats)
+            body = _stream_chunks(plan, req, cid, created, arrived, stats, config.fail_after_tokens)
             return sse_response(with_heartbeats(body, config.heartbeat_s, lambda: encode_comment("keep-alive")))
         await _sleep_until(arrived + (plan.due_s[-1] if plan.due_s else 0.0))
         stats.tokens_generated += plan.completion_tokens
@@ -104,8 +104,11 @@ def create_model_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
 
 
 async def _stream_chunks(plan: CompletionPlan, req: oc.ChatRequest, cid: str, created: int,
-                         arrived: float, stats: ServerStats) -> AsyncIterator[bytes]:
-    """The SSE body: role chunk, one chunk per token on schedule, finish, optional usage, [DONE]."""
+                         arrived: float, stats: ServerStats, fail_after: int | None = None) -> AsyncIterator[bytes]:
+    """The SSE body: role chunk, one chunk per token on schedule, finish, optional usage, [DONE].
+
+    ``fail_after`` (a teaching fault) ends the stream after that many tokens with an error event,
+    the way OpenAI reports a failure mid-stream (the SDK raises ``APIError`` when it reads it)."""
     def frame(obj: dict) -> bytes:
         return encode_event(json.dumps(obj, separators=(",", ":")))
 
@@ -116,6 +119,11 @@ async def _stream_chunks(plan: CompletionPlan, req: oc.ChatRequest, cid: str, cr
             await _sleep_until(arrived + due)
             if i == 0:
                 yield frame(oc.role_chunk(cid, created, req.model))
+            if fail_after is not None and i >= fail_after:
+                yield frame(oc.error_body("The model failed while generating (a fault injected by fail_after_tokens).",
+                                          type="server_error", code="model_failure"))
+                finished = True
+                return
             stats.tokens_generated += 1
             yield frame(oc.content_chunk(cid, created, req.model, token))
         if not plan.tokens:

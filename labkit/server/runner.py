@@ -15,6 +15,7 @@ from dataclasses import replace
 import httpx
 import uvicorn
 
+from ..auth import check_bind
 from .app import create_app
 from .state import ServerConfig
 from .upstream import LOCAL_API_KEY
@@ -46,10 +47,11 @@ class LabServer:
     """A running labkit server. Use ``.url``, ``.base_url`` (for the OpenAI SDK), ``.ws_url``, ``.client()``."""
 
     def __init__(self, config: ServerConfig | None = None, host: str = "127.0.0.1", port: int = 0, http: str = "auto"):
+        config = config or ServerConfig()
+        check_bind(host, config.lab_token)
         self._sock = bind_socket(host, port)
         self.host, self.port = host, self._sock.getsockname()[1]
         self.url = _url(host if host not in ("0.0.0.0", "::") else "127.0.0.1", self.port)
-        config = config or ServerConfig()
         if config.upstream_base_url is None:      # the app transports use this server's own /v1
             config = replace(config, upstream_base_url=self.base_url)
         self.config = config
@@ -138,6 +140,7 @@ def serve(config: ServerConfig | None = None, *, host: str = "127.0.0.1", port: 
 def run_forever(config: ServerConfig, host: str, port: int, app_kind: str = "lab") -> None:
     """The foreground server of ``python -m labkit serve`` (``app_kind="tutorial"``: the tutorial's
     blocking SSE server, for comparisons; it needs ``config.upstream_base_url``)."""
+    check_bind(host, config.lab_token)
     sock = bind_socket(host, port)
     if app_kind == "tutorial":
         from ..tutorial import create_tutorial_app

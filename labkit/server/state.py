@@ -26,6 +26,36 @@ class ServerConfig:
     default_model: str = "gpt-4o-mini"
     #: Longest message a chat client may send.
     max_content_chars: int = 8_000
+    #: When set, /api, /ws and /lab need this token (or a user token made from it); see labkit.auth.
+    lab_token: str | None = field(default=None, repr=False)
+    #: Seconds a reply keeps generating with nobody reading it, waiting for the client to resume.
+    resume_grace_s: float = 5.0
+    #: Seconds a finished reply is kept for late resumes, and how many replies are kept at most.
+    stream_keep_s: float = 120.0
+    max_kept_streams: int = 10_000
+    #: Replies one user may have streaming at once (None: no limit; the classroom uses 2), and what a
+    #: request over the limit does: "reject" (429 / a WebSocket error with a retry hint) or "replace"
+    #: (the user's oldest reply is cancelled).
+    max_streams_per_user: int | None = None
+    stream_limit_policy: str = "reject"
+    #: Requests per minute per user on the app routes (a token bucket); None means unlimited.
+    user_requests_per_min: float | None = None
+    #: Generations running at once across all users; more wait in the "queued" stage.
+    max_active_generations: int = 1_000
+    #: How often a waiting WebSocket reply repeats its typing indicator.
+    typing_interval_s: float = 1.0
+    #: Rooms go through this Redis (Streams) so that several server processes share them; None: in memory.
+    redis_url: str | None = None
+    #: Messages a room member may have waiting to be sent; a member further behind is disconnected.
+    member_queue_size: int = 256
+    #: A fault to teach with: the simulated model fails after this many tokens of every stream.
+    fail_after_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.stream_limit_policy not in ("reject", "replace"):
+            raise ValueError("stream_limit_policy must be 'reject' or 'replace'")
+        if self.max_streams_per_user is not None and self.max_streams_per_user < 1:
+            raise ValueError("max_streams_per_user must be at least 1")
 
 
 @dataclass
@@ -40,6 +70,8 @@ class ServerStats:
     app_streams_active: int = 0      # by the app transports (/api, /ws)
     app_streams_cancelled: int = 0
     ws_connections: int = 0
+    resumes: int = 0                 # readers that came back for the rest of a reply
+    streams_rejected: int = 0        # by a per-user limit
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,218 @@
+"""Clients that survive a dropped connection: they reconnect with backoff and resume where they were.
+
+Both yield :class:`~labkit.clients.timing.TimedToken` like the other clients, so a resumed reply
+is measured the same way. Neither removes duplicates on its own: the server promises each token
+exactly once, and a token that arrives out of order (``seq`` not one more than the last) raises
+:class:`~labkit.clients.app.ChatError`, so a server that broke the promise would be caught, not hidden.
+
+* :class:`resumable_sse_chat`: ``POST /api/chat/streams``, then ``GET /api/chat/stream/{id}`` with
+  ``Last-Event-ID`` on every reconnect (what a browser's ``EventSource`` does by itself).
+* :class:`ResumableWSChat`: ``/ws/chat``; after a drop it reconnects and sends ``resume`` with the
+  stream id and the last ``seq`` it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+import websockets
+
+from ..protocol.sse import SSEDecoder
+from .app import ChatError, _body, _maybe_client, _raise_for_status, _TokenIterator, _ws_url
+from .timing import Clock, TimedToken
+
+__all__ = ["Backoff", "resumable_sse_chat", "ResumableWSChat"]
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter (pure): ``delay(attempt)`` for attempt 1, 2, 3, …
+
+    Jitter matters when a server restarts: without it every client reconnects at the same
+    instant, again and again (a "thundering herd")."""
+
+    initial_s: float = 0.05
+    factor: float = 2.0
+    max_s: float = 2.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.max_s, self.initial_s * self.factor ** max(0, attempt - 1))
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+
+def _auth_headers(token: str | None) -> dict:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class _Resuming(_TokenIterator):
+    """What both resuming clients share: counting reconnects and giving up after ``max_retries``."""
+
+    def __init__(self, backoff: Backoff | None, max_retries: int):
+        self.backoff, self.max_retries = backoff or Backoff(), max_retries
+        self.stream_id: str | None = None
+        self.reconnects = 0
+        self.last_seq = -1
+        self._failures = 0
+
+    async def _wait_before_retry(self, error: Exception) -> None:
+        self._failures += 1
+        if self._failures > self.max_retries:
+            raise ChatError("gave_up", f"the connection failed {self._failures} times in a row "
+                                       f"(last: {error.__class__.__name__}: {error})") from error
+        await asyncio.sleep(self.backoff.delay(self._failures))
+        self.reconnects += 1
+
+    def _accept(self, seq: int) -> None:
+        if seq != self.last_seq + 1:
+            raise ChatError("out_of_order", f"token {seq} arrived after token {self.last_seq}: "
+                                            f"the server lost or repeated a token")
+        self.last_seq = seq
+        self._failures = 0            # progress: the next drop starts the backoff afresh
+
+
+class resumable_sse_chat(_Resuming):
+    """One reply over SSE that reconnects (with :class:`Backoff`) and resumes with ``Last-Event-ID``."""
+
+    def __init__(self, base_url: str, prompt: str | list[dict], *, token: str | None = None,
+                 client: httpx.AsyncClient | None = None, backoff: Backoff | None = None, max_retries: int = 10,
+                 **options):
+        super().__init__(backoff, max_retries)
+        self.base_url, self.body, self.client = base_url, _body(prompt, **options), client
+        self.headers = _auth_headers(token)
+
+    async def _run(self) -> AsyncIterator[TimedToken]:
+        async with _maybe_client(self.client) as client:
+            clock = Clock()
+            await self._create(client)
+            while True:
+                try:
+                    async for tok in self._read(client, clock):
+                        yield tok
+                    if self.finish_reason is not None:
+                        return
+                    error: Exception = ConnectionError("the stream ended before its 'done' event")
+                except (httpx.TransportError, ConnectionError) as e:
+                    error = e
+                await self._wait_before_retry(error)
+
+    async def _create(self, client: httpx.AsyncClient) -> None:
+        while True:
+            try:
+                response = await client.post(self.base_url + "/api/chat/streams", json=self.body,
+                                             headers=self.headers, timeout=30)
+                _raise_for_status(response, response.content)
+                self.stream_id = response.json()["id"]
+                return
+            except httpx.TransportError as e:
+                # Not knowing whether the server got it, asking again may start a second reply;
+                # the first is then abandoned and stopped after the server's grace period.
+                await self._wait_before_retry(e)
+
+    async def _read(self, client: httpx.AsyncClient, clock: Clock) -> AsyncIterator[TimedToken]:
+        headers = dict(self.headers)
+        if self.last_seq >= 0:
+            headers["Last-Event-ID"] = str(self.last_seq)
+        url = f"{self.base_url}/api/chat/stream/{self.stream_id}"
+        async with client.stream("GET", url, headers=headers, timeout=30) as response:
+            if response.status_code == 204:
+                self.finish_reason = self.finish_reason or "stop"
+                return
+            if response.status_code >= 400:
+                _raise_for_status(response, await response.aread())
+            decoder = SSEDecoder()
+            async for chunk in response.aiter_raw():
+                t = clock.elapsed()
+                for event in decoder.feed(chunk):
+                    data = json.loads(event.data)
+                    if event.event == "token":
+                        self._accept(data["seq"])
+                        yield TimedToken(data["content"], t, clock.start_wall + t, data["seq"], data["t"])
+                    elif event.event == "done":
+                        self.finish_reason = data["finish_reason"]
+                        self.content = data["content"]
+                        return
+                    elif event.event == "error":
+                        raise ChatError(data.get("code"), data.get("message", ""))
+
+
+class ResumableWSChat:
+    """A ``/ws/chat`` connection that comes back after a drop: ``async for tok in chat.ask("...")``."""
+
+    def __init__(self, base_url: str, *, token: str | None = None, backoff: Backoff | None = None,
+                 max_retries: int = 10, **connect_options):
+        self.url = _ws_url(base_url) + "/ws/chat"
+        self.backoff, self.max_retries = backoff or Backoff(), max_retries
+        self.connect_options = {"additional_headers": _auth_headers(token), **connect_options}
+        self.ws = None
+        self.reconnects = 0
+
+    async def __aenter__(self) -> "ResumableWSChat":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+    async def connect(self) -> None:
+        """(Re)connect, retrying with backoff: a drop can also hit the opening handshake."""
+        if self.ws is not None:
+            self.ws.transport.abort()     # a half-dead connection: do not wait for its closing handshake
+            self.ws = None
+        for attempt in range(1, self.max_retries + 2):
+            try:
+                self.ws = await websockets.connect(self.url, **self.connect_options)
+                return
+            except (OSError, websockets.InvalidHandshake, asyncio.TimeoutError) as e:
+                if isinstance(e, websockets.InvalidStatus):
+                    raise ChatError("handshake_refused", f"the server refused the connection: {e}") from e
+                if attempt > self.max_retries:
+                    raise ChatError("gave_up", f"could not connect {attempt} times in a row "
+                                               f"(last: {e.__class__.__name__}: {e})") from e
+                await asyncio.sleep(self.backoff.delay(attempt))
+
+    def ask(self, prompt: str, **options) -> "_ResumingAsk":
+        return _ResumingAsk(self, prompt, {k: v for k, v in options.items() if v is not None})
+
+
+class _ResumingAsk(_Resuming):
+    def __init__(self, chat: ResumableWSChat, prompt: str, options: dict):
+        super().__init__(chat.backoff, chat.max_retries)
+        self.chat, self.prompt, self.options = chat, prompt, options
+        self.content: str | None = None
+
+    async def _run(self) -> AsyncIterator[TimedToken]:
+        clock = Clock()
+        while True:
+            try:
+                if self.chat.ws is None:
+                    await self.chat.connect()
+                if self.stream_id is None:
+                    await self.chat.ws.send(json.dumps({"type": "message", "content": self.prompt, **self.options}))
+                else:
+                    await self.chat.ws.send(json.dumps({"type": "resume", "stream_id": self.stream_id,
+                                                        "last_seq": self.last_seq}))
+                while True:
+                    msg = json.loads(await self.chat.ws.recv())
+                    t = clock.elapsed()
+                    kind = msg.get("type")
+                    if kind == "ack":
+                        self.stream_id = msg["stream_id"]
+                    elif kind == "token" and msg.get("stream_id") == self.stream_id:
+                        self._accept(msg["seq"])
+                        yield TimedToken(msg["content"], t, clock.start_wall + t, msg["seq"], msg["t"])
+                    elif kind == "complete" and msg.get("stream_id") == self.stream_id:
+                        self.finish_reason, self.content = msg["finish_reason"], msg["content"]
+                        return
+                    elif kind == "error":
+                        raise ChatError(msg.get("code"), msg.get("message", ""))
+            except (websockets.ConnectionClosed, OSError) as e:
+                await self._wait_before_retry(e)
+                self.chat.reconnects += 1
+                await self.chat.connect()

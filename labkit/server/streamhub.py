@@ -1,0 +1,254 @@
+"""Generations that outlive their connections: the asyncio side of :mod:`labkit.streams`.
+
+One task per reply (the *producer*) reads tokens from the model and appends them to the reply's
+:class:`~labkit.streams.StreamLog`. Connections are *readers* (:meth:`StreamHub.follow`): they
+replay what they missed and then wait for more. So a dropped connection loses nothing, and a
+second reader (a resumed connection) never makes the model run twice.
+
+Cancellation is still prompt. When the last reader leaves, the generation gets ``resume_grace_s``
+to be picked up again (long enough for a reconnect, short enough not to waste the model); after
+that, or at once when a client says it is done (a WebSocket closed cleanly, a ``cancel``), the
+producer is cancelled, which closes the upstream stream and stops the model within a token.
+
+Per user: at most ``max_streams_per_user`` replies stream at once (a third tab is refused with
+429, or replaces the oldest, by configuration), and requests are rate limited by a token bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from ..protocol.openai_chat import APIError
+from ..ratelimit import KeyedBuckets
+from ..streams import RegistryFull, StreamGone, StreamLog, StreamRegistry
+from .state import ServerConfig, ServerStats
+from .upstream import Upstream
+
+__all__ = ["StreamHub", "QUEUED", "WAITING", "STREAMING", "FINISHED"]
+
+QUEUED, WAITING, STREAMING, FINISHED = "queued", "waiting_for_first_token", "streaming", "finished"
+
+
+class StreamHub:
+    def __init__(self, config: ServerConfig, stats: ServerStats, upstream: Upstream):
+        self.config, self.stats, self.upstream = config, stats, upstream
+        self.registry = StreamRegistry(keep_s=config.stream_keep_s, max_streams=config.max_kept_streams)
+        self.buckets = (KeyedBuckets(rate=config.user_requests_per_min / 60.0,
+                                     capacity=max(1.0, config.user_requests_per_min / 60.0))
+                        if config.user_requests_per_min else None)
+        self._slots = asyncio.Semaphore(config.max_active_generations)
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._signals: dict[str, asyncio.Event] = {}
+        self._stages: dict[str, str] = {}
+        self._readers: dict[str, int] = {}
+        self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
+        self._cancel_reasons: dict[str, tuple[str, str]] = {}
+        self._accepted: dict[str, asyncio.Future] = {}
+        self._typical_tokens = 80.0       # a running average of reply lengths, for progress estimates
+
+    # ---- creating and finding streams -------------------------------------------------------
+
+    def start(self, user: str, messages: list[dict], options: dict) -> StreamLog:
+        """Begin a reply for ``user``; raise :class:`APIError` 429 when a limit says no."""
+        self.check_rate(user)
+        self._check_stream_limit(user)
+        try:
+            log = self.registry.create(user, messages, time.time())
+        except RegistryFull as e:
+            raise APIError(503, f"The server is at its limit of open streams ({e}); try again shortly.",
+                           type="server_error", code="server_busy", headers={"retry-after": "1"}) from None
+        self._forget_swept()
+        self._signals[log.id] = asyncio.Event()
+        self._stages[log.id] = QUEUED
+        self._readers[log.id] = 0
+        accepted = asyncio.get_running_loop().create_future()
+        accepted.add_done_callback(lambda f: f.cancelled() or f.exception())   # WebSocket readers never await it
+        self._accepted[log.id] = accepted
+        self._tasks[log.id] = asyncio.create_task(self._produce(log, options, accepted), name=f"produce-{log.id}")
+        return log
+
+    async def start_accepted(self, user: str, messages: list[dict], options: dict) -> StreamLog:
+        """:meth:`start`, then wait until the model accepted the request, so that its errors (an unknown
+        model, a rate limit upstream) keep their HTTP status instead of arriving inside the stream."""
+        log = self.start(user, messages, options)
+        await asyncio.shield(self._accepted[log.id])
+        return log
+
+    def get(self, stream_id: str, user: str | None = None) -> StreamLog:
+        """The kept stream ``stream_id``, or :class:`APIError` 404 (unknown) / 410 (expired)."""
+        try:
+            log = self.registry.get(stream_id, time.time())
+        except StreamGone as e:
+            raise APIError(410 if e.code == "stream_expired" else 404, e.message, code=e.code) from None
+        finally:
+            self._forget_swept()
+        if user is not None and log.user != user:
+            raise APIError(404, f"No stream with id {stream_id!r}.", code="stream_not_found")
+        return log
+
+    def stage(self, log: StreamLog) -> str:
+        return self._stages.get(log.id, FINISHED)
+
+    def expected_tokens(self, options: dict) -> float:
+        """How long the reply will probably be: ``max_tokens`` if given, else the recent average."""
+        return float(options.get("max_tokens") or self._typical_tokens)
+
+    def readers(self, log: StreamLog) -> int:
+        return self._readers.get(log.id, 0)
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    async def follow(self, log: StreamLog, after: int = -1) -> AsyncIterator[tuple]:
+        """Yield ``("stage", name)``, ``("token", seq, content, t)`` for every token after ``after``,
+        then ``("end", log)``. While a reader follows, the generation is never cancelled as orphaned."""
+        self._attach(log)
+        try:
+            sent_stage = None
+            while True:
+                changed = self._signals.get(log.id)        # taken before reading: no wake-up is missed
+                ended = not log.running                     # read before the tokens: then none can follow
+                stage = self.stage(log)
+                if stage != sent_stage:
+                    sent_stage = stage
+                    yield ("stage", stage)
+                for seq, content in log.after(after):
+                    yield ("token", seq, content, log.times[seq])
+                    after = seq
+                if ended:
+                    yield ("end", log)
+                    return
+                await changed.wait()
+        finally:
+            self._detach(log)
+
+    def cancel(self, log: StreamLog, code: str = "cancelled", message: str = "The reply was cancelled.") -> bool:
+        """Stop a running generation now (its readers get an error with ``code``)."""
+        task = self._tasks.get(log.id)
+        if task is None or task.done():
+            return False
+        self._cancel_reasons[log.id] = (code, message)
+        task.cancel()
+        return True
+
+    async def aclose(self) -> None:
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ---- limits ----------------------------------------------------------------------------
+
+    def check_rate(self, user: str) -> None:
+        if self.buckets is None:
+            return
+        ok, wait_s = self.buckets.take(user, time.monotonic())
+        if not ok:
+            self.stats.streams_rejected += 1
+            raise APIError(429, f"Too many requests from {user!r}: the limit is "
+                                f"{self.config.user_requests_per_min:g} per minute. Try again in {wait_s:.1f} s.",
+                           type="requests", code="rate_limit_exceeded",
+                           headers={"retry-after": str(max(1, round(wait_s))),
+                                    "retry-after-ms": str(max(1, int(wait_s * 1000)))})
+
+    def _check_stream_limit(self, user: str) -> None:
+        limit = self.config.max_streams_per_user
+        if limit is None:
+            return
+        active = self.registry.active(user)
+        if len(active) < limit:
+            return
+        if self.config.stream_limit_policy == "replace":
+            for old in active[:len(active) - limit + 1]:
+                self.cancel(old, "superseded", "A newer request from the same user replaced this reply.")
+                old.fail("superseded", "A newer request from the same user replaced this reply.", time.time())
+            return
+        self.stats.streams_rejected += 1
+        raise APIError(429, f"You already have {len(active)} replies streaming (the limit is {limit}). Wait for "
+                            f"one to finish or cancel it, then try again.",
+                       type="requests", code="too_many_streams", headers={"retry-after": "1"})
+
+    # ---- the producer ----------------------------------------------------------------------
+
+    async def _produce(self, log: StreamLog, options: dict, accepted: asyncio.Future) -> None:
+        self.stats.app_streams_active += 1
+        finished = False
+        try:
+            async with self._slots:
+                stream = await self.upstream.open_stream(log.messages, **options)
+                self._set_stage(log, WAITING)
+                accepted.set_result(None)
+                async with stream:
+                    async for tok in stream.tokens():
+                        if not log.running:                 # failed: too long, or replaced by a newer request
+                            break
+                        if log.append(tok.content, time.time()) == 0:
+                            self._set_stage(log, STREAMING)
+                        self._notify(log)
+            log.finish(stream.finish_reason or "stop", time.time())
+            finished = log.status == "done"
+            if finished:
+                self._typical_tokens += 0.2 * (len(log.tokens) - self._typical_tokens)
+        except APIError as e:
+            log.fail(e.code or "upstream_error", e.message, time.time())
+            finished = True
+            if not accepted.done():
+                accepted.set_exception(e)
+        except asyncio.CancelledError:
+            code, message = self._cancel_reasons.pop(log.id, ("cancelled", "The reply was cancelled."))
+            log.fail(code, message, time.time())
+            if not accepted.done():
+                accepted.cancel()
+            raise
+        finally:
+            self.stats.app_streams_active -= 1
+            if not finished:
+                self.stats.app_streams_cancelled += 1
+            self._set_stage(log, FINISHED)
+            self._tasks.pop(log.id, None)
+            self._accepted.pop(log.id, None)
+            timer = self._orphan_timers.pop(log.id, None)
+            if timer is not None:
+                timer.cancel()
+
+    def _set_stage(self, log: StreamLog, stage: str) -> None:
+        if log.id in self._stages:
+            self._stages[log.id] = stage
+            self._notify(log)
+
+    def _notify(self, log: StreamLog) -> None:
+        event = self._signals.get(log.id)
+        if event is not None:
+            event.set()
+            self._signals[log.id] = asyncio.Event()
+
+    # ---- readers, orphans, memory -----------------------------------------------------------
+
+    def _attach(self, log: StreamLog) -> None:
+        self._readers[log.id] = self._readers.get(log.id, 0) + 1
+        timer = self._orphan_timers.pop(log.id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _detach(self, log: StreamLog) -> None:
+        if log.id not in self._readers:
+            return
+        self._readers[log.id] -= 1
+        if self._readers[log.id] == 0 and log.running and log.id not in self._orphan_timers:
+            self._orphan_timers[log.id] = asyncio.get_running_loop().call_later(
+                self.config.resume_grace_s, self._cancel_orphan, log)
+
+    def _cancel_orphan(self, log: StreamLog) -> None:
+        self._orphan_timers.pop(log.id, None)
+        if self._readers.get(log.id, 0) == 0:
+            self.cancel(log, "abandoned", f"Nobody read this reply for {self.config.resume_grace_s:g} s.")
+
+    def _forget_swept(self) -> None:
+        """Drop the bookkeeping of streams the registry no longer keeps (memory stays bounded)."""
+        if len(self._signals) <= len(self.registry):
+            return
+        kept = {log.id for log in self.registry}
+        for table in (self._signals, self._stages, self._readers):
+            for stream_id in [k for k in table if k not in kept]:
+                del table[stream_id]
