@@ -13,49 +13,22 @@ folder (nothing under /etc is touched) and three routes to the same upstream:
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from .services import ServiceUnavailable, ensure_binary, free_port
+
 __all__ = ["ServiceUnavailable", "ensure_nginx", "NginxProxy", "ROUTES"]
 
 ROUTES = ("buffered", "unbuffered", "honoured")
 
 
-class ServiceUnavailable(RuntimeError):
-    """An optional service cannot be had here; the message says why."""
-
-
 def ensure_nginx(install: bool = True) -> str:
     """The path of an nginx binary, installing Debian's package if allowed and possible."""
-    for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    if not install:
-        raise ServiceUnavailable("nginx is not installed (Debian/Ubuntu: sudo apt-get install nginx)")
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise ServiceUnavailable("nginx is not installed, and installing it needs root and apt-get "
-                                 "(Debian/Ubuntu: sudo apt-get install nginx)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "nginx"]):
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        if done.returncode != 0:
-            raise ServiceUnavailable(f"installing nginx failed: {' '.join(cmd)}: {done.stderr.strip()[-300:]}")
-    path = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.path.exists(path):
-        raise ServiceUnavailable("apt-get reported success but no nginx binary was found")
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return ensure_binary("nginx", "nginx", ("/usr/sbin/nginx",), install)
 
 
 _CONFIG = """
@@ -97,7 +70,7 @@ class NginxProxy:
         self._dir = tempfile.TemporaryDirectory(prefix="labkit-nginx-")
         root = Path(self._dir.name)
         (root / "tmp").mkdir()
-        self.port = _free_port()
+        self.port = free_port()
         (root / "nginx.conf").write_text(_CONFIG.format(root=root, upstream=self.upstream_port, port=self.port))
         conf = str(root / "nginx.conf")
         check = subprocess.run([self.binary, "-t", "-p", str(root), "-c", conf], capture_output=True, text=True)

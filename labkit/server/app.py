@@ -20,7 +20,9 @@ from .connections import ConnectionManager
 from .model_api import create_model_router, openai_error_response
 from .realtime import create_realtime_router
 from ..auth import Authenticator
+from ..rooms.broker import make_broker
 from .identity import IdentityMiddleware
+from .rooms import RoomHub, create_room_router
 from .state import ServerConfig, ServerStats
 from .streamhub import StreamHub
 from .upstream import Upstream
@@ -36,22 +38,27 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     upstream = Upstream(config)
     manager = ConnectionManager()
     hub = StreamHub(config, stats, upstream)
+    broker = make_broker(config.redis_url)
+    rooms = RoomHub(config, stats, upstream, broker, lease_s=config.room_lease_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        await rooms.aclose()
+        await broker.aclose()
         await hub.aclose()
         await upstream.aclose()
 
     app = FastAPI(title="labkit", summary="The Realtime AI Lab's local OpenAI-compatible backend and chat app.",
                   lifespan=lifespan)
     app.state.config, app.state.stats, app.state.upstream, app.state.connections = config, stats, upstream, manager
-    app.state.hub = hub
+    app.state.hub, app.state.rooms = hub, rooms
     app.add_middleware(IdentityMiddleware, authenticator=Authenticator(config.lab_token))
 
     app.include_router(create_model_router(config, stats))
     app.include_router(create_chat_router(config, stats, upstream, manager, hub))
     app.include_router(create_realtime_router(config, stats))
+    app.include_router(create_room_router(config, rooms))
 
     @app.get("/lab/stats")
     async def lab_stats() -> dict:

@@ -48,6 +48,9 @@ class ServerConfig:
     redis_url: str | None = None
     #: Messages a room member may have waiting to be sent; a member further behind is disconnected.
     member_queue_size: int = 256
+    #: Whether rooms have an AI that answers every message, and how long its lease lasts (seconds).
+    room_ai: bool = True
+    room_lease_s: float = 3.0
     #: A fault to teach with: the simulated model fails after this many tokens of every stream.
     fail_after_tokens: int | None = None
 
@@ -72,6 +75,8 @@ class ServerStats:
     ws_connections: int = 0
     resumes: int = 0                 # readers that came back for the rest of a reply
     streams_rejected: int = 0        # by a per-user limit
+    room_members: int = 0            # connected to rooms on this process
+    room_members_kicked: int = 0     # too slow to keep up
 
     def as_dict(self) -> dict:
         return asdict(self)
