@@ -20,7 +20,8 @@ def _serve(args: argparse.Namespace) -> int:
                           upstream_api_key=os.environ.get("OPENAI_API_KEY") if args.upstream_base_url else None,
                           lab_token=lab_token, max_streams_per_user=args.max_streams_per_user,
                           stream_limit_policy=args.stream_limit_policy, user_requests_per_min=args.user_rpm,
-                          redis_url=args.redis_url or os.environ.get("REDIS_URL") or None)
+                          redis_url=args.redis_url or os.environ.get("REDIS_URL") or None,
+                          room_lease_s=args.room_lease_s)
     if not is_loopback(args.host) and lab_token:
         print(f"listening on {args.host}: only clients with LAB_TOKEN (or a user token made from it) get in.",
               file=sys.stderr)
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="requests per minute per user on the chat routes (token bucket; default: no limit)")
     p.add_argument("--redis-url", default=None, metavar="URL",
                    help="share rooms with other server processes through Redis (default: $REDIS_URL, else in memory)")
+    p.add_argument("--room-lease-s", type=float, default=3.0, metavar="S",
+                   help="how long a dead process keeps a room's AI before another process takes over")
     p.add_argument("--app", choices=["lab", "tutorial"], default="lab",
                    help="tutorial: the source tutorial's blocking SSE server, for comparison (chapter 06)")
     p.set_defaults(func=_serve)

@@ -11,51 +11,13 @@ import string
 import pytest
 import websockets
 
+from labkit.clients.room import RoomClient as Member, answers_at_least
 from labkit.rooms.broker import MemoryBroker
 from labkit.rooms.protocol import RoomProtocolError, event_key, parse_room_message, valid_room_id
 
 
-class Member:
-    """A test member: connects, collects every event in the background."""
-
-    def __init__(self, url: str, room: str, name: str, after: str | None = None):
-        self.url = f"{url}/ws/room/{room}?name={name}" + (f"&after={after}" if after else "")
-        self.events: list[dict] = []
-        self.ws = None
-        self.closed: asyncio.Future | None = None
-
-    async def __aenter__(self):
-        self.ws = await websockets.connect(self.url, max_size=None)
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self):
-        try:
-            async for raw in self.ws:
-                self.events.append(json.loads(raw))
-        except websockets.ConnectionClosed:
-            pass
-
-    async def __aexit__(self, *exc):
-        await self.ws.close()
-        await self._task
-
-    async def say(self, text: str):
-        await self.ws.send(json.dumps({"type": "message", "content": text}))
-
-    async def wait_for(self, predicate, timeout=15.0):
-        for _ in range(int(timeout / 0.02)):
-            if predicate(self.events):
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"timed out; last events: {[e['type'] for e in self.events[-8:]]}")
-
-    def of(self, kind: str) -> list[dict]:
-        return [e for e in self.events if e["type"] == kind]
-
-
 def completes(n):
-    return lambda events: sum(e["type"] == "ai_complete" for e in events) >= n
+    return answers_at_least(n)
 
 
 def test_room_protocol_is_pure_and_strict():
