@@ -7,11 +7,13 @@ code: malformed input, unknown routes and wrong methods included, so any client 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..protocol.openai_chat import APIError, error_body
@@ -30,6 +32,8 @@ from .upstream import Upstream
 __all__ = ["create_app"]
 
 log = logging.getLogger("labkit.server")
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(config: ServerConfig | None = None) -> FastAPI:
@@ -59,6 +63,14 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.include_router(create_chat_router(config, stats, upstream, manager, hub))
     app.include_router(create_realtime_router(config, stats))
     app.include_router(create_room_router(config, rooms))
+
+    app.mount("/app", StaticFiles(directory=STATIC_DIR, html=True), name="browser-client")
+
+    @app.get("/", include_in_schema=False)
+    async def index(request: Request) -> RedirectResponse:
+        """The browser client (the query string, e.g. ``?token=…``, is kept)."""
+        query = request.url.query
+        return RedirectResponse("/app/" + (f"?{query}" if query else ""))
 
     @app.get("/lab/stats")
     async def lab_stats() -> dict:

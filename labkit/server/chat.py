@@ -57,6 +57,11 @@ def create_chat_router(config: ServerConfig, stats: ServerStats, upstream: Upstr
         return {k: v for k, v in (("model", body.model), ("max_tokens", body.max_tokens),
                                   ("temperature", body.temperature), ("seed", body.seed)) if v is not None}
 
+    @router.get("/api/me")
+    async def me(request: Request) -> dict:
+        """Who the server thinks you are, and whether it needs a token (the browser client asks first)."""
+        return {"user": request.state.user, "token_required": config.lab_token is not None}
+
     @router.post("/api/login")
     async def login(request: Request) -> JSONResponse:
         """Trade the shared ``LAB_TOKEN`` and a name for that user's own token (classroom mode)."""
