@@ -12,7 +12,12 @@ from .server.state import ServerConfig
 def _serve(args: argparse.Namespace) -> int:
     from .server.runner import run_forever
 
+    import resource
+
     from .auth import is_loopback
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))      # a server holds one socket per client
 
     lab_token = os.environ.get("LAB_TOKEN") or None
     config = ServerConfig(api_key=args.api_key, rate_limit_rpm=args.rate_limit_rpm, time_scale=args.time_scale,
@@ -21,7 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
                           lab_token=lab_token, max_streams_per_user=args.max_streams_per_user,
                           stream_limit_policy=args.stream_limit_policy, user_requests_per_min=args.user_rpm,
                           redis_url=args.redis_url or os.environ.get("REDIS_URL") or None,
-                          room_lease_s=args.room_lease_s)
+                          room_lease_s=args.room_lease_s, resume_grace_s=args.resume_grace_s)
     if not is_loopback(args.host) and lab_token:
         print(f"listening on {args.host}: only clients with LAB_TOKEN (or a user token made from it) get in.",
               file=sys.stderr)
@@ -79,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="requests per minute per user on the chat routes (token bucket; default: no limit)")
     p.add_argument("--redis-url", default=None, metavar="URL",
                    help="share rooms with other server processes through Redis (default: $REDIS_URL, else in memory)")
+    p.add_argument("--resume-grace-s", type=float, default=5.0, metavar="S",
+                   help="how long a reply nobody reads keeps generating, waiting for its client to come back")
     p.add_argument("--room-lease-s", type=float, default=3.0, metavar="S",
                    help="how long a dead process keeps a room's AI before another process takes over")
     p.add_argument("--app", choices=["lab", "tutorial"], default="lab",

@@ -248,3 +248,48 @@ def _select(answer, *, table: list, ttft_budget_ms: float) -> Result:
     if answer == expected:
         return _ok(f"Right: {expected} is the largest model whose measured p90 TTFT fits {ttft_budget_ms:.0f} ms.")
     return _no("Read the ttft_ms_p90 column: the largest model (the table is small to large) at or under the budget.")
+
+
+# ----------------------------------------------------------------------------- chapter 07
+
+@exercise("07.backoff")
+def _backoff(answer) -> Result:
+    random.seed(7)
+    samples = {n: [answer(n) for _ in range(200)] for n in range(1, 12)}
+    for n, values in samples.items():
+        ceiling = min(5.0, 0.1 * 2 ** (n - 1))
+        if not all(isinstance(v, (int, float)) for v in values):
+            return _no("backoff(attempt) must return a number of seconds.")
+        if min(values) < ceiling / 2 - 1e-9 or max(values) > ceiling + 1e-9:
+            return _no(f"For attempt {n} the delay must lie between {ceiling / 2:.3g} and {ceiling:.3g} s "
+                       f"(got {min(values):.3g} to {max(values):.3g}).")
+    if len({round(v, 9) for v in samples[3]}) < 20:
+        return _no("Every client gets the same delay: add jitter (random.uniform), or they reconnect in lockstep.")
+    return _ok("Right: growing, capped at 5 s, and jittered, so a restarted server is not hit by everyone at once.")
+
+
+@exercise("07.resume_header")
+def _resume_header(answer) -> Result:
+    if isinstance(answer, str) and answer.strip().lower() == "last-event-id":
+        return _ok("Right: EventSource sends Last-Event-ID with the id of the last event it received.")
+    return _no("Look at what the resuming client and the browser send on a reconnect (section 2).")
+
+
+# ----------------------------------------------------------------------------- chapter 08
+
+@exercise("08.newest")
+def _newest(answer) -> Result:
+    cases = [(["999-0", "1000-0", "1000-3"], "1000-3"), (["5-10", "5-9"], "5-10"), (["42-0"], "42-0")]
+    for ids, expected in cases:
+        got = answer(list(ids))
+        if got != expected:
+            hint = " Compare (milliseconds, counter) as numbers, not the strings." if got in ids else ""
+            return _no(f"newest({ids}) should be {expected!r}, got {got!r}.{hint}")
+    return _ok("Right: ids order by (milliseconds, counter), compared as numbers.")
+
+
+@exercise("08.freeze")
+def _freeze(answer, *, measured: float) -> Result:
+    if isinstance(answer, (int, float)) and abs(answer - measured) <= 0.01 * measured + 1:
+        return _ok(f"Right: {measured:.0f} ms, the rest of the AI's answer. Nobody else was served meanwhile.")
+    return _no("Read join_ms in the first row of `rows` (the tutorial's server).")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
-from typing import List, Optional
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
 import numpy as np
-from fastapi import FastAPI, Request                 # module level: FastAPI resolves annotations here
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect   # module level: FastAPI resolves annotations
 from fastapi.responses import StreamingResponse
 from openai import OpenAI
 
@@ -182,11 +183,174 @@ def create_tutorial_app(upstream_base_url: str, api_key: str = "lab-local-key", 
                                  headers={"Cache-Control": "no-cache", "Connection": "keep-alive",
                                           "X-Accel-Buffering": "no"})
 
+    _add_tutorial_progressive(app, client, model)
+    _add_tutorial_rooms(app, client, model)
+
     @app.get("/health")
     async def health():
         return {"status": "ok"}
 
     return app
+
+
+def _add_tutorial_progressive(app: FastAPI, client: OpenAI, model: str) -> None:
+    """The tutorial's ``/ws/chat/progressive`` (``ProgressiveResponse``), as written.
+
+    Faults: the typing indicator is switched *off* before the request is even sent, so during the
+    wait for the first token (the one wait a user notices) nothing is shown; the "progress" stages are
+    a fixed script (``sleep(0.1)``, then 0.2, then 0.4) unrelated to the real work; the synchronous
+    client blocks the event loop, so the typing task could not have sent anything meanwhile anyway;
+    the ``except`` sends ``str(e)`` to the user, and a disconnect ends in an error send that raises
+    again. Fixed in :mod:`labkit.server.chat` (``/ws/chat/progressive``). Chapter 07 measures the gap.
+    """
+
+    class ProgressiveResponse:
+        def __init__(self, websocket: WebSocket):
+            self.websocket = websocket
+            self.is_typing = False
+            self.typing_task = None
+
+        async def start_typing(self):
+            self.is_typing = True
+
+            async def send_typing():
+                while self.is_typing:
+                    await self.websocket.send_json({"type": "typing", "status": True})
+                    await asyncio.sleep(2)
+
+            self.typing_task = asyncio.create_task(send_typing())
+
+        async def stop_typing(self):
+            self.is_typing = False
+            if self.typing_task:
+                self.typing_task.cancel()
+                try:
+                    await self.typing_task
+                except asyncio.CancelledError:
+                    pass
+
+        async def send_token(self, token: str, index: int):
+            await self.websocket.send_json({"type": "token", "content": token, "index": index,
+                                            "timestamp": time.time()})
+
+        async def send_progress(self, stage: str, progress: float, message: str = ""):
+            await self.websocket.send_json({"type": "progress", "stage": stage, "progress": progress,
+                                            "message": message})
+
+    @app.websocket("/ws/chat/progressive")
+    async def progressive_chat(websocket: WebSocket):
+        await websocket.accept()
+        responder = ProgressiveResponse(websocket)
+        try:
+            while True:
+                data = await websocket.receive_text()
+                message = json.loads(data)
+                await responder.start_typing()
+                await responder.send_progress("thinking", 0.2, "Understanding your question...")
+                await asyncio.sleep(0.1)
+                await responder.send_progress("generating", 0.4, "Formulating response...")
+                await responder.stop_typing()
+                stream = client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": message["content"]}], stream=True)
+                token_index = 0
+                for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        await responder.send_token(chunk.choices[0].delta.content, token_index)
+                        token_index += 1
+                await responder.send_progress("complete", 1.0, "Done!")
+                await websocket.send_json({"type": "complete", "total_tokens": token_index})
+        except Exception as e:
+            await responder.stop_typing()
+            try:
+                await websocket.send_json({"type": "error", "message": str(e)})
+            except Exception:
+                pass       # (added: the tutorial's send raises again when the client is gone)
+
+
+def _add_tutorial_rooms(app: FastAPI, client: OpenAI, model: str) -> None:
+    """The tutorial's ``CollaborativeChat`` and ``/ws/room/{room_id}``, as written.
+
+    Faults: the AI reply streams from a synchronous client inside the event loop, so while the AI
+    answers in one room, the whole server is frozen: nobody can join, and no message is read, in any
+    room; ``broadcast`` awaits each member in turn, so one slow member delays everyone; a message
+    that arrives while ``ai_responding`` is set is never answered; room ids are not checked, and a
+    disconnect that is not a clean ``WebSocketDisconnect`` leaves a dead member in the room.
+    Fixed in :mod:`labkit.server.rooms`. Chapter 08 measures the freeze.
+    """
+
+    @dataclass
+    class Room:
+        id: str
+        participants: set = field(default_factory=set)
+        conversation: list = field(default_factory=list)
+        ai_responding: bool = False
+
+    class CollaborativeChat:
+        def __init__(self):
+            self.rooms: Dict[str, Room] = {}
+
+        def get_or_create_room(self, room_id: str) -> Room:
+            if room_id not in self.rooms:
+                self.rooms[room_id] = Room(id=room_id)
+            return self.rooms[room_id]
+
+        async def join_room(self, room_id: str, websocket: WebSocket):
+            room = self.get_or_create_room(room_id)
+            room.participants.add(websocket)
+            await websocket.send_json({"type": "room_state", "conversation": room.conversation,
+                                       "participants": len(room.participants)})
+            await self.broadcast(room, {"type": "participant_joined", "count": len(room.participants)},
+                                 exclude=websocket)
+
+        async def leave_room(self, room_id: str, websocket: WebSocket):
+            if room_id in self.rooms:
+                room = self.rooms[room_id]
+                room.participants.discard(websocket)
+                await self.broadcast(room, {"type": "participant_left", "count": len(room.participants)})
+
+        async def broadcast(self, room: Room, message: dict, exclude: WebSocket = None):
+            for ws in room.participants:
+                if ws != exclude:
+                    try:
+                        await ws.send_json(message)
+                    except Exception:
+                        pass
+
+        async def handle_message(self, room_id: str, user_id: str, content: str):
+            room = self.rooms[room_id]
+            room.conversation.append({"role": "user", "user_id": user_id, "content": content})
+            await self.broadcast(room, {"type": "user_message", "user_id": user_id, "content": content})
+            if not room.ai_responding:
+                room.ai_responding = True
+                try:
+                    await self.broadcast(room, {"type": "ai_typing", "status": True})
+                    messages = [{"role": m["role"], "content": m["content"]} for m in room.conversation]
+                    stream = client.chat.completions.create(model=model, messages=messages, stream=True)
+                    ai_response = ""
+                    for chunk in stream:
+                        if chunk.choices and chunk.choices[0].delta.content:
+                            token = chunk.choices[0].delta.content
+                            ai_response += token
+                            await self.broadcast(room, {"type": "ai_token", "content": token})
+                    room.conversation.append({"role": "assistant", "content": ai_response})
+                    await self.broadcast(room, {"type": "ai_complete", "content": ai_response})
+                finally:
+                    room.ai_responding = False
+                    await self.broadcast(room, {"type": "ai_typing", "status": False})
+
+    collab = CollaborativeChat()
+
+    @app.websocket("/ws/room/{room_id}")
+    async def room_websocket(websocket: WebSocket, room_id: str):
+        await websocket.accept()
+        await collab.join_room(room_id, websocket)
+        try:
+            while True:
+                data = await websocket.receive_text()
+                message = json.loads(data)
+                await collab.handle_message(room_id, message.get("user_id", "anonymous"), message.get("content", ""))
+        except WebSocketDisconnect:
+            await collab.leave_room(room_id, websocket)
 
 
 async def tutorial_parallel_completions(sync_client, prompts: list[str], model: str = "gpt-4o-mini",

@@ -43,3 +43,17 @@ def test_realtime_benchmark_writes_its_breakdown(tmp_path):
     assert isinstance(data["emulator_overhead_ms"]["met"], bool)
     assert 0 <= data["word_error_rate"]["input_transcription_mean"] <= 1
     assert data["answer_round_trip"] and all(r["answer"] for r in data["answer_round_trip"])
+
+
+def test_load_benchmark_writes_json_with_its_targets(tmp_path):
+    out = tmp_path / "load.json"
+    proc = subprocess.run([sys.executable, "-m", "labkit", "bench", "load", "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["benchmark"] == "load" and results["setup"]["quick"]
+    assert results["transports"]["sse"]["errors"] == 0 and results["transports"]["ws"]["errors"] == 0
+    assert results["transports"]["sse"]["tokens"] == 50 * 10 and results["peak_streams"] >= 50
+    assert set(results["targets"]) == {"errors == 0", "p99 extra inter-token delay < 50 ms",
+                                       "memory per connection < 100 KB"}
+    assert "memory per connection" in proc.stdout

@@ -1,5 +1,7 @@
 """Every exercise checker accepts a right answer, rejects the usual wrong ones, and waits for `...`."""
 
+import random
+
 import pytest
 
 from labkit.exercises import EXERCISES, check
@@ -28,7 +30,25 @@ def reassemble_unsorted(tokens):
     return "".join(t["content"] for t in tokens), []
 
 
+def backoff_right(attempt):
+    ceiling = min(5.0, 0.1 * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def backoff_no_jitter(attempt):
+    return min(5.0, 0.1 * 2 ** (attempt - 1))
+
+
+def backoff_uncapped(attempt):
+    ceiling = 0.1 * 2 ** (attempt - 1)
+    return random.uniform(ceiling / 2, ceiling)
+
+
 CASES = {
+    "07.backoff": ({}, backoff_right, [backoff_no_jitter, backoff_uncapped, lambda n: 1.0]),
+    "07.resume_header": ({}, "Last-Event-ID", ["X-Stream-Id", "Retry-After", None]),
+    "08.newest": ({}, lambda ids: max(ids, key=lambda i: tuple(map(int, i.split("-")))), [max, min, lambda ids: ids[-1]]),
+    "08.freeze": ({"measured": 812.5}, 812.5, [0.8125, 300, "812"]),
     "00.finish_reason": ({}, "length", ["stop", None, 3]),
     "00.chunks_vs_usage": ({"expected": 12}, 12, [13, 14, "12"]),
     "01.perceived_speedup": ({"total_s": 1.6, "ttft_s": 0.25}, 6.4, [0.25 / 1.6, 1.0, "6.4"]),

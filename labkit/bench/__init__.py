@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = {"transports": "labkit.bench.transports", "vad": "labkit.bench.vad", "realtime": "labkit.bench.realtime",
-              "latency": "labkit.bench.latency"}
+              "latency": "labkit.bench.latency", "load": "labkit.bench.load"}
 
 
 def run_benchmark(name: str, json_path: str, quick: bool = False) -> int:

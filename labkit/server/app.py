@@ -6,6 +6,7 @@ code: malformed input, unknown routes and wrong methods included, so any client 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from contextlib import asynccontextmanager
@@ -45,8 +46,15 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     broker = make_broker(config.redis_url)
     rooms = RoomHub(config, stats, upstream, broker, lease_s=config.room_lease_s)
 
+    async def end_streams() -> None:
+        """Stop every generation and room (a server that stops cleanly first ends what it streams)."""
+        await rooms.aclose()
+        await hub.aclose()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        app.state.loop = asyncio.get_running_loop()
+        app.state.end_streams = end_streams
         yield
         await rooms.aclose()
         await broker.aclose()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, WebSocket
@@ -34,7 +33,7 @@ from ..streams import DONE, StreamLog
 from .connections import ConnectionManager
 from .state import ServerConfig, ServerStats
 from .streamhub import STREAMING, WAITING, StreamHub
-from .streaming import sse_response, with_heartbeats
+from .streaming import sse_response
 from .upstream import Upstream
 
 __all__ = ["create_chat_router"]
@@ -160,15 +159,12 @@ def _ws_route(config, stats, hub, manager, progressive):
     return ws_chat
 
 
-_HEARTBEAT = object()
-
-
 async def _sse_follow(hub: StreamHub, log: StreamLog, after: int, heartbeat_s: float) -> AsyncIterator[bytes]:
     """The SSE body of one reader: ``retry``, the tokens after ``after`` (each with ``id: seq``), then
     ``done`` or ``error`` with ``id: end``. A silent model gets keep-alive comments."""
     yield b"retry: 1000\n\n"
-    async for item in with_heartbeats(hub.follow(log, after), heartbeat_s, lambda: _HEARTBEAT):
-        if item is _HEARTBEAT:
+    async for item in hub.follow(log, after, heartbeat_s):
+        if item[0] == "heartbeat":
             yield encode_comment("ping")
         elif item[0] == "token":
             _, seq, content, t = item

@@ -72,6 +72,7 @@ class _LocalRoom:
         self.last = start_id                   # the fan-out's position in the broker
         self.fanout: asyncio.Task | None = None
         self.ai: asyncio.Task | None = None
+        self.stopped = False          # checked by both loops: a client library may swallow a cancellation
 
 
 class RoomHub:
@@ -131,7 +132,9 @@ class RoomHub:
         async with self._lock:
             if not room.members and self.rooms.get(room_id) is room:
                 del self.rooms[room_id]
-                await self._stop_room(room)
+            else:
+                return
+        await self._stop_room(room)           # outside the lock: a join elsewhere never waits for it
 
     async def say(self, room_id: str, member: Member, content: str) -> str:
         return await self.broker.publish(room_id, {"type": "user_message", "user": member.user, "content": content})
@@ -147,23 +150,27 @@ class RoomHub:
         self.rooms.clear()
 
     async def _stop_room(self, room: _LocalRoom) -> None:
-        for task in (room.fanout, room.ai):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        room.stopped = True
+        tasks = [t for t in (room.fanout, room.ai) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # Bounded: a client library may take a moment to abandon a blocking read (redis-py's XREAD).
+            await asyncio.wait(tasks, timeout=2)
         with contextlib.suppress(Exception):
             await self.broker.release_lease(room.id, self.process_id)
 
     # ---- fan-out: broker → members ------------------------------------------------------------
 
     async def _fanout(self, room: _LocalRoom) -> None:
-        while True:
+        while not room.stopped:
             try:
                 batch = await self.broker.read(room.id, room.last, block_s=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception:                       # the broker hiccupped: do not lose the room
+                if room.stopped:
+                    return
                 log.exception("reading room %s failed; retrying", room.id)
                 await asyncio.sleep(0.5)
                 continue
@@ -212,7 +219,7 @@ class RoomHub:
 
     async def _ai_worker(self, room: _LocalRoom) -> None:
         conversation: list[dict] | None = None
-        while True:
+        while not room.stopped:
             try:
                 if not await self.broker.hold_lease(room.id, self.process_id, self.lease_s):
                     conversation = None                  # someone else answers; rebuild if we take over
@@ -230,6 +237,8 @@ class RoomHub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if room.stopped:
+                    return
                 log.exception("the AI of room %s failed; retrying", room.id)
                 conversation = None
                 await asyncio.sleep(0.5)

@@ -7,6 +7,8 @@ in one notebook, never collide. It waits until ``/health`` answers before return
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -97,6 +99,10 @@ class LabServer:
     def stop(self) -> None:
         """Stop serving; open streams are cut after a one-second grace period."""
         if self._thread is not None and self._thread.is_alive():
+            loop = getattr(self.app.state, "loop", None)
+            if loop is not None and loop.is_running():          # end generations first: no cut-off streams
+                with contextlib.suppress(Exception):
+                    asyncio.run_coroutine_threadsafe(self.app.state.end_streams(), loop).result(timeout=3)
             self._server.should_exit = True
             self._thread.join(timeout=5)
             if self._thread.is_alive():

@@ -22,6 +22,8 @@ class ServerConfig:
     #: Where the app routes (/api/*, /ws/*) get their model from. None: this server's own /v1.
     upstream_base_url: str | None = None
     upstream_api_key: str | None = field(default=None, repr=False)
+    #: Connections the app server may open to the model at once (one per streaming reply).
+    upstream_max_connections: int = 10_000
     #: The model the app routes ask for when the client names none.
     default_model: str = "gpt-4o-mini"
     #: Longest message a chat client may send.

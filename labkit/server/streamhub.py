@@ -100,9 +100,10 @@ class StreamHub:
 
     # ---- reading ---------------------------------------------------------------------------
 
-    async def follow(self, log: StreamLog, after: int = -1) -> AsyncIterator[tuple]:
+    async def follow(self, log: StreamLog, after: int = -1, heartbeat_s: float | None = None) -> AsyncIterator[tuple]:
         """Yield ``("stage", name)``, ``("token", seq, content, t)`` for every token after ``after``,
-        then ``("end", log)``. While a reader follows, the generation is never cancelled as orphaned."""
+        then ``("end", log)``; and ``("heartbeat",)`` after ``heartbeat_s`` of silence, for keep-alives.
+        While a reader follows, the generation is never cancelled as orphaned."""
         self._attach(log)
         try:
             sent_stage = None
@@ -119,7 +120,11 @@ class StreamHub:
                 if ended:
                     yield ("end", log)
                     return
-                await changed.wait()
+                try:
+                    async with asyncio.timeout(heartbeat_s):      # cheap: no task per token
+                        await changed.wait()
+                except TimeoutError:
+                    yield ("heartbeat",)
         finally:
             self._detach(log)
 

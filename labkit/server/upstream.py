@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
 import openai
 from openai import AsyncOpenAI
 
@@ -39,8 +40,12 @@ class Upstream:
         if self._client is None:
             if not self.config.upstream_base_url:
                 raise RuntimeError("the app server has no upstream model URL yet (is the server started?)")
+            # The SDK's default pool allows 1,000 connections; one stream holds one, so a busy app
+            # server would queue streams behind it. The limit is the server's to choose.
+            limits = httpx.Limits(max_connections=self.config.upstream_max_connections, max_keepalive_connections=200)
             self._client = AsyncOpenAI(base_url=self.config.upstream_base_url,
-                                       api_key=self.config.upstream_api_key or LOCAL_API_KEY)
+                                       api_key=self.config.upstream_api_key or LOCAL_API_KEY,
+                                       http_client=openai.DefaultAsyncHttpxClient(limits=limits))
         return self._client
 
     async def open_stream(self, messages: list[dict], *, model: str | None = None, max_tokens: int | None = None,
