@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test unit notebooks bench serve execute-notebooks clean venv
+.PHONY: lab test unit notebooks bench serve demo execute-notebooks clean venv
 
 venv: $(STAMP)
 
@@ -35,16 +35,21 @@ notebooks: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python -m labkit serve
 
+# Classroom mode: the lab on the local network with a fresh class token; prints the join link and a QR code.
+demo: $(STAMP)
+	$(BIN)/python -m labkit classroom
+
 bench: $(STAMP)
 	$(BIN)/python -m labkit bench transports --json bench-transports.json
 	$(BIN)/python -m labkit bench vad --json bench-vad.json
 	$(BIN)/python -m labkit bench realtime --json bench-realtime.json
 	$(BIN)/python -m labkit bench latency --json bench-latency.json
+	$(BIN)/python -m labkit bench load --json bench-load.json
 
 # Run every chapter offline and store fresh outputs: do this before committing a notebook.
 # (nbval compares cells marked NBVAL_CHECK_OUTPUT with these stored outputs.)
 execute-notebooks: $(STAMP)
-	$(BIN)/python -m labkit notebooks execute notebooks/*.ipynb
+	$(BIN)/python -m labkit notebooks execute notebooks/*.ipynb notebooks/solutions/*.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache

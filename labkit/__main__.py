@@ -43,6 +43,22 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _classroom(args: argparse.Namespace) -> int:
+    import signal
+
+    from .classroom import run_classroom
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)       # stop cleanly on SIGTERM too
+    try:
+        run_classroom(args.host, args.port, args.token or os.environ.get("LAB_TOKEN") or None, qr=not args.no_qr)
+    except OSError as e:
+        print(f"error: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_benchmark
 
@@ -91,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--app", choices=["lab", "tutorial"], default="lab",
                    help="tutorial: the source tutorial's blocking SSE server, for comparison (chapter 06)")
     p.set_defaults(func=_serve)
+
+    c = sub.add_parser("classroom", help="serve the lab to a class on the local network (prints a join link)")
+    c.add_argument("--host", default="0.0.0.0", help="the address students reach (default: every interface)")
+    c.add_argument("--port", type=int, default=8000, help="the port students reach (0: any free port)")
+    c.add_argument("--token", default=None, help="the class token (default: $LAB_TOKEN, else a fresh random one)")
+    c.add_argument("--no-qr", action="store_true", help="do not print the QR code")
+    c.set_defaults(func=_classroom)
 
     from .bench import BENCHMARKS
     b = sub.add_parser("bench", help="run a benchmark and write its results as JSON")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["clean_notebook", "clean_notebooks", "execute_notebooks", "find_leaks"]
+__all__ = ["clean_notebook", "clean_notebooks", "execute_notebooks", "find_leaks", "WIDGET_NOTE"]
 
 _LEAKS = re.compile(r"sk-[A-Za-z0-9_-]{16,}|/work/|/tmp/[a-z]|/root/|/home/[a-z]")
 
@@ -36,6 +36,20 @@ def clean_notebooks(paths: list[str]) -> int:
         nbformat.write(clean_notebook(nbformat.read(path, as_version=4)), path)
         print(f"cleaned {path}")
     return 0
+
+
+WIDGET_NOTE = "(a live widget: run the notebook to see it)"
+_WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _quiet_widgets(cell: nbformat.NotebookNode) -> None:
+    """A stored widget output is only a reference to state that is not saved; its text/plain fallback is the
+    widget tree's repr (long, and it may hold what the widget showed, such as a join link with a token).
+    Keep the reference, replace the fallback with a note."""
+    for out in cell.get("outputs", []):
+        data = out.get("data", {})
+        if _WIDGET in data:
+            data["text/plain"] = WIDGET_NOTE
 
 
 def find_leaks(nb: nbformat.NotebookNode) -> list[str]:
@@ -61,6 +75,7 @@ def execute_notebooks(paths: list[str], timeout_s: int = 300) -> int:
                            resources={"metadata": {"path": str(Path(path).parent)}}).execute()
             for cell in nb.cells:
                 cell.metadata.pop("execution", None)
+                _quiet_widgets(cell)
             leaks = find_leaks(nb)
             if leaks:
                 print(f"NOT saved {path}: its output shows {', '.join(leaks[:5])}", file=sys.stderr)

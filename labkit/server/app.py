@@ -24,7 +24,9 @@ from .model_api import create_model_router, openai_error_response
 from .realtime import create_realtime_router
 from ..auth import Authenticator
 from ..rooms.broker import make_broker
+from .admin import create_admin_router
 from .identity import IdentityMiddleware
+from .participants import Participants
 from .rooms import RoomHub, create_room_router
 from .state import ServerConfig, ServerStats
 from .streamhub import StreamHub
@@ -42,9 +44,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     stats = ServerStats()
     upstream = Upstream(config)
     manager = ConnectionManager()
-    hub = StreamHub(config, stats, upstream)
+    participants = Participants()
+    hub = StreamHub(config, stats, upstream, participants)
     broker = make_broker(config.redis_url)
-    rooms = RoomHub(config, stats, upstream, broker, lease_s=config.room_lease_s)
+    rooms = RoomHub(config, stats, upstream, broker, lease_s=config.room_lease_s, participants=participants)
 
     async def end_streams() -> None:
         """Stop every generation and room (a server that stops cleanly first ends what it streams)."""
@@ -75,6 +78,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.include_router(create_chat_router(config, stats, upstream, manager, hub))
     app.include_router(create_realtime_router(config, stats))
     app.include_router(create_room_router(config, rooms))
+    app.include_router(create_admin_router(config, participants, app.state))
 
     app.mount("/app", StaticFiles(directory=STATIC_DIR, html=True), name="browser-client")
 

@@ -149,6 +149,7 @@ def _ws_route(config, stats, hub, manager, progressive):
         await ws.accept()
         manager.add(ws)
         stats.ws_connections += 1
+        hub.participants.connected(ws.state.user, +1)
         session = _WSChatSession(ws, ws.state.user, config, stats, hub, manager, progressive)
         try:
             await session.run()
@@ -156,6 +157,7 @@ def _ws_route(config, stats, hub, manager, progressive):
             await session.stop()
             manager.disconnect(ws)
             stats.ws_connections -= 1
+            hub.participants.connected(ws.state.user, -1)
     return ws_chat
 
 

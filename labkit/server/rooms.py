@@ -31,6 +31,7 @@ from ..auth import USER_NAME
 from ..protocol.openai_chat import APIError
 from ..rooms.broker import Broker
 from ..rooms.protocol import RoomProtocolError, event_key, parse_room_message, valid_room_id
+from .participants import Participants
 from .state import ServerConfig, ServerStats
 from .upstream import Upstream
 
@@ -79,8 +80,9 @@ class RoomHub:
     """This process's rooms: members, one fan-out reader per room, and the AI where it holds the lease."""
 
     def __init__(self, config: ServerConfig, stats: ServerStats, upstream: Upstream, broker: Broker,
-                 lease_s: float = 3.0):
+                 lease_s: float = 3.0, participants: Participants | None = None):
         self.config, self.stats, self.upstream, self.broker = config, stats, upstream, broker
+        self.participants = participants or Participants()
         self.lease_s = lease_s
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.rooms: dict[str, _LocalRoom] = {}
@@ -117,6 +119,7 @@ class RoomHub:
                 self._deliver(room, member, text)
         member.pending.clear()
         self.stats.room_members += 1
+        self.participants.connected(member.user, +1)
         await self.broker.publish(room_id, {"type": "joined", "user": member.user, "members": count})
 
     async def leave(self, room_id: str, member: Member) -> None:
@@ -125,6 +128,7 @@ class RoomHub:
             return
         room.members.discard(member)
         self.stats.room_members -= 1
+        self.participants.connected(member.user, -1)
         if member.writer is not None:
             member.writer.cancel()
         count = await self.broker.remove_member(room_id, member.id)
@@ -137,6 +141,7 @@ class RoomHub:
         await self._stop_room(room)           # outside the lock: a join elsewhere never waits for it
 
     async def say(self, room_id: str, member: Member, content: str) -> str:
+        self.participants.room_message(member.user)
         return await self.broker.publish(room_id, {"type": "user_message", "user": member.user, "content": content})
 
     async def aclose(self) -> None:

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from ..protocol.openai_chat import APIError
 from ..ratelimit import KeyedBuckets
 from ..streams import RegistryFull, StreamGone, StreamLog, StreamRegistry
+from .participants import Participants
 from .state import ServerConfig, ServerStats
 from .upstream import Upstream
 
@@ -32,8 +33,10 @@ QUEUED, WAITING, STREAMING, FINISHED = "queued", "waiting_for_first_token", "str
 
 
 class StreamHub:
-    def __init__(self, config: ServerConfig, stats: ServerStats, upstream: Upstream):
+    def __init__(self, config: ServerConfig, stats: ServerStats, upstream: Upstream,
+                 participants: Participants | None = None):
         self.config, self.stats, self.upstream = config, stats, upstream
+        self.participants = participants or Participants()
         self.registry = StreamRegistry(keep_s=config.stream_keep_s, max_streams=config.max_kept_streams)
         self.buckets = (KeyedBuckets(rate=config.user_requests_per_min / 60.0,
                                      capacity=max(1.0, config.user_requests_per_min / 60.0))
@@ -54,6 +57,7 @@ class StreamHub:
         """Begin a reply for ``user``; raise :class:`APIError` 429 when a limit says no."""
         self.check_rate(user)
         self._check_stream_limit(user)
+        self.participants.request(user)
         try:
             log = self.registry.create(user, messages, time.time())
         except RegistryFull as e:
@@ -210,6 +214,7 @@ class StreamHub:
             self.stats.app_streams_active -= 1
             if not finished:
                 self.stats.app_streams_cancelled += 1
+            self.participants.reply(log.user, log.times[0] - log.created if log.times else None, len(log.tokens))
             self._set_stage(log, FINISHED)
             self._tasks.pop(log.id, None)
             self._accepted.pop(log.id, None)

@@ -1,6 +1,7 @@
 """Notebook widgets (ipywidgets + matplotlib)."""
 
 from .chat import ChatBox
+from .dashboard import Dashboard
 from .rms import LiveVAD
 
-__all__ = ["ChatBox", "LiveVAD"]
+__all__ = ["ChatBox", "Dashboard", "LiveVAD"]

@@ -1,0 +1,197 @@
+"""Classroom mode: the lab on the local network, for a class to join from laptops and phones.
+
+``python -m labkit classroom`` (or ``make demo``) starts:
+
+* the lab server on 127.0.0.1, with a fresh ``LAB_TOKEN`` (so only people with the join link get in),
+  at most two streams per student, and the model API locked with the same token;
+* in front of it, on the local network, labkit's network emulator (:class:`~labkit.netem.NetemProxy`),
+  so the instructor can put the whole class on "3G" with one switch and everyone sees the effect;
+* and prints the join link (``http://<this laptop>:<port>/?token=…``) with a QR code.
+
+Students open the link: the browser client asks for a name, trades the class token for their own
+(``POST /api/login``), and can chat over SSE or WebSocket and join rooms. The instructor watches and
+steers from ``10_instructor_dashboard.ipynb`` (``labkit.widgets.Dashboard``).
+
+Offline and keyless by default. With ``OPENAI_API_KEY`` set, the chat routes use the real API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import secrets
+import socket
+import threading
+from dataclasses import replace
+
+from .config import settings_from_env
+from .netem import PROFILES, NetemProxy
+from .server.runner import LabServer
+from .server.state import ServerConfig
+
+__all__ = ["Classroom", "lan_address", "qr_terminal", "qr_svg", "run_classroom", "simulate_participants"]
+
+
+def lan_address() -> str:
+    """This machine's address on the local network (no packet is sent), or 127.0.0.1 without one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def qr_terminal(text: str) -> str:
+    import segno
+
+    out = io.StringIO()
+    segno.make(text, error="m").terminal(out=out, compact=True)
+    return out.getvalue()
+
+
+def qr_svg(text: str, scale: int = 4) -> str:
+    import segno
+
+    return segno.make(text, error="m").svg_inline(scale=scale)
+
+
+class Classroom:
+    """The running classroom: ``.join_url``, ``.token``, ``.server`` (the LabServer), ``.stop()``."""
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 8000, token: str | None = None,
+                 config: ServerConfig | None = None):
+        self.host, self.port = host, port
+        self.token = token or secrets.token_urlsafe(12)
+        settings = settings_from_env()
+        config = config or ServerConfig()
+        config = replace(config, lab_token=self.token, api_key=self.token, max_streams_per_user=2,
+                         user_requests_per_min=config.user_requests_per_min or 60)
+        if settings.use_real_api:
+            config = replace(config, upstream_base_url=settings.openai_base_url or "https://api.openai.com/v1",
+                             upstream_api_key=settings.openai_api_key)
+        else:
+            config = replace(config, upstream_api_key=self.token)       # the local /v1 wants the class token too
+        self.uses_real_api = settings.use_real_api
+        self.server = LabServer(config, host="127.0.0.1")
+        self.proxy: NetemProxy | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "Classroom":
+        self.server.start()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="classroom-netem", daemon=True)
+        self._thread.start()
+        self.proxy = NetemProxy(self.server.port, PROFILES["lan"], host=self.host, port=self.port)
+        try:
+            asyncio.run_coroutine_threadsafe(self.proxy.__aenter__(), self._loop).result(10)
+        except OSError as e:
+            self.stop()
+            raise OSError(e.errno, f"cannot listen on {self.host}:{self.port}: {e.strerror}. Is another server "
+                                   f"using that port? Try --port 0 for any free one.") from None
+        state = self.server.app.state
+        state.netem_proxy = self.proxy
+        state.set_network = self.set_network
+        return self
+
+    @property
+    def address(self) -> str:
+        return lan_address() if self.host in ("0.0.0.0", "") else self.host
+
+    @property
+    def join_url(self) -> str:
+        return f"http://{self.address}:{self.proxy.port}/?token={self.token}"
+
+    @property
+    def url(self) -> str:
+        """The classroom's address without the token (what the instructor's dashboard talks to)."""
+        return f"http://{self.address}:{self.proxy.port}"
+
+    def set_network(self, profile: str) -> None:
+        """Put everyone's traffic through a network profile (``lan``, ``wifi``, ``4g``, ``3g``, ``lossy``)."""
+        self._loop.call_soon_threadsafe(self.proxy.set_profile, PROFILES[profile])
+
+    def stop(self) -> None:
+        if self.proxy is not None and self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.proxy.close(), self._loop).result(10)
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
+        self.server.stop()
+
+    def __enter__(self) -> "Classroom":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def banner(self, qr: bool = True) -> str:
+        lines = [f"join: {self.join_url}", "",
+                 "Students: open the link above (or scan the code) and pick a name.",
+                 f"Backend: {'the real OpenAI API' if self.uses_real_api else 'the local simulated model (offline)'}.",
+                 f"Instructor: open notebooks/10_instructor_dashboard.ipynb with the class token {self.token}",
+                 f"  (or use the server directly at {self.url}). Ctrl+C to stop."]
+        if qr:
+            lines[1:1] = ["", qr_terminal(self.join_url)]
+        return "\n".join(lines)
+
+
+def run_classroom(host: str, port: int, token: str | None, qr: bool = True) -> None:
+    """The foreground ``python -m labkit classroom``: print the join link and serve until Ctrl+C."""
+    import time
+
+    with Classroom(host=host, port=port, token=token) as room:
+        print(room.banner(qr=qr), flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+async def simulate_participants(join_url: str, names: list[str], questions: int = 2, room: str = "class",
+                                seed: int = 0) -> dict:
+    """Simulated students for a demo or a headless run: each logs in with the join link's token, asks
+    ``questions`` questions over SSE or WebSocket (alternating), and says hello in ``room``."""
+    import random
+    from urllib.parse import parse_qs, urlparse
+
+    import httpx
+
+    from .clients import ChatError, collect, sse_chat
+    from .clients.resume import ResumableWSChat
+    from .clients.room import RoomClient
+
+    link = urlparse(join_url)
+    base, ws_base = f"http://{link.netloc}", f"ws://{link.netloc}"
+    class_token = parse_qs(link.query)["token"][0]
+    rng = random.Random(seed)
+    prompts = ["What is SSE?", "Why does time to first token matter?", "What is a WebSocket?",
+               "How does voice activity detection work?", "What is TPOT?"]
+
+    async def student(name: str) -> dict:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            r = await client.post("/api/login", json={"name": name}, headers={"Authorization": f"Bearer {class_token}"})
+            r.raise_for_status()
+            token = r.json()["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            ttfts = []
+            async with RoomClient(ws_base, room, name, token=token) as member:
+                await member.say(f"hi, {name} here")
+                for q in range(questions):
+                    prompt = rng.choice(prompts)
+                    try:
+                        if q % 2 == 0:
+                            async with httpx.AsyncClient(headers=auth, timeout=60) as as_student:
+                                reply = await collect(sse_chat(base, prompt, client=as_student))
+                        else:
+                            async with ResumableWSChat(base, token=token) as chat:
+                                reply = await collect(chat.ask(prompt))
+                        ttfts.append(reply.ttft_s)
+                    except ChatError:
+                        pass
+        return {"name": name, "ttfts_s": ttfts}
+
+    results = await asyncio.gather(*(student(n) for n in names))
+    return {r["name"]: r["ttfts_s"] for r in results}

@@ -1,0 +1,142 @@
+"""The instructor's dashboard: who is connected, their live TTFT, a class-wide histogram, and switches.
+
+It talks to the server over HTTP (``/lab/participants``, ``/lab/admin/*``) with the class token, so it
+works the same for a classroom started in the notebook and for one started with ``make demo`` in a
+terminal. The histogram is drawn off-screen (Agg, never registered with pyplot) into an Image widget.
+
+    dash = Dashboard(room.url, room.token, join_url=room.join_url)
+    dash                        # show it
+    dash.start(every_s=2)       # refresh by itself while the class works (dash.stop() to end)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import io
+
+import httpx
+import ipywidgets as widgets
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..netem import PROFILES
+
+__all__ = ["Dashboard"]
+
+MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4", "o1", "instant")
+
+
+class Dashboard:
+    def __init__(self, url: str, token: str | None, *, join_url: str | None = None):
+        self.url, self.join_url = url.rstrip("/"), join_url
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.state: dict = {}
+        self._task: asyncio.Task | None = None
+        self.fig = Figure(figsize=(6.5, 2.6), dpi=90)
+        FigureCanvasAgg(self.fig)
+        self.ax = self.fig.add_subplot()
+        self.fig.subplots_adjust(left=0.1, right=0.98, bottom=0.2, top=0.88)
+        self.header = widgets.HTML(self._header_html())
+        self.table = widgets.HTML()
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width="60%"))
+        self.model = widgets.Dropdown(options=MODELS, description="model")
+        self.network = widgets.Dropdown(options=sorted(PROFILES), value="lan", description="network")
+        self.message = widgets.HTML()
+        self.model.observe(lambda change: self._switch("model", {"model": change["new"]}), names="value")
+        self.network.observe(lambda change: self._switch("network", {"profile": change["new"]}), names="value")
+        refresh = widgets.Button(description="Refresh", icon="refresh")
+        refresh.on_click(lambda _: self.refresh())
+        self.widget = widgets.VBox([self.header, widgets.HBox([self.model, self.network, refresh]), self.message,
+                                    widgets.HBox([self.table, self.image])])
+
+    def _header_html(self) -> str:
+        if not self.join_url:
+            return f"<b>Class server</b> {html.escape(self.url)}"
+        from ..classroom import qr_svg
+        return (f"<div style='display:flex;gap:1em;align-items:center'>{qr_svg(self.join_url, scale=3)}"
+                f"<div><b>Join</b>: <code>{html.escape(self.join_url)}</code></div></div>")
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+        self.refresh()
+        display(self.widget)
+
+    # ---- data -------------------------------------------------------------------------------
+    def refresh(self) -> dict:
+        """Fetch the class's state and redraw (safe to call from any cell)."""
+        try:
+            self.state = httpx.get(self.url + "/lab/participants", headers=self.headers, timeout=10).json()
+        except httpx.HTTPError as e:
+            self.message.value = f"<span style='color:#b00020'>cannot reach the class server: {html.escape(str(e))}</span>"
+            return self.state
+        self.table.value = self._table_html(self.state["participants"])
+        self._draw(self.state["ttfts_ms"])
+        return self.state
+
+    def _switch(self, what: str, body: dict) -> None:
+        r = httpx.post(f"{self.url}/lab/admin/{what}", json=body, headers=self.headers, timeout=10)
+        if r.status_code >= 400:
+            self.message.value = f"<span style='color:#b00020'>{html.escape(r.json()['error']['message'])}</span>"
+        else:
+            self.message.value = f"<i>everyone's {what} is now <b>{html.escape(next(iter(r.json().values())))}</b></i>"
+
+    def set_model(self, name: str) -> None:
+        self.model.value = name                 # the observer sends it
+
+    def set_network(self, name: str) -> None:
+        self.network.value = name
+
+    @staticmethod
+    def _table_html(rows: list[dict]) -> str:
+        head = "".join(f"<th style='padding:2px 8px'>{h}</th>" for h in
+                       ("who", "online", "requests", "room msgs", "TTFT last", "TTFT p50"))
+        body = ""
+        for r in sorted(rows, key=lambda r: r["user"]):
+            cells = (r["user"], "●" if r["connections"] else "○", r["requests"], r["room_messages"],
+                     "" if r["ttft_ms_last"] is None else f"{r['ttft_ms_last']:.0f} ms",
+                     "" if r["ttft_ms_p50"] is None else f"{r['ttft_ms_p50']:.0f} ms")
+            body += "<tr>" + "".join(f"<td style='padding:2px 8px'>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+        return f"<table><tr>{head}</tr>{body}</table>" if rows else "<i>nobody has joined yet</i>"
+
+    def _draw(self, ttfts_ms: list[float]) -> None:
+        ax = self.ax
+        ax.clear()
+        if ttfts_ms:
+            ax.hist(ttfts_ms, bins=min(30, max(5, len(ttfts_ms) // 3)), color="tab:blue", alpha=0.8)
+            ordered = sorted(ttfts_ms)
+            p50, p90 = ordered[len(ordered) // 2], ordered[int(0.9 * (len(ordered) - 1))]
+            for value, name in ((p50, "p50"), (p90, "p90")):
+                ax.axvline(value, color="tab:red", ls="--", lw=1)
+                ax.text(value, ax.get_ylim()[1] * 0.9, f" {name} {value:.0f}", fontsize=8, color="tab:red")
+        ax.set_xlabel("time to first token (ms), server side")
+        ax.set_title(f"the class's last {len(ttfts_ms)} replies", fontsize=9)
+        buf = io.BytesIO()
+        self.fig.savefig(buf, format="png")
+        self.image.value = buf.getvalue()
+
+    def snapshot(self):
+        """The histogram as a static image (stored in a notebook's output, unlike a widget)."""
+        from IPython.display import Image
+        self.refresh()
+        return Image(bytes(self.image.value))
+
+    # ---- live ------------------------------------------------------------------------------
+    def start(self, every_s: float = 2.0) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.to_thread(self.refresh)
+                await asyncio.sleep(every_s)
+        self.stop()
+        self._task = asyncio.get_running_loop().create_task(loop())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def close(self) -> None:
+        self.stop()
+        with contextlib.suppress(Exception):
+            self.widget.close()
