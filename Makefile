@@ -23,8 +23,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00_orientation.ipynb
 
+# Two workers, one file each at a time (--dist loadfile): a notebook's cells must stay in one kernel.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider -n 2 --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests
