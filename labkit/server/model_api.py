@@ -21,7 +21,7 @@ from ..protocol import openai_chat as oc
 from ..protocol.sse import encode_comment, encode_event
 from ..ratelimit import KeyedBuckets
 from .state import ServerConfig, ServerStats
-from .streaming import sse_response, with_heartbeats
+from .streaming import sse_response
 
 __all__ = ["create_model_router", "openai_error_response"]
 
@@ -94,8 +94,8 @@ def create_model_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
                                max_tokens=req.max_tokens)
         cid, created = oc.completion_id(), int(time.time())
         if req.stream:
-            body = _stream_chunks(plan, req, cid, created, arrived, stats, config.fail_after_tokens)
-            return sse_response(with_heartbeats(body, config.heartbeat_s, lambda: encode_comment("keep-alive")))
+            body = _stream_chunks(plan, req, cid, created, arrived, stats, config.fail_after_tokens, config.heartbeat_s)
+            return sse_response(body)
         await _sleep_until(arrived + (plan.due_s[-1] if plan.due_s else 0.0))
         stats.tokens_generated += plan.completion_tokens
         return JSONResponse(oc.completion(cid, created, req.model, plan.text, plan.finish_reason, plan.usage))
@@ -104,18 +104,25 @@ def create_model_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
 
 
 async def _stream_chunks(plan: CompletionPlan, req: oc.ChatRequest, cid: str, created: int,
-                         arrived: float, stats: ServerStats, fail_after: int | None = None) -> AsyncIterator[bytes]:
+                         arrived: float, stats: ServerStats, fail_after: int | None = None,
+                         heartbeat_s: float = 15.0) -> AsyncIterator[bytes]:
     """The SSE body: role chunk, one chunk per token on schedule, finish, optional usage, [DONE].
 
     ``fail_after`` (a teaching fault) ends the stream after that many tokens with an error event,
-    the way OpenAI reports a failure mid-stream (the SDK raises ``APIError`` when it reads it)."""
+    the way OpenAI reports a failure mid-stream (the SDK raises ``APIError`` when it reads it).
+    The schedule is known, so a wait longer than ``heartbeat_s`` is filled with keep-alive comments
+    here, without a task per token."""
     def frame(obj: dict) -> bytes:
         return encode_event(json.dumps(obj, separators=(",", ":")))
 
     stats.model_streams_active += 1
     finished = False
     try:
+        loop = asyncio.get_running_loop()
         for i, (token, due) in enumerate(zip(plan.tokens, plan.due_s)):
+            while arrived + due - loop.time() > heartbeat_s:
+                await asyncio.sleep(heartbeat_s)
+                yield encode_comment("keep-alive")
             await _sleep_until(arrived + due)
             if i == 0:
                 yield frame(oc.role_chunk(cid, created, req.model))

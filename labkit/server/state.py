@@ -43,7 +43,7 @@ class ServerConfig:
     #: Requests per minute per user on the app routes (a token bucket); None means unlimited.
     user_requests_per_min: float | None = None
     #: Generations running at once across all users; more wait in the "queued" stage.
-    max_active_generations: int = 1_000
+    max_active_generations: int = 10_000
     #: How often a waiting WebSocket reply repeats its typing indicator.
     typing_interval_s: float = 1.0
     #: Rooms go through this Redis (Streams) so that several server processes share them; None: in memory.

@@ -1,12 +1,22 @@
-"""Where the app server gets its tokens: an ``AsyncOpenAI`` client, local or real.
+"""Where the app server gets its tokens: ``AsyncOpenAI``, local or real.
 
 The app server reaches the model only through the OpenAI API, as a production app does. Offline
 that API is this same server's ``/v1`` (the simulated model); with ``OPENAI_API_KEY`` it is
 OpenAI's service. Swapping is a base URL and a key, nothing else.
+
+Two things here are about serving many streams at once (``bench load`` measured both):
+
+* the response is read with ``with_streaming_response``, and each ``data:`` line is parsed with
+  ``json.loads``: the SDK's typed chunks cost ~0.3 ms each to build (pydantic), which at thousands of
+  tokens a second is most of a core. The SDK still does the request, the key, retries and HTTP errors;
+* streams are spread over several clients (``SHARD_SIZE`` streams each): httpx's connection pool
+  scans all its connections on every request and release, which grows with the square of the
+  number of open streams.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +32,8 @@ __all__ = ["Upstream", "UpstreamToken", "LOCAL_API_KEY"]
 
 #: Any non-empty key satisfies the SDK; the local model server accepts any key unless configured.
 LOCAL_API_KEY = "lab-local-key"
+#: Concurrent streams per client (and its connection pool).
+SHARD_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -33,66 +45,107 @@ class UpstreamToken:
 class Upstream:
     def __init__(self, config: ServerConfig):
         self.config = config
-        self._client: AsyncOpenAI | None = None
+        self._shards: list[AsyncOpenAI] = []
+        self._load: list[int] = []          # open streams per shard
+
+    def _new_client(self) -> AsyncOpenAI:
+        if not self.config.upstream_base_url:
+            raise RuntimeError("the app server has no upstream model URL yet (is the server started?)")
+        limits = httpx.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE)
+        return AsyncOpenAI(base_url=self.config.upstream_base_url, api_key=self.config.upstream_api_key or LOCAL_API_KEY,
+                           http_client=openai.DefaultAsyncHttpxClient(limits=limits))
 
     @property
     def client(self) -> AsyncOpenAI:
-        if self._client is None:
-            if not self.config.upstream_base_url:
-                raise RuntimeError("the app server has no upstream model URL yet (is the server started?)")
-            # The SDK's default pool allows 1,000 connections; one stream holds one, so a busy app
-            # server would queue streams behind it. The limit is the server's to choose.
-            limits = httpx.Limits(max_connections=self.config.upstream_max_connections, max_keepalive_connections=200)
-            self._client = AsyncOpenAI(base_url=self.config.upstream_base_url,
-                                       api_key=self.config.upstream_api_key or LOCAL_API_KEY,
-                                       http_client=openai.DefaultAsyncHttpxClient(limits=limits))
-        return self._client
+        """The first client (for one-off calls)."""
+        if not self._shards:
+            self._shards.append(self._new_client())
+            self._load.append(0)
+        return self._shards[0]
+
+    def _pick(self) -> int:
+        """The least loaded shard, or a new one when all are full (up to upstream_max_connections)."""
+        self.client                       # make sure there is a first shard
+        i = min(range(len(self._shards)), key=self._load.__getitem__)
+        if self._load[i] >= SHARD_SIZE and len(self._shards) * SHARD_SIZE < self.config.upstream_max_connections:
+            self._shards.append(self._new_client())
+            self._load.append(0)
+            i = len(self._shards) - 1
+        return i
 
     async def open_stream(self, messages: list[dict], *, model: str | None = None, max_tokens: int | None = None,
                           temperature: float | None = None, seed: int | None = None) -> "UpstreamStream":
         """Start a streamed completion; upstream HTTP errors raise :class:`APIError` before any token."""
         params = {k: v for k, v in (("max_tokens", max_tokens), ("temperature", temperature), ("seed", seed))
                   if v is not None}
+        shard = self._pick()
+        self._load[shard] += 1
         try:
-            stream = await self.client.chat.completions.create(
+            manager = self._shards[shard].chat.completions.with_streaming_response.create(
                 model=model or self.config.default_model, messages=messages, stream=True, **params)
+            response = await manager.__aenter__()
         except openai.APIStatusError as e:
+            self._load[shard] -= 1
             raise _as_api_error(e) from None
         except openai.APIConnectionError as e:
+            self._load[shard] -= 1
             raise APIError(502, f"The model service could not be reached: {e.__class__.__name__}.",
                            type="server_error", code="upstream_unreachable") from None
-        return UpstreamStream(stream)
+        except BaseException:
+            self._load[shard] -= 1
+            raise
+        return UpstreamStream(manager, response, lambda: self._release(shard))
+
+    def _release(self, shard: int) -> None:
+        self._load[shard] -= 1
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+        for client in self._shards:
+            await client.close()
 
 
 class UpstreamStream:
     """Tokens of one upstream completion. Closing it (or leaving ``async with``) cancels the upstream work."""
 
-    def __init__(self, stream):
-        self._stream = stream
+    def __init__(self, manager, response, release):
+        self._manager, self._response, self._release = manager, response, release
+        self._closed = False
         self.finish_reason: str | None = None
 
     async def __aenter__(self) -> "UpstreamStream":
         return self
 
     async def __aexit__(self, *exc) -> None:
-        await self._stream.close()
+        await self.close()
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._release()
+            await self._manager.__aexit__(None, None, None)
 
     async def tokens(self) -> AsyncIterator[UpstreamToken]:
+        """The content of each chunk, parsed from the raw ``data:`` lines (OpenAI's stream format)."""
         try:
-            async for chunk in self._stream:
-                if not chunk.choices:
+            async for line in self._response.iter_lines():
+                if not line.startswith("data:"):
                     continue
-                choice = chunk.choices[0]
-                if choice.delta.content:
-                    yield UpstreamToken(choice.delta.content, time.time())
-                if choice.finish_reason:
-                    self.finish_reason = choice.finish_reason
-        except openai.APIError as e:          # an error frame in the middle of the stream
-            raise APIError(502, e.message or "The model failed mid-stream.", type="server_error",
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                chunk = json.loads(data)
+                if chunk.get("error"):                     # an error frame in the middle of the stream
+                    err = chunk["error"]
+                    raise APIError(502, err.get("message") or "The model failed mid-stream.", type="server_error",
+                                   code="upstream_error")
+                for choice in chunk.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        yield UpstreamToken(content, time.time())
+                    if choice.get("finish_reason"):
+                        self.finish_reason = choice["finish_reason"]
+        except (httpx.HTTPError, ValueError) as e:
+            raise APIError(502, f"The model's stream broke off: {e.__class__.__name__}.", type="server_error",
                            code="upstream_error") from None
 
 
