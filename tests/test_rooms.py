@@ -45,6 +45,7 @@ async def test_two_members_see_the_same_room_and_the_ai_answers_each_message_onc
     url = server.ws_url
     async with Member(url, "lab", "ann") as ann, Member(url, "lab", "ben") as ben:
         await ann.wait_for(lambda ev: any(e["type"] == "joined" and e["user"] == "ben" for e in ev))
+        await ben.wait_for(lambda ev: len(ev) >= 1)
         assert ann.events[0]["type"] == "room_state" and ann.events[0]["members"] == 1
         assert ben.events[0]["type"] == "room_state" and ben.events[0]["members"] == 2
         await ann.say("What is SSE?")
