@@ -30,8 +30,13 @@ def _serve(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and lab_token:
         print(f"listening on {args.host}: only clients with LAB_TOKEN (or a user token made from it) get in.",
               file=sys.stderr)
+    return _run_server(run_forever, config, args.host, args.port, args.app)
+
+
+def _run_server(run, *args) -> int:
+    """Run a foreground server; a refusal or a port in use is one clear line, not a traceback."""
     try:
-        run_forever(config, args.host, args.port, args.app)
+        run(*args)
     except PermissionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -49,14 +54,8 @@ def _classroom(args: argparse.Namespace) -> int:
     from .classroom import run_classroom
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)       # stop cleanly on SIGTERM too
-    try:
-        run_classroom(args.host, args.port, args.token or os.environ.get("LAB_TOKEN") or None, qr=not args.no_qr)
-    except OSError as e:
-        print(f"error: {e.strerror or e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return _run_server(run_classroom, args.host, args.port, args.token or os.environ.get("LAB_TOKEN") or None,
+                       not args.no_qr)
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 
-__all__ = ["ServiceUnavailable", "ensure_binary", "free_port", "RedisServer"]
+__all__ = ["ServiceUnavailable", "ensure_binary", "free_port", "stop_process", "RedisServer"]
 
 
 class ServiceUnavailable(RuntimeError):
@@ -26,6 +26,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen | None, grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace_s``; harmless if it already has."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace_s)
 
 
 def ensure_binary(name: str, package: str, candidates: tuple[str, ...] = (), install: bool = True) -> str:
@@ -80,13 +92,7 @@ class RedisServer:
         raise ServiceUnavailable(f"redis-server did not answer on port {self.port} within {timeout_s:.0f} s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self._dir.cleanup()
 
     def __enter__(self) -> "RedisServer":

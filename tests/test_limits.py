@@ -17,15 +17,6 @@ def as_user(name: str) -> dict:
     return {"Authorization": f"Bearer {name}"}
 
 
-async def _idle(server, timeout=5.0):
-    for _ in range(int(timeout / 0.02)):
-        s = server.stats
-        if s["model_streams_active"] == 0 and s["app_streams_active"] == 0:
-            return s
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"streams still active: {server.stats}")
-
-
 async def test_a_third_tab_is_refused_with_a_retry_hint(make_server):
     server = make_server(time_scale=1.0, max_streams_per_user=2)
     async with httpx.AsyncClient(base_url=server.url, headers=as_user("alice")) as client:
@@ -57,7 +48,7 @@ async def test_replace_policy_cancels_the_oldest_stream(make_server):
                 events += decoder.feed(chunk)
         assert events[-1].event == "error" and json.loads(events[-1].data)["code"] == "superseded"
         await client.delete(f"/api/chat/streams/{second.json()['id']}")
-    await _idle(server)
+    await server.idle()
 
 
 async def test_each_user_has_a_token_bucket(make_server):
@@ -96,7 +87,7 @@ async def test_stop_button_cancels_upstream_at_once(make_server):
             pass
         assert msg["type"] == "error" and msg["code"] == "cancelled"
         assert server.stats["tokens_generated"] - before <= 2
-    stats = await _idle(server)
+    stats = await server.idle()
     assert stats["app_streams_cancelled"] == 2
 
 
@@ -109,7 +100,7 @@ async def test_a_clean_websocket_close_cancels_at_once_despite_the_grace_period(
         pass
     await ws.close()
     before = server.stats["tokens_generated"]
-    stats = await _idle(server, timeout=2)
+    stats = await server.idle(2)
     assert stats["tokens_generated"] - before <= 2 and stats["app_streams_cancelled"] == 1
 
 
@@ -122,5 +113,5 @@ async def test_counters_return_to_zero_on_every_path(make_server):
         async with client.stream("POST", "/api/chat/stream", json={"message": Q}, headers=as_user("z")) as r:
             async for _ in r.aiter_raw():
                 break
-    stats = await _idle(server)
+    stats = await server.idle()
     assert stats["app_streams_active"] == 0 and stats["ws_connections"] == 0

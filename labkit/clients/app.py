@@ -82,18 +82,11 @@ class sse_chat(_TokenIterator):
             async with client.stream("POST", self.base_url + "/api/chat/stream", json=self.body, timeout=120) as response:
                 if response.status_code >= 400:
                     _raise_for_status(response, await response.aread())
-                decoder = SSEDecoder()
-                async for chunk in response.aiter_raw():
-                    t = clock.elapsed()
-                    for event in decoder.feed(chunk):
-                        data = json.loads(event.data)
-                        if event.event == "token":
-                            yield TimedToken(data["content"], t, clock.start_wall + t, data["seq"], data["t"])
-                        elif event.event == "done":
-                            self.finish_reason = data["finish_reason"]
-                            return
-                        elif event.event == "error":
-                            raise ChatError(data.get("code"), data.get("message", ""))
+                async for tok, done in read_chat_events(response, clock):
+                    if done is not None:
+                        self.finish_reason = done["finish_reason"]
+                        return
+                    yield tok
 
 
 class ws_chat(_TokenIterator):
@@ -166,6 +159,23 @@ class _WSAsk(_TokenIterator):
                 return
             elif kind == "error":
                 raise ChatError(msg.get("code"), msg.get("message", ""))
+
+
+async def read_chat_events(response: httpx.Response, clock: Clock):
+    """The lab's chat SSE stream as ``(token, None)`` pairs, then ``(None, done_data)``; an ``error``
+    event raises :class:`ChatError`. Shared by every SSE client, resuming or not."""
+    decoder = SSEDecoder()
+    async for chunk in response.aiter_raw():
+        t = clock.elapsed()
+        for event in decoder.feed(chunk):
+            data = json.loads(event.data)
+            if event.event == "token":
+                yield TimedToken(data["content"], t, clock.start_wall + t, data["seq"], data["t"]), None
+            elif event.event == "done":
+                yield None, data
+                return
+            elif event.event == "error":
+                raise ChatError(data.get("code"), data.get("message", ""))
 
 
 def _ws_url(base_url: str) -> str:

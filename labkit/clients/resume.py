@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 import websockets
 
-from ..protocol.sse import SSEDecoder
-from .app import ChatError, _body, _maybe_client, _raise_for_status, _TokenIterator, _ws_url
+from .app import ChatError, _body, _maybe_client, _raise_for_status, _TokenIterator, _ws_url, read_chat_events
 from .timing import Clock, TimedToken
 
 __all__ = ["Backoff", "resumable_sse_chat", "ResumableWSChat"]
@@ -125,20 +124,12 @@ class resumable_sse_chat(_Resuming):
                 return
             if response.status_code >= 400:
                 _raise_for_status(response, await response.aread())
-            decoder = SSEDecoder()
-            async for chunk in response.aiter_raw():
-                t = clock.elapsed()
-                for event in decoder.feed(chunk):
-                    data = json.loads(event.data)
-                    if event.event == "token":
-                        self._accept(data["seq"])
-                        yield TimedToken(data["content"], t, clock.start_wall + t, data["seq"], data["t"])
-                    elif event.event == "done":
-                        self.finish_reason = data["finish_reason"]
-                        self.content = data["content"]
-                        return
-                    elif event.event == "error":
-                        raise ChatError(data.get("code"), data.get("message", ""))
+            async for tok, done in read_chat_events(response, clock):
+                if done is not None:
+                    self.finish_reason, self.content = done["finish_reason"], done["content"]
+                    return
+                self._accept(tok.seq)
+                yield tok
 
 
 class ResumableWSChat:

@@ -14,6 +14,8 @@ import time
 
 import httpx
 
+from ..services import stop_process
+
 __all__ = ["ServerProcess"]
 
 
@@ -56,13 +58,7 @@ class ServerProcess:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def __exit__(self, *exc) -> None:
         self.stop()

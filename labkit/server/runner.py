@@ -75,6 +75,16 @@ class LabServer:
     def stats(self) -> dict:
         return self.app.state.stats.as_dict()
 
+    async def idle(self, timeout_s: float = 5.0) -> dict:
+        """Wait until no stream is active (model or app) and return the counters; AssertionError if
+        streams are still running after ``timeout_s`` (a stream that was never cancelled, say)."""
+        for _ in range(int(timeout_s / 0.02)):
+            stats = self.stats
+            if stats["model_streams_active"] == 0 and stats["app_streams_active"] == 0:
+                return stats
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"streams still active after {timeout_s:g} s: {self.stats}")
+
     def start(self, timeout_s: float = 15.0) -> "LabServer":
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
                                         name=f"labkit-server-{self.port}", daemon=True)
