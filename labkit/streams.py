@@ -103,6 +103,7 @@ class StreamRegistry:
         self._streams: OrderedDict[str, StreamLog] = OrderedDict()     # oldest first
         self._expired: OrderedDict[str, None] = OrderedDict()          # ids only, so late resumes get a clear error
         self._remember_expired = remember_expired
+        self._last_sweep = float("-inf")
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -111,7 +112,7 @@ class StreamRegistry:
         return iter(list(self._streams.values()))
 
     def create(self, user: str, messages: list[dict], now: float, stream_id: str | None = None) -> StreamLog:
-        self.sweep(now)
+        self.sweep(now, force=len(self._streams) >= self.max_streams)
         if len(self._streams) >= self.max_streams:
             oldest_done = next((s for s in self._streams.values() if not s.running), None)
             if oldest_done is None:
@@ -135,8 +136,16 @@ class StreamRegistry:
         """The user's running streams, oldest first."""
         return [s for s in self._streams.values() if s.user == user and s.running]
 
-    def sweep(self, now: float) -> list[str]:
-        """Forget finished streams older than ``keep_s``; return their ids."""
+    def sweep(self, now: float, force: bool = False) -> list[str]:
+        """Forget finished streams older than ``keep_s``; return their ids.
+
+        A sweep looks at every kept stream, so it runs at most every ``keep_s / 4`` (and at most every
+        second) unless ``force``d: with thousands of streams, sweeping on every call would cost
+        time proportional to the square of their number. A stream is thus forgotten between ``keep_s``
+        and ``1.25 * keep_s`` after it finished."""
+        if not force and now - self._last_sweep < min(1.0, self.keep_s / 4):
+            return []
+        self._last_sweep = now
         gone = [s.id for s in self._streams.values()
                 if not s.running and s.finished is not None and now - s.finished > self.keep_s]
         for stream_id in gone:

@@ -60,3 +60,15 @@ def test_active_lists_a_users_running_streams_oldest_first():
     assert reg.active("ann") == [a1, a2]
     a1.fail("cancelled", "x", 3)
     assert reg.active("ann") == [a2] and reg.active("bob") == [b1]
+
+
+def test_sweeps_are_amortised_but_never_late_by_more_than_a_quarter():
+    reg = StreamRegistry(keep_s=8)
+    log = reg.create("ann", [], now=0.0)                  # a sweep ran here
+    log.finish("stop", 0.0)
+    assert reg.get(log.id, now=0.5) is log                # too soon to sweep again: nothing to do anyway
+    assert reg.sweep(now=8.5) == [log.id]                 # due: it goes
+    other = reg.create("ann", [], now=8.6)
+    other.finish("stop", 8.6)
+    assert reg.sweep(now=17.0) == []                      # within a second of the last sweep: skipped
+    assert reg.sweep(now=17.0, force=True) == [other.id]
