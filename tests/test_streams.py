@@ -64,11 +64,11 @@ def test_active_lists_a_users_running_streams_oldest_first():
 
 def test_sweeps_are_amortised_but_never_late_by_more_than_a_quarter():
     reg = StreamRegistry(keep_s=8)
-    log = reg.create("ann", [], now=0.0)                  # a sweep ran here
-    log.finish("stop", 0.0)
-    assert reg.get(log.id, now=0.5) is log                # too soon to sweep again: nothing to do anyway
-    assert reg.sweep(now=8.5) == [log.id]                 # due: it goes
-    other = reg.create("ann", [], now=8.6)
-    other.finish("stop", 8.6)
-    assert reg.sweep(now=17.0) == []                      # within a second of the last sweep: skipped
-    assert reg.sweep(now=17.0, force=True) == [other.id]
+    first = reg.create("ann", [], now=0.0)                # a sweep ran here
+    first.finish("stop", 0.0)
+    assert reg.sweep(now=8.5) == [first.id]               # due (8.5 s after the last): it goes
+    second = reg.create("ann", [], now=8.6)
+    second.finish("stop", 0.3)                            # (a made-up time: already past keep_s)
+    assert reg.sweep(now=9.0) == []                       # within a second of the last sweep: skipped
+    assert reg.sweep(now=9.0, force=True) == [second.id]
+    assert reg.sweep(now=9.6) == []                       # a forced sweep counts as the last one
