@@ -51,8 +51,13 @@ def ensure_binary(name: str, package: str, candidates: tuple[str, ...] = (), ins
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise ServiceUnavailable(f"{name} is not installed, and installing it needs root and apt-get {hint}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]):
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    quick = ["-o", "Acquire::http::Timeout=20", "-o", "Acquire::https::Timeout=20", "-o", "Acquire::Retries=1"]
+    for cmd in (["apt-get", *quick, "update", "-qq"],
+                ["apt-get", *quick, "install", "-y", "-qq", "--no-install-recommends", package]):
+        try:      # bounded: a blocked network must cost a skip, not the whole CI budget
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        except subprocess.TimeoutExpired:
+            raise ServiceUnavailable(f"installing {package} timed out: {' '.join(cmd)}") from None
         if done.returncode != 0:
             raise ServiceUnavailable(f"installing {package} failed: {' '.join(cmd)}: {done.stderr.strip()[-300:]}")
     for candidate in (shutil.which(name), *candidates):
