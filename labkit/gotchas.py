@@ -53,14 +53,13 @@ async def drops_with_and_without_resume(server_url: str, server_port: int, repli
 
 
 async def tokens_after_leaving(app_url: str, model_stats_url: str, *, read_tokens: int = 5, wait_s: float = 1.5,
-                               prompt: str = "Why does time to first token matter?", path: str = "/api/chat/stream",
-                               body: dict | None = None) -> dict:
+                               prompt: str = "Why does time to first token matter?") -> dict:
     """Read a few tokens, hang up, and count what the *model* generated after that (money spent on
     nobody). ``model_stats_url`` is the model server's ``/lab/stats``."""
+    body = {"messages": [{"role": "user", "content": prompt}]}        # a body the tutorial's app reads too
     async with httpx.AsyncClient(timeout=30) as client:
         before = (await client.get(model_stats_url)).json()["tokens_generated"]
-        body = body or {"messages": [{"role": "user", "content": prompt}]}     # a body both servers read
-        async with client.stream("POST", app_url + path, json=body) as r:
+        async with client.stream("POST", app_url + "/api/chat/stream", json=body) as r:
             seen = 0
             async for line in r.aiter_lines():
                 seen += line.startswith("data:")

@@ -91,19 +91,6 @@ async def test_stop_button_cancels_upstream_at_once(make_server):
     assert stats["app_streams_cancelled"] == 2
 
 
-async def test_a_clean_websocket_close_cancels_at_once_despite_the_grace_period(make_server):
-    """The user closed the tab on purpose (close frame 1000/1001): nobody will resume, so stop now."""
-    server = make_server(time_scale=1.0, resume_grace_s=30)
-    ws = await websockets.connect(server.ws_url + "/ws/chat")
-    await ws.send(json.dumps({"type": "message", "content": Q}))
-    while json.loads(await ws.recv())["type"] != "token":
-        pass
-    await ws.close()
-    before = server.stats["tokens_generated"]
-    stats = await server.idle(2)
-    assert stats["tokens_generated"] - before <= 2 and stats["app_streams_cancelled"] == 1
-
-
 async def test_counters_return_to_zero_on_every_path(make_server):
     """Finished, failed, cancelled, rejected and vanished streams all give their counters back."""
     server = make_server(max_streams_per_user=2, resume_grace_s=0.1, fail_after_tokens=4)

@@ -150,7 +150,9 @@ async def test_sse_disconnect_cancels_the_generation_upstream(make_server, grace
 
 
 async def test_websocket_disconnect_cancels_the_generation_upstream(make_server):
-    server = make_server(time_scale=1.0)
+    """The user closed the tab on purpose (close frame 1000): nobody will resume, so the model stops at
+    once, however long the grace period for vanished connections is."""
+    server = make_server(time_scale=1.0, resume_grace_s=30)
     ws = await websockets.connect(server.ws_url + "/ws/chat")
     await ws.send(json.dumps({"type": "message", "content": Q}))
     tokens = 0

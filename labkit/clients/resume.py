@@ -84,6 +84,7 @@ class resumable_sse_chat(_Resuming):
         super().__init__(backoff, max_retries)
         self.base_url, self.body, self.client = base_url, _body(prompt, **options), client
         self.headers = _auth_headers(token)
+        self.content: str | None = None           # the whole reply, from the 'done' event
 
     async def _run(self) -> AsyncIterator[TimedToken]:
         async with _maybe_client(self.client) as client:

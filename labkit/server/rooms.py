@@ -99,7 +99,7 @@ class RoomHub:
                 if self.config.room_ai:
                     room.ai = asyncio.create_task(self._ai_worker(room), name=f"room-ai-{room_id}")
             room.members.add(member)           # from here the fan-out buffers for the member
-        member.writer = asyncio.create_task(self._write(room, member))
+        member.writer = asyncio.create_task(self._write(member))
         count = await self.broker.add_member(room_id, member.id)
         if after is not None:
             last = after
@@ -208,11 +208,12 @@ class RoomHub:
             if member.handler is not None:
                 member.handler.cancel()
 
-    async def _write(self, room: _LocalRoom, member: Member) -> None:
+    async def _write(self, member: Member) -> None:
         try:
             while True:
                 text = await member.queue.get()
-                await asyncio.wait_for(member.ws.send_text(text), 10)
+                async with asyncio.timeout(10):        # not wait_for: that makes a task per message on 3.11
+                    await member.ws.send_text(text)
         except asyncio.CancelledError:
             raise
         except Exception:                          # gone or stuck for 10 s

@@ -44,7 +44,6 @@ class StreamHub:
         self._slots = asyncio.Semaphore(config.max_active_generations)
         self._tasks: dict[str, asyncio.Task] = {}
         self._signals: dict[str, asyncio.Event] = {}
-        self._stages: dict[str, str] = {}
         self._readers: dict[str, int] = {}
         self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
         self._cancel_reasons: dict[str, tuple[str, str]] = {}
@@ -65,7 +64,6 @@ class StreamHub:
                            type="server_error", code="server_busy", headers={"retry-after": "1"}) from None
         self._forget_swept()
         self._signals[log.id] = asyncio.Event()
-        self._stages[log.id] = QUEUED
         self._readers[log.id] = 0
         accepted = asyncio.get_running_loop().create_future()
         accepted.add_done_callback(lambda f: f.cancelled() or f.exception())   # WebSocket readers never await it
@@ -93,7 +91,14 @@ class StreamHub:
         return log
 
     def stage(self, log: StreamLog) -> str:
-        return self._stages.get(log.id, FINISHED)
+        """Where a reply is, read off its state: finished, streaming (it has tokens), waiting for the first
+        token (the model accepted the request), or queued (waiting for a generation slot)."""
+        if not log.running:
+            return FINISHED
+        if log.tokens:
+            return STREAMING
+        accepted = self._accepted.get(log.id)
+        return WAITING if accepted is not None and accepted.done() else QUEUED
 
     def expected_tokens(self, options: dict) -> float:
         """How long the reply will probably be: ``max_tokens`` if given, else the recent average."""
@@ -186,14 +191,13 @@ class StreamHub:
         try:
             async with self._slots:
                 stream = await self.upstream.open_stream(log.messages, **options)
-                self._set_stage(log, WAITING)
                 accepted.set_result(None)
+                self._notify(log)                           # the stage is now WAITING
                 async with stream:
                     async for tok in stream.tokens():
                         if not log.running:                 # failed: too long, or replaced by a newer request
                             break
-                        if log.append(tok.content, time.time()) == 0:
-                            self._set_stage(log, STREAMING)
+                        log.append(tok.content, time.time())
                         self._notify(log)
             log.finish(stream.finish_reason or "stop", time.time())
             finished = log.status == "done"
@@ -215,17 +219,12 @@ class StreamHub:
             if not finished:
                 self.stats.app_streams_cancelled += 1
             self.participants.reply(log.user, log.times[0] - log.created if log.times else None, len(log.tokens))
-            self._set_stage(log, FINISHED)
+            self._notify(log)
             self._tasks.pop(log.id, None)
             self._accepted.pop(log.id, None)
             timer = self._orphan_timers.pop(log.id, None)
             if timer is not None:
                 timer.cancel()
-
-    def _set_stage(self, log: StreamLog, stage: str) -> None:
-        if log.id in self._stages:
-            self._stages[log.id] = stage
-            self._notify(log)
 
     def _notify(self, log: StreamLog) -> None:
         event = self._signals.get(log.id)
@@ -259,6 +258,6 @@ class StreamHub:
         if len(self._signals) <= len(self.registry):
             return
         kept = {log.id for log in self.registry}
-        for table in (self._signals, self._stages, self._readers):
+        for table in (self._signals, self._readers):
             for stream_id in [k for k in table if k not in kept]:
                 del table[stream_id]

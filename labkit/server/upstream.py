@@ -48,29 +48,23 @@ class Upstream:
         self._shards: list[AsyncOpenAI] = []
         self._load: list[int] = []          # open streams per shard
 
-    def _new_client(self) -> AsyncOpenAI:
+    def _add_shard(self) -> int:
         if not self.config.upstream_base_url:
             raise RuntimeError("the app server has no upstream model URL yet (is the server started?)")
         limits = httpx.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE)
-        return AsyncOpenAI(base_url=self.config.upstream_base_url, api_key=self.config.upstream_api_key or LOCAL_API_KEY,
-                           http_client=openai.DefaultAsyncHttpxClient(limits=limits))
-
-    @property
-    def client(self) -> AsyncOpenAI:
-        """The first client (for one-off calls)."""
-        if not self._shards:
-            self._shards.append(self._new_client())
-            self._load.append(0)
-        return self._shards[0]
+        self._shards.append(AsyncOpenAI(base_url=self.config.upstream_base_url,
+                                        api_key=self.config.upstream_api_key or LOCAL_API_KEY,
+                                        http_client=openai.DefaultAsyncHttpxClient(limits=limits)))
+        self._load.append(0)
+        return len(self._shards) - 1
 
     def _pick(self) -> int:
         """The least loaded shard, or a new one when all are full (up to upstream_max_connections)."""
-        self.client                       # make sure there is a first shard
+        if not self._shards:
+            return self._add_shard()
         i = min(range(len(self._shards)), key=self._load.__getitem__)
         if self._load[i] >= SHARD_SIZE and len(self._shards) * SHARD_SIZE < self.config.upstream_max_connections:
-            self._shards.append(self._new_client())
-            self._load.append(0)
-            i = len(self._shards) - 1
+            i = self._add_shard()
         return i
 
     async def open_stream(self, messages: list[dict], *, model: str | None = None, max_tokens: int | None = None,

@@ -2,7 +2,7 @@
 
 It talks to the server over HTTP (``/lab/participants``, ``/lab/admin/*``) with the class token, so it
 works the same for a classroom started in the notebook and for one started with ``make demo`` in a
-terminal. The histogram is drawn off-screen (Agg, never registered with pyplot) into an Image widget.
+terminal. The histogram is an :class:`~labkit.widgets.offscreen.OffscreenPlot`.
 
     dash = Dashboard(room.url, room.token, join_url=room.join_url)
     dash                        # show it
@@ -14,14 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-import io
 
 import httpx
 import ipywidgets as widgets
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from ..netem import PROFILES
+from .offscreen import OffscreenPlot
 
 __all__ = ["Dashboard"]
 
@@ -34,13 +32,12 @@ class Dashboard:
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.state: dict = {}
         self._task: asyncio.Task | None = None
-        self.fig = Figure(figsize=(6.5, 2.6), dpi=90)
-        FigureCanvasAgg(self.fig)
+        self.plot = OffscreenPlot((6.5, 2.6), width="60%")
+        self.fig, self.image = self.plot.fig, self.plot.image
         self.ax = self.fig.add_subplot()
         self.fig.subplots_adjust(left=0.1, right=0.98, bottom=0.2, top=0.88)
         self.header = widgets.HTML(self._header_html())
         self.table = widgets.HTML()
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width="60%"))
         self.model = widgets.Dropdown(options=MODELS, description="model")
         self.network = widgets.Dropdown(options=sorted(PROFILES), value="lan", description="network")
         self.message = widgets.HTML()
@@ -112,15 +109,12 @@ class Dashboard:
                 ax.text(value, ax.get_ylim()[1] * 0.9, f" {name} {value:.0f}", fontsize=8, color="tab:red")
         ax.set_xlabel("time to first token (ms), server side")
         ax.set_title(f"the class's last {len(ttfts_ms)} replies", fontsize=9)
-        buf = io.BytesIO()
-        self.fig.savefig(buf, format="png")
-        self.image.value = buf.getvalue()
+        self.plot.show()
 
     def snapshot(self):
         """The histogram as a static image (stored in a notebook's output, unlike a widget)."""
-        from IPython.display import Image
         self.refresh()
-        return Image(bytes(self.image.value))
+        return self.plot.snapshot()
 
     # ---- live ------------------------------------------------------------------------------
     def start(self, every_s: float = 2.0) -> None:

@@ -1,7 +1,7 @@
 """A live view of the VAD: rolling RMS, thresholds, speech regions and events, with sliders.
 
-One matplotlib ``Figure`` is drawn off-screen (Agg, never registered with pyplot, so nothing leaks
-and nothing is shown twice) and each frame is pushed into an ``ipywidgets.Image`` in place: no
+One matplotlib ``Figure`` is drawn off-screen (an :class:`~labkit.widgets.offscreen.OffscreenPlot`: nothing
+leaks, nothing is shown twice) and each frame is pushed into an ``ipywidgets.Image`` in place: no
 ``clear_output``, so no flicker. The audio comes from any :class:`~labkit.audio.AudioSource`: the
 microphone when there is one, else a file at real-time pace. ``await scope.run(seconds=4)`` runs a
 bounded session (what CI does, headless); the Start and Stop buttons do the same interactively.
@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 from collections import deque
 
 import ipywidgets as widgets
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from ..audio.sources import AudioSource, open_input
 from ..vad import SpeechEnd, SpeechStart, VADConfig, VoiceActivityDetector
+from .offscreen import OffscreenPlot
 
 __all__ = ["LiveVAD"]
 
@@ -45,14 +43,13 @@ class LiveVAD:
 
     # ----------------------------------------------------------------------------- ui
     def _build_figure(self) -> None:
-        self.fig = Figure(figsize=(8.5, 3.0), dpi=90)
-        FigureCanvasAgg(self.fig)
+        self.plot = OffscreenPlot((8.5, 3.0), width="100%")
+        self.fig, self.image = self.plot.fig, self.plot.image
         self.ax = self.fig.add_subplot()
         self.fig.subplots_adjust(left=0.08, right=0.99, bottom=0.16, top=0.9)
 
     def _build_controls(self) -> None:
         cfg = self.config
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%"))
         self.threshold = widgets.FloatLogSlider(value=cfg.threshold, base=10, min=-3, max=-0.5, step=0.05,
                                                 description="threshold", readout_format=".4f")
         self.min_speech = widgets.IntSlider(value=cfg.min_speech_ms, min=0, max=1000, step=10, description="min speech")
@@ -145,15 +142,12 @@ class LiveVAD:
             if at >= left:
                 ax.axvline(at, color="tab:green" if isinstance(e, SpeechStart) else "tab:purple", lw=0.8, ls=":")
         ax.set_title(f"{self.source.name}: green = speech, dotted = when the detector knew", fontsize=9)
-        buf = io.BytesIO()
-        self.fig.savefig(buf, format="png")
-        self.image.value = buf.getvalue()
+        self.plot.show()
 
     def snapshot(self):
         """The current picture as a static image (stored in a notebook's output, unlike a widget)."""
-        from IPython.display import Image
         self._render()
-        return Image(bytes(self.image.value))
+        return self.plot.snapshot()
 
     def close(self) -> None:
         self.stop()
