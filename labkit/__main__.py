@@ -26,7 +26,8 @@ def _serve(args: argparse.Namespace) -> int:
                           lab_token=lab_token, max_streams_per_user=args.max_streams_per_user,
                           stream_limit_policy=args.stream_limit_policy, user_requests_per_min=args.user_rpm,
                           redis_url=args.redis_url or os.environ.get("REDIS_URL") or None,
-                          room_lease_s=args.room_lease_s, resume_grace_s=args.resume_grace_s)
+                          room_lease_s=args.room_lease_s, resume_grace_s=args.resume_grace_s,
+                          instructor_key=os.environ.get("LAB_INSTRUCTOR_KEY") or None)
     if not is_loopback(args.host) and lab_token:
         print(f"listening on {args.host}: only clients with LAB_TOKEN (or a user token made from it) get in.",
               file=sys.stderr)
@@ -55,7 +56,7 @@ def _classroom(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)       # stop cleanly on SIGTERM too
     return _run_server(run_classroom, args.host, args.port, args.token or os.environ.get("LAB_TOKEN") or None,
-                       not args.no_qr)
+                       not args.no_qr, os.environ.get("LAB_INSTRUCTOR_KEY") or None)
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -12,6 +12,15 @@ server refuses to start without ``LAB_TOKEN`` (:func:`check_bind`), and then acc
 
 Browsers cannot set headers on ``EventSource`` or ``WebSocket``, so the token may also come as a
 ``token`` query parameter (:func:`token_from`).
+
+Roles (an :class:`Identity` carries one): the *instructor* may flip the class-wide switches
+(``/lab/admin/*``). Who that is: whoever holds ``instructor_key`` when one is set (the classroom
+makes one and prints it only in the instructor's terminal); else the holder of ``LAB_TOKEN`` itself;
+on an open loopback server, the local user. Students (user tokens) and the class token (the join
+link, when an instructor key exists) are never instructors.
+
+:meth:`Authenticator.authenticate` is THE check of every request; other kinds of credentials
+(ephemeral keys, say) plug into it with :meth:`Authenticator.add_verifier`.
 """
 
 from __future__ import annotations
@@ -20,11 +29,29 @@ import hashlib
 import hmac
 import ipaddress
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = ["Authenticator", "issue_user_token", "is_loopback", "check_bind", "token_from", "USER_NAME"]
+__all__ = ["Authenticator", "Identity", "issue_user_token", "is_loopback", "check_bind", "token_from", "USER_NAME",
+           "INSTRUCTOR", "STUDENT", "CLASS", "RESERVED_NAMES"]
 
 USER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-LOCAL_USER, SHARED_USER = "local", "shared"
+LOCAL_USER, SHARED_USER, INSTRUCTOR_USER = "local", "shared", "instructor"
+#: Roles: may change class-wide settings / a person with a name / the join link's class token.
+INSTRUCTOR, STUDENT, CLASS = "instructor", "student", "class"
+#: Names nobody can log in as (they would look like the server's own identities).
+RESERVED_NAMES = frozenset({LOCAL_USER, SHARED_USER, INSTRUCTOR_USER, "ai", "AI", "system"})
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request comes from: the user name (rooms' author, limits' key) and the role."""
+    user: str
+    role: str = STUDENT
+
+    @property
+    def is_instructor(self) -> bool:
+        return self.role == INSTRUCTOR
 
 
 def is_loopback(host: str) -> bool:
@@ -66,27 +93,55 @@ def token_from(headers, query) -> str | None:
     return query.get("token") or None
 
 
-class Authenticator:
-    """``identify(token) -> user name``, or None when the token is not accepted."""
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
 
-    def __init__(self, secret: str | None = None):
-        self.secret = secret
+
+class Authenticator:
+    """``authenticate(token) -> Identity`` (``identify`` gives just the name), or None when refused.
+
+    ``instructor_key``: a second secret that alone makes its holder the instructor. ``api_keys``:
+    keys also accepted (the ``--api-key`` of ``/v1``), as the user ``api``."""
+
+    def __init__(self, secret: str | None = None, *, instructor_key: str | None = None,
+                 api_keys: tuple[str, ...] = ()):
+        self.secret, self.instructor_key = secret, instructor_key
+        self.api_keys = tuple(k for k in api_keys if k)
+        self._verifiers: list[Callable[[str], Identity | None]] = []
 
     @property
     def required(self) -> bool:
         return bool(self.secret)
 
+    def add_verifier(self, verify: Callable[[str], "Identity | None"]) -> None:
+        """Accept another kind of credential: ``verify(token)`` returns its Identity, or None."""
+        self._verifiers.append(verify)
+
     def identify(self, token: str | None) -> str | None:
+        identity = self.authenticate(token)
+        return identity.user if identity is not None else None
+
+    def authenticate(self, token: str | None) -> Identity | None:
+        """The one check every request goes through (see :class:`~labkit.server.identity.IdentityMiddleware`)."""
+        if token is not None and self.instructor_key and _same(token, self.instructor_key):
+            return Identity(INSTRUCTOR_USER, INSTRUCTOR)
+        if token is not None:
+            for verify in self._verifiers:
+                identity = verify(token)
+                if identity is not None:
+                    return identity
         if not self.secret:
             if token is None:
-                return LOCAL_USER
+                return Identity(LOCAL_USER, INSTRUCTOR)      # loopback only: nobody else can connect
             name = token.split(".", 1)[0]
-            return name if USER_NAME.match(name) else None
+            return Identity(name, STUDENT) if USER_NAME.match(name) else None
         if token is None:
             return None
-        if hmac.compare_digest(token.encode(), self.secret.encode()):
-            return SHARED_USER
+        if _same(token, self.secret):
+            return Identity(SHARED_USER, CLASS if self.instructor_key else INSTRUCTOR)
+        if any(_same(token, key) for key in self.api_keys):
+            return Identity("api", STUDENT)
         name, _, signature = token.partition(".")
-        if USER_NAME.match(name) and signature and hmac.compare_digest(signature, _signature(self.secret, name)):
-            return name
+        if USER_NAME.match(name) and signature and _same(signature, _signature(self.secret, name)):
+            return Identity(name, STUDENT)
         return None

@@ -2,14 +2,17 @@
 
 ``python -m labkit classroom`` (or ``make demo``) starts:
 
-* the lab server on 127.0.0.1, with a fresh ``LAB_TOKEN`` (so only people with the join link get in),
-  at most two streams per student, and the model API locked with the same token;
+* the lab server on 127.0.0.1, with a fresh ``LAB_TOKEN`` (so only people with the join link get in;
+  the model API too), at most two streams per student, and a separate *instructor key*, printed
+  only in the instructor's terminal: it alone flips the class-wide switches (the join link's token
+  cannot), and ``10_instructor_dashboard.ipynb`` uses it;
 * in front of it, on the local network, labkit's network emulator (:class:`~labkit.netem.NetemProxy`),
   so the instructor can put the whole class on "3G" with one switch and everyone sees the effect;
 * and prints the join link (``http://<this laptop>:<port>/?token=…``) with a QR code.
 
 Students open the link: the browser client asks for a name, trades the class token for their own
-(``POST /api/login``), and can chat over SSE or WebSocket and join rooms. The instructor watches and
+per-student token (``POST /api/login``; each name is handed out once), and can chat over SSE or
+WebSocket and join rooms, where their messages carry the name of their token. The instructor watches and
 steers from ``10_instructor_dashboard.ipynb`` (``labkit.widgets.Dashboard``).
 
 Offline and keyless by default. With ``OPENAI_API_KEY`` set, the chat routes use the real API.
@@ -29,7 +32,8 @@ from .netem import PROFILES, NetemProxy
 from .server.runner import LabServer
 from .server.state import ServerConfig
 
-__all__ = ["Classroom", "lan_address", "qr_terminal", "qr_svg", "run_classroom", "simulate_participants"]
+__all__ = ["Classroom", "lan_address", "qr_terminal", "qr_svg", "qr_png", "mask_secret", "run_classroom",
+           "simulate_participants"]
 
 
 def lan_address() -> str:
@@ -43,29 +47,65 @@ def lan_address() -> str:
 
 
 def qr_terminal(text: str) -> str:
+    """The QR code as text for a terminal, that scans on a dark theme as well as on a light one.
+
+    Half-block characters alone draw the dark modules in the terminal's *foreground* colour, so on a
+    dark theme (light text on black) the code comes out inverted and most phone scanners give up.
+    Here every character also sets its colours (ANSI: black on white), so the code is dark on light
+    whatever the theme, with its quiet zone of four modules."""
     import segno
 
-    out = io.StringIO()
-    segno.make(text, error="m").terminal(out=out, compact=True)
-    return out.getvalue()
+    qr = segno.make(text, error="m")
+    rows = [list(row) for row in qr.matrix_iter(scale=1, border=4)]
+    if len(rows) % 2:
+        rows.append([0] * len(rows[0]))
+    blocks = {(0, 0): " ", (1, 0): "\u2580", (0, 1): "\u2584", (1, 1): "\u2588"}   # (top dark, bottom dark)
+    lines = []
+    for top, bottom in zip(rows[0::2], rows[1::2]):
+        lines.append(ANSI_DARK_ON_LIGHT + "".join(blocks[(t, b)] for t, b in zip(top, bottom)) + ANSI_RESET)
+    return "\n".join(lines) + "\n"
+
+
+#: Black foreground on a white background (the 16 basic colours: every terminal has them), and reset.
+ANSI_DARK_ON_LIGHT, ANSI_RESET = "\x1b[30;107m", "\x1b[0m"
 
 
 def qr_svg(text: str, scale: int = 4) -> str:
     import segno
 
-    return segno.make(text, error="m").svg_inline(scale=scale)
+    return segno.make(text, error="m").svg_inline(scale=scale, dark="black", light="white")
+
+
+def qr_png(text: str, scale: int = 6) -> bytes:
+    """The QR code as a PNG (dark on white, with its quiet zone), e.g. for ``IPython.display.Image``."""
+    import segno
+
+    out = io.BytesIO()
+    segno.make(text, error="m").save(out, kind="png", scale=scale, dark="black", light="white")
+    return out.getvalue()
+
+
+def mask_secret(text: str, secret: str | None, keep: int = 4) -> str:
+    """``text`` with ``secret`` shown only by its first ``keep`` characters (for screens and logs)."""
+    if not secret:
+        return text
+    return text.replace(secret, secret[:keep] + "…" if len(secret) > 2 * keep else "…")
 
 
 class Classroom:
     """The running classroom: ``.join_url``, ``.token``, ``.server`` (the LabServer), ``.stop()``."""
 
     def __init__(self, host: str = "0.0.0.0", port: int = 8000, token: str | None = None,
-                 config: ServerConfig | None = None):
+                 config: ServerConfig | None = None, instructor_key: str | None = None):
         self.host, self.port = host, port
         self.token = token or secrets.token_urlsafe(12)
+        #: The instructor's own secret (``/lab/admin/*``); never in the join link, never on a student's screen.
+        self.instructor_key = instructor_key or secrets.token_urlsafe(18)
+        if self.instructor_key == self.token:
+            raise ValueError("the instructor key must differ from the class token")
         settings = settings_from_env()
         config = config or ServerConfig()
-        config = replace(config, lab_token=self.token, api_key=self.token, max_streams_per_user=2,
+        config = replace(config, lab_token=self.token, instructor_key=self.instructor_key, max_streams_per_user=2,
                          user_requests_per_min=config.user_requests_per_min or 60)
         if settings.use_real_api:
             config = replace(config, upstream_base_url=settings.openai_base_url or "https://api.openai.com/v1",
@@ -92,6 +132,7 @@ class Classroom:
         state = self.server.app.state
         state.netem_proxy = self.proxy
         state.set_network = self.set_network
+        state.join_url = self.join_url           # for the instructor's page, /lab/instructor
         return self
 
     @property
@@ -127,27 +168,35 @@ class Classroom:
         self.stop()
 
     def banner(self, qr: bool = True) -> str:
+        """What the instructor's terminal shows: the join link (and its QR code) for the students, and
+        the instructor key, which is for the instructor alone (it is printed nowhere else)."""
         lines = [f"join: {self.join_url}", "",
                  "Students: open the link above (or scan the code) and pick a name.",
                  f"Backend: {'the real OpenAI API' if self.uses_real_api else 'the local simulated model (offline)'}.",
-                 f"Instructor: open notebooks/10_instructor_dashboard.ipynb with the class token {self.token}",
-                 f"  (or use the server directly at {self.url}). Ctrl+C to stop."]
+                 f"Instructor key (keep it to yourself; it is not in the join link): {self.instructor_key}",
+                 "  open notebooks/10_instructor_dashboard.ipynb and give it this key (LAB_INSTRUCTOR_KEY),",
+                 f"  or use the server directly at {self.url}. Ctrl+C to stop."]
         if qr:
             lines[1:1] = ["", qr_terminal(self.join_url)]
         return "\n".join(lines)
 
 
-def run_classroom(host: str, port: int, token: str | None, qr: bool = True) -> None:
+def run_classroom(host: str, port: int, token: str | None, qr: bool = True,
+                  instructor_key: str | None = None) -> None:
     """The foreground ``python -m labkit classroom``: print the join link and serve until Ctrl+C."""
     import time
 
-    with Classroom(host=host, port=port, token=token) as room:
+    with Classroom(host=host, port=port, token=token, instructor_key=instructor_key) as room:
         print(room.banner(qr=qr), flush=True)
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+#: The tokens simulated students got, per (join link, name): like a browser that keeps its login.
+_student_tokens: dict[tuple[str, str], str] = {}
 
 
 async def simulate_participants(join_url: str, names: list[str], questions: int = 2, room: str = "class",
@@ -172,9 +221,12 @@ async def simulate_participants(join_url: str, names: list[str], questions: int 
 
     async def student(name: str) -> dict:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            r = await client.post("/api/login", json={"name": name}, headers={"Authorization": f"Bearer {class_token}"})
-            r.raise_for_status()
-            token = r.json()["token"]
+            token = _student_tokens.get((join_url, name))
+            if token is None:                 # a name is handed out once: a returning student keeps theirs
+                r = await client.post("/api/login", json={"name": name},
+                                      headers={"Authorization": f"Bearer {class_token}"})
+                r.raise_for_status()
+                token = _student_tokens[(join_url, name)] = r.json()["token"]
             auth = {"Authorization": f"Bearer {token}"}
             ttfts = []
             async with RoomClient(ws_base, room, name, token=token) as member:

@@ -69,7 +69,7 @@ async def test_sse_sends_heartbeats_while_the_model_thinks(make_server):
 async def test_http_and_sse_reject_bad_bodies_with_400(server, body, code):
     async with httpx.AsyncClient() as client:
         for path in ("/api/chat", "/api/chat/stream"):
-            r = await client.post(server.url + path, content=body)
+            r = await client.post(server.url + path, content=body, headers={"content-type": "application/json"})
             assert r.status_code == 400 and r.json()["error"]["code"] == code, path
     assert (await collect(sse_chat(server.url, "hi", max_tokens=2))).n_tokens == 2   # still serving
 

@@ -35,8 +35,9 @@ correct itself and go on. A limit (``too_many_streams``, ``rate_limit_exceeded``
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+
+from . import safejson
 
 __all__ = ["MAX_CONTENT_CHARS", "ProtocolError", "ClientMessage", "parse_client_message",
            "ChatBody", "parse_chat_body", "ack", "token", "complete", "error", "pong", "typing", "progress"]
@@ -64,13 +65,15 @@ class ClientMessage:
 def parse_client_message(raw: str | bytes, max_chars: int = MAX_CONTENT_CHARS) -> ClientMessage:
     """Validate one client frame; raise :class:`ProtocolError` with a code a client can act on."""
     try:
-        data = json.loads(raw)
+        data = safejson.loads(raw)
+    except safejson.JSONTooDeep as e:
+        raise ProtocolError("invalid_json", str(e)) from None
     except (ValueError, UnicodeDecodeError):
         raise ProtocolError("invalid_json", "The message is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ProtocolError("invalid_message", "A message must be a JSON object with a 'type'.")
     kind = data.get("type")
-    if kind not in CLIENT_TYPES:
+    if not isinstance(kind, str) or kind not in CLIENT_TYPES:
         raise ProtocolError("unknown_type", f"Unknown message type {kind!r}; expected one of {list(CLIENT_TYPES)}.")
     if kind in ("ping", "cancel"):
         return ClientMessage(kind)
@@ -97,7 +100,9 @@ class ChatBody:
 def parse_chat_body(raw: bytes, max_chars: int = MAX_CONTENT_CHARS) -> ChatBody:
     """Validate a ``POST /api/chat[/stream]`` body; raise :class:`ProtocolError` on any fault."""
     try:
-        data = json.loads(raw)
+        data = safejson.loads(raw)
+    except safejson.JSONTooDeep as e:
+        raise ProtocolError("invalid_json", str(e)) from None
     except (ValueError, UnicodeDecodeError):
         raise ProtocolError("invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(data, dict):

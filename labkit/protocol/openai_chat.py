@@ -7,10 +7,11 @@ move these bytes. Shapes follow ``shared/reference/openai-wire-protocol.md`` §2
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import safejson
 
 __all__ = [
     "APIError", "ChatRequest", "parse_chat_request", "error_body",
@@ -99,7 +100,9 @@ def _expect_range(name: str, value: float | None, lo: float | None, hi: float | 
 def parse_chat_request(raw: bytes) -> ChatRequest:
     """Validate a request body as the real API does; raise :class:`APIError` (400) on any fault."""
     try:
-        body = json.loads(raw)
+        body = safejson.loads(raw)
+    except safejson.JSONTooDeep as e:
+        raise APIError(400, f"We could not parse the JSON body of your request: {e}", code=None) from None
     except (ValueError, UnicodeDecodeError):
         raise APIError(400, "We could not parse the JSON body of your request. The OpenAI API expects "
                             "a JSON payload, but what was sent was not valid JSON.", code=None) from None

@@ -25,6 +25,8 @@ One AI reply at a time per room: messages that arrive while it answers wait thei
 from __future__ import annotations
 
 import json
+
+from ..protocol import safejson
 import re
 
 __all__ = ["ROOM_ID", "valid_room_id", "RoomProtocolError", "parse_room_message", "event_key", "MAX_CONTENT_CHARS"]
@@ -45,7 +47,7 @@ class RoomProtocolError(ValueError):
 
 def parse_room_message(raw: str | bytes, max_chars: int = MAX_CONTENT_CHARS) -> dict:
     try:
-        data = json.loads(raw)
+        data = safejson.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise RoomProtocolError("invalid_json", "The message is not valid JSON.") from None
     if not isinstance(data, dict) or data.get("type") not in ("message", "ping"):

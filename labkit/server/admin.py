@@ -1,8 +1,10 @@
 """The instructor's controls: who is in the class, and switches that apply to everyone at once.
 
 ``GET /lab/participants`` is for anyone let in (it shows names and latencies, nothing secret).
-The switches are for the instructor only: whoever holds the class token itself (user ``shared``),
-or anyone on a loopback server without a token (user ``local``).
+The switches are for the instructor only (``Identity.is_instructor``): the holder of the instructor
+key when the server has one (the classroom does), else of the class token itself, or the local user
+of a loopback server without a token (whose browser pages are kept out by the Origin and
+Content-Type checks of :mod:`labkit.server.guard`).
 
 * ``POST /lab/admin/model {"model": "gpt-4o"}``: the model the chat routes ask for from now on;
 * ``POST /lab/admin/network {"profile": "3g"}``: the network everyone's traffic goes through, when the
@@ -11,13 +13,17 @@ or anyone on a loopback server without a token (user ``local``).
 
 from __future__ import annotations
 
-import json
+import base64
+import html
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 
-from ..auth import LOCAL_USER, SHARED_USER
+from ..auth import is_loopback
 from ..model.profiles import UnknownModelError, resolve_model
 from ..netem import PROFILES
+from ..protocol import safejson
 from ..protocol.openai_chat import APIError
 from .participants import Participants
 from .state import ServerConfig
@@ -29,12 +35,12 @@ def create_admin_router(config: ServerConfig, participants: Participants, app_st
     router = APIRouter()
 
     def instructor_only(request: Request) -> None:
-        if request.state.user not in (SHARED_USER, LOCAL_USER):
-            raise APIError(403, "Only the instructor (the class token itself) can change this.", code="forbidden")
+        if not request.state.identity.is_instructor:
+            raise APIError(403, "Only the instructor (with the instructor key) can change this.", code="forbidden")
 
     async def field(request: Request, name: str) -> str:
         try:
-            value = json.loads(await request.body())[name]
+            value = safejson.loads(await request.body())[name]
         except (ValueError, KeyError, TypeError):
             raise APIError(400, f"Send {{\"{name}\": \"...\"}}.", code="invalid_body") from None
         if not isinstance(value, str):
@@ -53,7 +59,8 @@ def create_admin_router(config: ServerConfig, participants: Participants, app_st
     async def set_model(request: Request) -> dict:
         instructor_only(request)
         model = await field(request, "model")
-        if config.upstream_api_key is None:           # the local model: the name must be one it knows
+        local = is_loopback(urlsplit(config.upstream_base_url or "http://127.0.0.1").hostname or "")
+        if local:                                      # the local model: the name must be one it knows
             try:
                 resolve_model(model)
             except UnknownModelError:
@@ -75,5 +82,22 @@ def create_admin_router(config: ServerConfig, participants: Participants, app_st
                                 "(start it with `python -m labkit classroom`).", code="no_network_emulator")
         setter(name)
         return {"network": name}
+
+    @router.get("/lab/instructor", include_in_schema=False)
+    async def instructor_page(request: Request) -> HTMLResponse:
+        """The instructor's page: the join link's QR code as an image, to put on the projector."""
+        instructor_only(request)
+        join_url = getattr(app_state, "join_url", None)
+        if join_url is None:
+            raise APIError(409, "This server has no join link (start it with `python -m labkit classroom`).",
+                           code="no_classroom")
+        from ..classroom import mask_secret, qr_png
+        token = parse_qs(urlsplit(join_url).query).get("token", [None])[0]
+        png = base64.b64encode(qr_png(join_url, scale=10)).decode()
+        page = (f"<!doctype html><meta charset=utf-8><title>Join the lab</title>"
+                f"<body style='background:#fff;color:#000;font-family:sans-serif;text-align:center'>"
+                f"<h1>Scan to join the Realtime AI Lab</h1><img alt='QR code of the join link' "
+                f"src='data:image/png;base64,{png}'><p><code>{html.escape(mask_secret(join_url, token))}</code></p>")
+        return HTMLResponse(page, headers={"cache-control": "no-store", "referrer-policy": "no-referrer"})
 
     return router

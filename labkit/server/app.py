@@ -25,6 +25,7 @@ from .realtime import create_realtime_router
 from ..auth import Authenticator
 from ..rooms.broker import make_broker
 from .admin import create_admin_router
+from .guard import RequestGuard
 from .identity import IdentityMiddleware
 from .participants import Participants
 from .rooms import RoomHub, create_room_router
@@ -47,7 +48,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     participants = Participants()
     hub = StreamHub(config, stats, upstream, participants)
     broker = make_broker(config.redis_url)
-    rooms = RoomHub(config, stats, upstream, broker, lease_s=config.room_lease_s, participants=participants)
+    rooms = RoomHub(config, stats, upstream, broker, lease_s=config.room_lease_s, participants=participants,
+                    check_rate=hub.check_rate)
 
     async def end_streams() -> None:
         """Stop every generation and room (a server that stops cleanly first ends what it streams)."""
@@ -72,7 +74,12 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                   lifespan=lifespan)
     app.state.config, app.state.stats, app.state.upstream, app.state.connections = config, stats, upstream, manager
     app.state.hub, app.state.rooms = hub, rooms
-    app.add_middleware(IdentityMiddleware, authenticator=Authenticator(config.lab_token))
+    authenticator = Authenticator(config.lab_token, instructor_key=config.instructor_key,
+                                  api_keys=(config.api_key,) if config.api_key else ())
+    app.state.authenticator = authenticator      # add_verifier() here accepts other credentials
+    app.add_middleware(IdentityMiddleware, authenticator=authenticator)
+    app.add_middleware(RequestGuard, token_required=authenticator.required, max_body_bytes=config.max_body_bytes,
+                       allowed_hosts=config.allowed_hosts, allowed_origins=config.allowed_origins)
 
     app.include_router(create_model_router(config, stats))
     app.include_router(create_chat_router(config, stats, upstream, manager, hub))

@@ -20,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
-from ..auth import USER_NAME, SHARED_USER, issue_user_token
+from ..auth import CLASS, INSTRUCTOR, RESERVED_NAMES, USER_NAME, issue_user_token
 from ..protocol import app_chat as proto
+from ..protocol import safejson
 from ..protocol.openai_chat import APIError
 from ..protocol.sse import encode_comment, encode_event
 from ..streams import DONE, StreamLog
@@ -37,6 +39,8 @@ from .streaming import sse_response
 from .upstream import Upstream
 
 __all__ = ["create_chat_router"]
+
+log = logging.getLogger("labkit.server.chat")
 
 #: The ``id`` of the last event of a stream (``done`` or ``error``): a reconnect that has it gets 204.
 END_ID = "end"
@@ -56,39 +60,55 @@ def create_chat_router(config: ServerConfig, stats: ServerStats, upstream: Upstr
         return {k: v for k, v in (("model", body.model), ("max_tokens", body.max_tokens),
                                   ("temperature", body.temperature), ("seed", body.seed)) if v is not None}
 
+    claimed: set[str] = set()           # names given out on this server: each goes to one person only
+
     @router.get("/api/me")
     async def me(request: Request) -> dict:
         """Who the server thinks you are, and whether it needs a token (the browser client asks first)."""
-        return {"user": request.state.user, "token_required": config.lab_token is not None}
+        identity = request.state.identity
+        return {"user": identity.user, "role": identity.role, "token_required": config.lab_token is not None}
 
     @router.post("/api/login")
     async def login(request: Request) -> JSONResponse:
-        """Trade the shared ``LAB_TOKEN`` and a name for that user's own token (classroom mode)."""
+        """Trade the class token (``LAB_TOKEN``) and a name for that user's own token (classroom mode).
+
+        A name is handed out once: whoever asks for ``alice`` after alice has logged in gets 409, so
+        nobody can take another student's identity (and post in rooms as them)."""
         try:
-            name = json.loads(await request.body())["name"]
+            name = safejson.loads(await request.body())["name"]
         except (ValueError, KeyError, TypeError):
             raise APIError(400, "Send {\"name\": \"your-name\"}.", code="invalid_body") from None
         if not isinstance(name, str) or not USER_NAME.match(name):
             raise APIError(400, "A name is 1-32 letters, digits, '_' or '-'.", param="name", code="invalid_name")
         if config.lab_token is None:
             return JSONResponse({"user": name, "token": name})
-        if request.state.user != SHARED_USER:
-            raise APIError(403, "Log in with the class token (LAB_TOKEN), not a user token.", code="forbidden")
+        if request.state.identity.role not in (CLASS, INSTRUCTOR):
+            raise APIError(403, "Log in with the class token (the join link's), not a user token.", code="forbidden")
+        if len(claimed) >= 100_000:
+            raise APIError(503, "This server has handed out as many names as it keeps.", type="server_error",
+                           code="server_busy")
+        if name in RESERVED_NAMES or name in claimed:
+            raise APIError(409, f"The name {name!r} is taken; pick another one.", param="name", code="name_taken")
+        claimed.add(name)
         return JSONResponse({"user": name, "token": issue_user_token(config.lab_token, name)})
 
     @router.post("/api/chat")
     async def chat(request: Request) -> Response:
-        """Request/response: the whole reply as JSON, once the last token is in."""
+        """Request/response: the whole reply as JSON, once the last token is in.
+
+        It is a stream like the others (so the per-user stream limit counts it), followed to its end
+        here; when the client hangs up first, the generation is cancelled at once."""
         body = parse(await request.body())
-        hub.check_rate(request.state.user)
-        pieces, times = [], []
-        async with await upstream.open_stream(body.messages, **options(body)) as stream:
-            async for tok in stream.tokens():
-                pieces.append(tok.content)
-                times.append(tok.received_wall)
-        reply = {"content": "".join(pieces), "tokens": len(pieces), "finish_reason": stream.finish_reason}
+        log = await hub.start_accepted(request.state.user, body.messages, options(body))
+        if not await _follow_unless_gone(hub, log, request):
+            hub.cancel(log, "client_left", "The client closed the connection.")
+            return Response(status_code=499)      # nobody reads this; nginx's "client closed request"
+        if log.status != DONE:
+            raise APIError(502, log.error_message or "The model failed.", type="server_error",
+                           code=log.error_code or "upstream_error")
+        reply = {"content": log.text, "tokens": len(log.tokens), "finish_reason": log.finish_reason}
         if body.timings:
-            reply.update(pieces=pieces, token_times=times)
+            reply.update(pieces=list(log.tokens), token_times=list(log.times))
         return JSONResponse(reply)
 
     @router.post("/api/chat/stream")
@@ -161,6 +181,26 @@ def _ws_route(config, stats, hub, manager, progressive):
     return ws_chat
 
 
+async def _follow_unless_gone(hub: StreamHub, log: StreamLog, request: Request) -> bool:
+    """Wait for the reply to end (True), or for the client to disconnect first (False)."""
+    async def until_end() -> None:
+        async for _ in hub.follow(log):
+            pass
+
+    async def until_gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    ended, gone = asyncio.ensure_future(until_end()), asyncio.ensure_future(until_gone())
+    try:
+        await asyncio.wait({ended, gone}, return_when=asyncio.FIRST_COMPLETED)
+        return ended.done()
+    finally:
+        for task in (ended, gone):
+            task.cancel()
+        await asyncio.gather(ended, gone, return_exceptions=True)
+
+
 async def _sse_follow(hub: StreamHub, log: StreamLog, after: int, heartbeat_s: float) -> AsyncIterator[bytes]:
     """The SSE body of one reader: ``retry``, the tokens after ``after`` (each with ``id: seq``), then
     ``done`` or ``error`` with ``id: end``. A silent model gets keep-alive comments."""
@@ -212,21 +252,31 @@ class _WSChatSession:
                 return
             raw = frame.get("text") if frame.get("text") is not None else frame.get("bytes", b"")
             try:
+                if len(raw) > self.config.max_ws_message_bytes:
+                    raise proto.ProtocolError("message_too_large", f"A message may have at most "
+                                                                   f"{self.config.max_ws_message_bytes} bytes.")
                 msg = proto.parse_client_message(raw, self.config.max_content_chars)
             except proto.ProtocolError as e:
                 await self.send(proto.error(e.code, e.message))
                 continue
-            if msg.type == "ping":
-                await self.send(proto.pong())
-            elif msg.type == "cancel":
-                if self.busy:
-                    self.hub.cancel(self.current, "cancelled", "The client cancelled the reply.")
-            elif self.busy:
-                await self.send(proto.error("busy", "A reply is still streaming; wait for 'complete'."))
-            elif msg.type == "resume":
-                await self._resume(msg)
-            else:
-                await self._ask(msg)
+            try:
+                await self._handle(msg)
+            except Exception:                  # a bug must cost this message, not the connection
+                log.exception("handling a /ws/chat message failed")
+                await self.send(proto.error("server_error", "The server had an error handling that message."))
+
+    async def _handle(self, msg: proto.ClientMessage) -> None:
+        if msg.type == "ping":
+            await self.send(proto.pong())
+        elif msg.type == "cancel":
+            if self.busy:
+                self.hub.cancel(self.current, "cancelled", "The client cancelled the reply.")
+        elif self.busy:
+            await self.send(proto.error("busy", "A reply is still streaming; wait for 'complete'."))
+        elif msg.type == "resume":
+            await self._resume(msg)
+        else:
+            await self._ask(msg)
 
     async def _ask(self, msg: proto.ClientMessage) -> None:
         messages = [*self.history, {"role": "user", "content": msg.content}]

@@ -1,11 +1,16 @@
-"""Who is connecting: one ASGI middleware that names the user of every app request, or refuses it.
+"""Who is connecting: one ASGI middleware that names the user of every request, or refuses it.
 
-It runs before routing, for HTTP and WebSocket alike, so no route can forget the check. The user
-lands in ``request.state.user`` / ``websocket.state.user``. Refusals are protocol-correct: HTTP gets
-401 with an OpenAI-style error body; a WebSocket handshake gets HTTP 403 (an ASGI app that closes
-before accepting makes the server answer the upgrade with 403), which every client reports.
-The model API (``/v1``) has its own API-key check, and ``/health`` and the browser page are open:
-the page holds no secret, it asks for the token.
+It runs before routing, for HTTP and WebSocket alike, so no route can forget the check. The
+:class:`~labkit.auth.Identity` lands in ``request.state.identity`` (its name in ``request.state.user``).
+
+* A server with ``LAB_TOKEN`` (any networked bind) refuses every request without a valid token:
+  the model API (``/v1``, ``/v1/realtime`` included), the app (``/api``, ``/ws``), the instructor's
+  ``/lab`` and the API docs (``/docs``, ``/openapi.json``). Only :data:`OPEN_PATHS` stay open:
+  ``/health`` (load balancers poll it) and the browser page, which holds no secret (it asks for one).
+* On an open loopback server, a token only names the user; the model API keeps its own key check.
+
+Refusals are protocol-correct: HTTP gets 401 with an OpenAI-style error body; a WebSocket handshake
+gets HTTP 403 (an ASGI app that closes before accepting makes the server answer the upgrade with 403).
 """
 
 from __future__ import annotations
@@ -13,12 +18,20 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qs
 
-from ..auth import Authenticator, token_from
+from ..auth import LOCAL_USER, Authenticator, Identity, token_from
 from ..protocol.openai_chat import error_body
 
-__all__ = ["IdentityMiddleware", "PROTECTED_PREFIXES"]
+__all__ = ["IdentityMiddleware", "APP_PREFIXES", "OPEN_PATHS", "is_open_path"]
 
-PROTECTED_PREFIXES = ("/api/", "/ws/", "/lab/")
+#: The app's own routes: on an open server a bad token there is still refused (it names no user).
+APP_PREFIXES = ("/api/", "/ws/", "/lab/")
+#: What needs no token even on a networked server.
+OPEN_PATHS = ("/health", "/", "/favicon.ico")
+OPEN_PREFIXES = ("/app/",)
+
+
+def is_open_path(path: str) -> bool:
+    return path in OPEN_PATHS or path == "/app" or path.startswith(OPEN_PREFIXES)
 
 
 class IdentityMiddleware:
@@ -26,14 +39,17 @@ class IdentityMiddleware:
         self.app, self.auth = app, authenticator
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(PROTECTED_PREFIXES):
+        if scope["type"] not in ("http", "websocket") or is_open_path(scope["path"]):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
-        user = self.auth.identify(token_from(headers, query))
-        if user is None:
+        identity = self.auth.authenticate(token_from(headers, query))
+        if identity is None and not self.auth.required and not scope["path"].startswith(APP_PREFIXES):
+            identity = Identity(LOCAL_USER, "anonymous")     # open server, model API: /v1 checks its own key
+        if identity is None:
             return await self._refuse(scope, send, headers, query)
-        scope.setdefault("state", {})["user"] = user
+        state = scope.setdefault("state", {})
+        state["identity"], state["user"] = identity, identity.user
         await self.app(scope, receive, send)
 
     async def _refuse(self, scope, send, headers, query) -> None:

@@ -24,6 +24,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 
 from fastapi import APIRouter, WebSocket
 
@@ -45,6 +46,14 @@ HISTORY_EVENTS = 400          # events scanned for a joining member's room_state
 CONTEXT_MESSAGES = 20         # turns of the room's conversation the AI sees
 
 
+class RoomUnavailable(Exception):
+    """Joining failed (the broker is down); the member was not added anywhere."""
+
+
+class MemberTooSlow(Exception):
+    """The member did not read the events it asked to be replayed."""
+
+
 class Member:
     """One connection in a room: a bounded queue and the task that writes it to the socket."""
 
@@ -57,6 +66,8 @@ class Member:
         self.writer: asyncio.Task | None = None
         self.handler: asyncio.Task | None = None      # the route's task, stopped if the member is cut loose
         self.kicked = False
+        self.registered = False                # in the broker's member set
+        self.joined = False                    # counted in the stats and participants
 
     def offer(self, text: str) -> bool:
         try:
@@ -80,8 +91,10 @@ class RoomHub:
     """This process's rooms: members, one fan-out reader per room, and the AI where it holds the lease."""
 
     def __init__(self, config: ServerConfig, stats: ServerStats, upstream: Upstream, broker: Broker,
-                 lease_s: float = 3.0, participants: Participants | None = None):
+                 lease_s: float = 3.0, participants: Participants | None = None,
+                 check_rate: Callable[[str], None] | None = None):
         self.config, self.stats, self.upstream, self.broker = config, stats, upstream, broker
+        self.check_rate = check_rate           # the per-user request limit (raises APIError 429), shared
         self.participants = participants or Participants()
         self.lease_s = lease_s
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -91,6 +104,19 @@ class RoomHub:
     # ---- joining and leaving ---------------------------------------------------------------
 
     async def join(self, room_id: str, member: Member, after: str | None) -> None:
+        """Add ``member``; raise :class:`RoomUnavailable` (nothing left behind) when the broker fails."""
+        try:
+            await self._join(room_id, member, after)
+        except MemberTooSlow:
+            await self._undo_join(room_id, member)
+            raise
+        except Exception as e:
+            log.warning("joining room %s failed: %r", room_id, e)
+            await self._undo_join(room_id, member)
+            raise RoomUnavailable("The room is unavailable right now (its message broker did not answer); "
+                                  "try again in a moment.") from None
+
+    async def _join(self, room_id: str, member: Member, after: str | None) -> None:
         async with self._lock:
             room = self.rooms.get(room_id)
             if room is None:
@@ -101,11 +127,18 @@ class RoomHub:
             room.members.add(member)           # from here the fan-out buffers for the member
         member.writer = asyncio.create_task(self._write(member))
         count = await self.broker.add_member(room_id, member.id)
+        member.registered = True
         if after is not None:
+            # Exactly what was missed, however much: the replay waits for the member's writer (it
+            # never drops an event for a full queue); a member that does not read is cut loose.
             last = after
             while batch := await self.broker.read(room_id, last, block_s=0, count=1000):
                 for event_id, event in batch:
-                    member.offer(_encode(event_id, event))
+                    try:
+                        async with asyncio.timeout(10):
+                            await member.queue.put(_encode(event_id, event))
+                    except TimeoutError:
+                        raise MemberTooSlow("too slow: the replay of missed events waited 10 s") from None
                     last = event_id
         else:
             history = await self.broker.history(room_id, HISTORY_EVENTS)
@@ -118,21 +151,48 @@ class RoomHub:
             if event_key(event_id) > event_key(last):
                 self._deliver(room, member, text)
         member.pending.clear()
+        member.joined = True
         self.stats.room_members += 1
         self.participants.connected(member.user, +1)
         await self.broker.publish(room_id, {"type": "joined", "user": member.user, "members": count})
+
+    async def _undo_join(self, room_id: str, member: Member) -> None:
+        """A join that failed half-way leaves no trace: no ghost member here or in the broker."""
+        room = self.rooms.get(room_id)
+        if member.writer is not None:
+            member.writer.cancel()
+        if member.joined:
+            member.joined = False
+            self.stats.room_members -= 1
+            self.participants.connected(member.user, -1)
+        if member.registered:
+            with contextlib.suppress(Exception):
+                await self.broker.remove_member(room_id, member.id)
+        if room is None:
+            return
+        room.members.discard(member)
+        async with self._lock:
+            if room.members or self.rooms.get(room_id) is not room:
+                return
+            del self.rooms[room_id]
+        await self._stop_room(room)
 
     async def leave(self, room_id: str, member: Member) -> None:
         room = self.rooms.get(room_id)
         if room is None or member not in room.members:
             return
         room.members.discard(member)
-        self.stats.room_members -= 1
-        self.participants.connected(member.user, -1)
+        if member.joined:
+            member.joined = False
+            self.stats.room_members -= 1
+            self.participants.connected(member.user, -1)
         if member.writer is not None:
             member.writer.cancel()
-        count = await self.broker.remove_member(room_id, member.id)
-        await self.broker.publish(room_id, {"type": "left", "user": member.user, "members": count})
+        try:                                   # a broker that is down must not keep the member here
+            count = await self.broker.remove_member(room_id, member.id)
+            await self.broker.publish(room_id, {"type": "left", "user": member.user, "members": count})
+        except Exception as e:
+            log.warning("room %s: could not record that %s left: %r", room_id, member.user, e)
         async with self._lock:
             if not room.members and self.rooms.get(room_id) is room:
                 del self.rooms[room_id]
@@ -140,9 +200,27 @@ class RoomHub:
                 return
         await self._stop_room(room)           # outside the lock: a join elsewhere never waits for it
 
-    async def say(self, room_id: str, member: Member, content: str) -> str:
+    async def say(self, room_id: str, member: Member, content: str) -> str | None:
+        """Publish a member's message; a limit or a broker failure is an error to that member only."""
+        if self.check_rate is not None:
+            try:
+                self.check_rate(member.user)
+            except APIError as e:
+                retry = e.headers.get("retry-after")
+                member.offer(json.dumps({"type": "error", "code": e.code, "message": e.message,
+                                         **({"retry_after_s": float(retry)} if retry else {})}))
+                return None
+        try:
+            event_id = await self.broker.publish(room_id, {"type": "user_message", "user": member.user,
+                                                           "content": content})
+        except Exception as e:
+            log.warning("room %s: publishing failed: %r", room_id, e)
+            member.offer(json.dumps({"type": "error", "code": "room_unavailable",
+                                     "message": "The room could not take your message (its message broker did not "
+                                                "answer); it was not sent. Try again in a moment."}))
+            return None
         self.participants.room_message(member.user)
-        return await self.broker.publish(room_id, {"type": "user_message", "user": member.user, "content": content})
+        return event_id
 
     async def aclose(self) -> None:
         """Shutting down: members are told they left, and the AI lease is handed back at once."""
@@ -316,11 +394,16 @@ def create_room_router(config: ServerConfig, hub: RoomHub) -> APIRouter:
     @router.websocket("/ws/room/{room_id}")
     async def room(ws: WebSocket, room_id: str) -> None:
         await ws.accept()
-        name = ws.query_params.get("name") or ws.state.user
+        # The author is who the token says. Only an open loopback server (no token: every name is
+        # self-declared there anyway) lets ``?name=`` choose one.
+        asked = ws.query_params.get("name")
+        name = asked or ws.state.user if config.lab_token is None else ws.state.user
         after = ws.query_params.get("after")
         problem = None
         if not valid_room_id(room_id):
             problem = ("invalid_room_id", "A room id is 1-64 letters, digits, '_' or '-'.")
+        elif asked is not None and asked != name:
+            problem = ("name_mismatch", f"Your token is for {name!r}: you cannot speak as {asked!r}.")
         elif not USER_NAME.match(name):
             problem = ("invalid_name", "A name is 1-32 letters, digits, '_' or '-'.")
         elif after is not None:
@@ -334,7 +417,17 @@ def create_room_router(config: ServerConfig, hub: RoomHub) -> APIRouter:
             return
         member = Member(ws, name, config.member_queue_size)
         member.handler = asyncio.current_task()
-        await hub.join(room_id, member, after)
+        try:
+            await hub.join(room_id, member, after)
+        except RoomUnavailable as e:
+            with contextlib.suppress(Exception):
+                await ws.send_json({"type": "error", "code": "room_unavailable", "message": str(e)})
+                await ws.close(1013, "room unavailable: try again later")      # 1013: try again later
+            return
+        except MemberTooSlow as e:
+            with contextlib.suppress(Exception):
+                await ws.close(SLOW_MEMBER_CLOSE, str(e))
+            return
         try:
             while True:
                 frame = await ws.receive()
@@ -342,6 +435,9 @@ def create_room_router(config: ServerConfig, hub: RoomHub) -> APIRouter:
                     return
                 raw = frame.get("text") if frame.get("text") is not None else frame.get("bytes", b"")
                 try:
+                    if len(raw) > config.max_ws_message_bytes:
+                        raise RoomProtocolError("message_too_large", f"A message may have at most "
+                                                                     f"{config.max_ws_message_bytes} bytes.")
                     msg = parse_room_message(raw, config.max_content_chars)
                 except RoomProtocolError as e:
                     member.offer(json.dumps({"type": "error", "code": e.code, "message": e.message}))

@@ -18,7 +18,9 @@ import httpx
 import uvicorn
 
 from ..auth import check_bind
+from . import logredact
 from .app import create_app
+from .protocols import uvicorn_options
 from .state import ServerConfig
 from .upstream import LOCAL_API_KEY
 
@@ -40,6 +42,12 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
+def _own_upstream(config: ServerConfig, base_url: str) -> ServerConfig:
+    """The app routes call this server's own ``/v1``: with a credential it accepts, when it needs one."""
+    key = config.upstream_api_key or config.api_key or config.lab_token
+    return replace(config, upstream_base_url=base_url, upstream_api_key=key)
+
+
 def _url(host: str, port: int) -> str:
     host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{port}"
@@ -55,11 +63,12 @@ class LabServer:
         self.host, self.port = host, self._sock.getsockname()[1]
         self.url = _url(host if host not in ("0.0.0.0", "::") else "127.0.0.1", self.port)
         if config.upstream_base_url is None:      # the app transports use this server's own /v1
-            config = replace(config, upstream_base_url=self.base_url)
+            config = _own_upstream(config, self.base_url)
         self.config = config
         self.app = create_app(config)
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=1, http=http,
-                                                     ws_max_size=16 * 1024 * 1024 + 4096))   # > the Realtime append limit
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning",
+                                                     **{**uvicorn_options(config, http), "timeout_graceful_shutdown": 1}))
+        logredact.install()
         self._thread: threading.Thread | None = None
 
     @property
@@ -168,9 +177,11 @@ def run_forever(config: ServerConfig, host: str, port: int, app_kind: str = "lab
         return
     url = _url("127.0.0.1" if host in ("0.0.0.0", "::") else host, sock.getsockname()[1])
     if config.upstream_base_url is None:
-        config = replace(config, upstream_base_url=url + "/v1")
+        config = _own_upstream(config, url + "/v1")
     print(f"labkit server listening on {url}", flush=True)
     print(f"  OpenAI SDK:  OpenAI(base_url=\"{url}/v1\", api_key=\"any\")", flush=True)
     print(f"  chat:        POST {url}/api/chat   POST {url}/api/chat/stream   ws{url[4:]}/ws/chat", flush=True)
     print("  Ctrl+C to stop.", flush=True)
-    uvicorn.Server(uvicorn.Config(create_app(config), log_level="info")).run(sockets=[sock])
+    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="info", **uvicorn_options(config)))
+    logredact.install()                        # ?token=… in an access-log line is masked
+    server.run(sockets=[sock])

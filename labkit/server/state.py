@@ -53,6 +53,22 @@ class ServerConfig:
     #: Whether rooms have an AI that answers every message, and how long its lease lasts (seconds).
     room_ai: bool = True
     room_lease_s: float = 3.0
+    #: A second secret whose holder alone is the instructor (``/lab/admin/*``); None: the holder of
+    #: ``lab_token`` (or, on an open loopback server, the local user) is. The classroom sets one.
+    instructor_key: str | None = field(default=None, repr=False)
+    #: Largest request body accepted (bigger ones get 413 before they are read whole).
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: Largest ``/ws/chat`` or room frame (``/v1/realtime`` allows OpenAI's 15 MB appends).
+    max_ws_message_bytes: int = 256 * 1024
+    #: Host names an open server also answers to (besides loopback names and IP addresses), and
+    #: page origins allowed to POST and open WebSockets besides the server's own.
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    #: Connection hygiene (uvicorn): idle keep-alive timeout, most connections at once (more get
+    #: 503), and how long a shutdown waits for open streams before cutting them.
+    timeout_keep_alive_s: float = 5.0
+    limit_concurrency: int | None = 4096
+    graceful_shutdown_s: float = 3.0
     #: A fault to teach with: the simulated model fails after this many tokens of every stream.
     fail_after_tokens: int | None = None
 

@@ -1,10 +1,14 @@
 """The instructor's dashboard: who is connected, their live TTFT, a class-wide histogram, and switches.
 
-It talks to the server over HTTP (``/lab/participants``, ``/lab/admin/*``) with the class token, so it
-works the same for a classroom started in the notebook and for one started with ``make demo`` in a
-terminal. The histogram is an :class:`~labkit.widgets.offscreen.OffscreenPlot`.
+It talks to the server over HTTP (``/lab/participants``, ``/lab/admin/*``) with the *instructor key*
+(not the class token of the join link: that one cannot flip the switches), so it works the same for a
+classroom started in the notebook and for one started with ``make demo`` in a terminal. The
+histogram is an :class:`~labkit.widgets.offscreen.OffscreenPlot`.
 
-    dash = Dashboard(room.url, room.token, join_url=room.join_url)
+It never shows a secret in full: the join link appears as ``…?token=abcd…``, and the QR code (an
+image, dark on white, that any phone scans) carries the whole link for the students.
+
+    dash = Dashboard(room.url, room.instructor_key, join_url=room.join_url)
     dash                        # show it
     dash.start(every_s=2)       # refresh by itself while the class works (dash.stop() to end)
 """
@@ -23,12 +27,18 @@ from .offscreen import OffscreenPlot
 
 __all__ = ["Dashboard"]
 
+
+def _query_token(url: str | None) -> str | None:
+    from urllib.parse import parse_qs, urlsplit
+    return parse_qs(urlsplit(url).query).get("token", [None])[0] if url else None
+
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4", "o1", "instant")
 
 
 class Dashboard:
     def __init__(self, url: str, token: str | None, *, join_url: str | None = None):
         self.url, self.join_url = url.rstrip("/"), join_url
+        self._secrets = [t for t in (token, _query_token(join_url)) if t]
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.state: dict = {}
         self._task: asyncio.Task | None = None
@@ -36,7 +46,7 @@ class Dashboard:
         self.fig, self.image = self.plot.fig, self.plot.image
         self.ax = self.fig.add_subplot()
         self.fig.subplots_adjust(left=0.1, right=0.98, bottom=0.2, top=0.88)
-        self.header = widgets.HTML(self._header_html())
+        self.header = self._header()
         self.table = widgets.HTML()
         self.model = widgets.Dropdown(options=MODELS, description="model")
         self.network = widgets.Dropdown(options=sorted(PROFILES), value="lan", description="network")
@@ -48,12 +58,21 @@ class Dashboard:
         self.widget = widgets.VBox([self.header, widgets.HBox([self.model, self.network, refresh]), self.message,
                                     widgets.HBox([self.table, self.image])])
 
-    def _header_html(self) -> str:
+    def _header(self) -> widgets.Widget:
         if not self.join_url:
-            return f"<b>Class server</b> {html.escape(self.url)}"
-        from ..classroom import qr_svg
-        return (f"<div style='display:flex;gap:1em;align-items:center'>{qr_svg(self.join_url, scale=3)}"
-                f"<div><b>Join</b>: <code>{html.escape(self.join_url)}</code></div></div>")
+            return widgets.HTML(f"<b>Class server</b> {html.escape(self.url)}")
+        from ..classroom import qr_png
+        self.qr = widgets.Image(value=qr_png(self.join_url, scale=4), format="png", width="160px")
+        link = widgets.HTML(f"<div><b>Join</b>: <code>{html.escape(self.masked(self.join_url))}</code><br>"
+                            f"<small>scan the code, or share the full link from the instructor's terminal</small></div>")
+        return widgets.HBox([self.qr, link], layout=widgets.Layout(align_items="center"))
+
+    def masked(self, text: str) -> str:
+        """``text`` with every secret this dashboard knows cut to its first characters."""
+        from ..classroom import mask_secret
+        for secret in self._secrets:
+            text = mask_secret(text, secret)
+        return text
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -66,7 +85,8 @@ class Dashboard:
         try:
             self.state = httpx.get(self.url + "/lab/participants", headers=self.headers, timeout=10).json()
         except httpx.HTTPError as e:
-            self.message.value = f"<span style='color:#b00020'>cannot reach the class server: {html.escape(str(e))}</span>"
+            self.message.value = (f"<span style='color:#b00020'>cannot reach the class server: "
+                                  f"{html.escape(self.masked(str(e)))}</span>")
             return self.state
         self.table.value = self._table_html(self.state["participants"])
         self._draw(self.state["ttfts_ms"])
@@ -75,7 +95,7 @@ class Dashboard:
     def _switch(self, what: str, body: dict) -> None:
         r = httpx.post(f"{self.url}/lab/admin/{what}", json=body, headers=self.headers, timeout=10)
         if r.status_code >= 400:
-            self.message.value = f"<span style='color:#b00020'>{html.escape(r.json()['error']['message'])}</span>"
+            self.message.value = f"<span style='color:#b00020'>{html.escape(self.masked(r.json()['error']['message']))}</span>"
         else:
             self.message.value = f"<i>everyone's {what} is now <b>{html.escape(next(iter(r.json().values())))}</b></i>"
 

@@ -1,0 +1,60 @@
+"""uvicorn's HTTP protocols with a header timeout, and the uvicorn settings that keep one client
+from locking out the rest.
+
+uvicorn closes idle keep-alive connections (``timeout_keep_alive``) and refuses requests beyond
+``limit_concurrency`` with 503, but a socket that connects and never finishes its request headers
+is kept forever: a few hundred of them use up the process's file descriptors (the "slowloris"
+attack). Here each connection must complete its first request's headers within
+``header_timeout_s`` or it is closed. (A WebSocket upgrade hands the socket to another protocol,
+which the timer leaves alone.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["http_protocol", "uvicorn_options", "HEADER_TIMEOUT_S"]
+
+HEADER_TIMEOUT_S = 10.0
+
+
+def _with_header_timeout(base: type, timeout_s: float) -> type:
+    class HeaderTimeoutProtocol(base):
+        header_timeout_s = timeout_s
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(transport)
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+        def _headers_too_slow(self) -> None:
+            # only a connection still ours (not upgraded) that never got a request's headers in
+            if self.cycle is None and self.transport.get_protocol() is self and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_lost(self, exc) -> None:
+            timer = getattr(self, "_header_timer", None)
+            if timer is not None:
+                timer.cancel()
+            super().connection_lost(exc)
+
+    HeaderTimeoutProtocol.__name__ = f"HeaderTimeout{base.__name__}"
+    return HeaderTimeoutProtocol
+
+
+def http_protocol(kind: str = "auto", header_timeout_s: float = HEADER_TIMEOUT_S) -> type:
+    """uvicorn's ``auto`` / ``httptools`` / ``h11`` protocol class, with the header timeout."""
+    if kind == "h11":
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+    elif kind == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    else:
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol as base
+    return _with_header_timeout(base, header_timeout_s)
+
+
+def uvicorn_options(config, http: str = "auto") -> dict:
+    """The keyword arguments of ``uvicorn.Config`` that bound what clients can hold (from a ServerConfig)."""
+    return {"http": http_protocol(http), "timeout_keep_alive": config.timeout_keep_alive_s,
+            "limit_concurrency": config.limit_concurrency,
+            "timeout_graceful_shutdown": config.graceful_shutdown_s,
+            "ws_max_size": 16 * 1024 * 1024 + 4096}       # > the Realtime append limit (15 MB of base64)
