@@ -19,10 +19,11 @@ import struct
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["ASRUnavailable", "transcribe", "transcribe_async", "warm_up"]
+__all__ = ["ASRUnavailable", "ASRBusy", "MAX_PENDING", "transcribe", "transcribe_async", "warm_up"]
 
 
 class ASRUnavailable(RuntimeError):
@@ -81,10 +82,39 @@ _worker = _Worker()
 atexit.register(_worker.stop)
 
 
+#: Utterances waiting for (or in) the recogniser, across the process; more are refused at once
+#: (:class:`ASRBusy`) rather than queued without end: a wait that only grows helps nobody.
+MAX_PENDING = 8
+_pending = 0
+_pending_lock = threading.Lock()
+# Its own thread (the pipe is serial anyway): queued utterances never take the default executor's
+# threads, which speech synthesis and tokenizing need.
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labkit-asr")
+
+
+class ASRBusy(ASRUnavailable):
+    """Too many utterances are already waiting for the recogniser."""
+
+
 async def transcribe_async(audio: np.ndarray, sample_rate: int) -> str:
-    """Recognise ``audio`` in the worker process; the event loop stays free meanwhile."""
+    """Recognise ``audio`` in the worker process; the event loop stays free meanwhile.
+    Raises :class:`ASRBusy` when :data:`MAX_PENDING` utterances are already waiting."""
+    global _pending
     _check_available()
-    return await asyncio.to_thread(_worker.run, audio, sample_rate)
+    with _pending_lock:
+        if _pending >= MAX_PENDING:
+            raise ASRBusy(f"the speech recogniser is busy ({_pending} utterances are waiting); this one was not "
+                          f"transcribed")
+        _pending += 1
+    job = _executor.submit(_worker.run, audio, sample_rate)
+    job.add_done_callback(_release)          # when the work ends, not when a cancelled caller stops waiting
+    return await asyncio.wrap_future(job)
+
+
+def _release(_job) -> None:
+    global _pending
+    with _pending_lock:
+        _pending -= 1
 
 
 def warm_up() -> None:

@@ -16,19 +16,27 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import json
+import logging
 import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..protocol import safejson
 from ..vad import SpeechEnd, SpeechStart, VADConfig, VoiceActivityDetector
+from .params import parse_response_params
 from .session import SAMPLE_RATE, RealtimeError, SessionConfig, apply_update, render_session, threshold_to_vad
 
 __all__ = ["RealtimeSession", "StartResponse", "CancelResponse", "StartTranscription", "MAX_APPEND_BYTES"]
 
+log = logging.getLogger("labkit.realtime")
+
 MAX_APPEND_BYTES = 15 * 1024 * 1024          # OpenAI's limit for one append's base64 payload
 MIN_COMMIT_MS = 100
+#: Text one item may carry, and the whole conversation (what a reply's prompt is built from): far
+#: beyond any context window, but bounded, so memory and tokenizing time are too.
+MAX_ITEM_CHARS = 512_000
+MAX_CONVERSATION_CHARS = 2_000_000
 
 # GA event name -> beta event name, where they differ
 _BETA_NAMES = {
@@ -145,20 +153,30 @@ class RealtimeSession:
         event_id = None
         try:
             try:
-                event = json.loads(raw)
+                event = safejson.loads(raw)
+            except safejson.JSONTooDeep as e:
+                raise RealtimeError("invalid_json", str(e)) from None
             except (ValueError, UnicodeDecodeError):
                 raise RealtimeError("invalid_json", "The event is not valid JSON.") from None
             if not isinstance(event, dict):
                 raise RealtimeError("invalid_json", "An event must be a JSON object.")
             event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
             kind = event.get("type")
+            if not isinstance(kind, str):
+                raise RealtimeError("invalid_type", f"Invalid type for 'type': expected a string, but got "
+                                                    f"{type(kind).__name__ if kind is not None else 'nothing'}.",
+                                    "type")
             if kind not in _CLIENT_EVENTS:
-                raise RealtimeError("invalid_value", f"Invalid value: '{kind}'. Supported values are: "
+                raise RealtimeError("invalid_value", f"Invalid value: '{kind[:64]}'. Supported values are: "
                                                      f"{', '.join(sorted(_CLIENT_EVENTS))}.", "type")
             handler = getattr(self, "_on_" + kind.replace(".", "_"))
             return handler(event)
         except RealtimeError as e:
             return [self.error(e, event_id)], []
+        except Exception:                      # a bug: this event fails, the session goes on
+            log.exception("realtime session %s: handling a client event failed", self.config.id)
+            return [self.error(RealtimeError("server_error", "The server had an error while processing this "
+                                                             "event.", type="server_error"), event_id)], []
 
     # -------------------------------------------------------------------------------- session
     def _on_session_update(self, event: dict):
@@ -239,7 +257,7 @@ class RealtimeSession:
         events += e
         orders = o
         if td.create_response and self.response is None:
-            e, o = self._start_response({})
+            e, o = self._start_response(None)
             events += e
             orders += o
         return events, orders
@@ -318,11 +336,29 @@ class RealtimeSession:
                                                      f"{{'type': '{allowed[0]}', 'text': ...}}.",
                                     f"item.content[{k}]")
             clean.append({"type": "output_text" if role == "assistant" else "input_text", "text": part["text"]})
-        new = {"id": item.get("id") or "item_" + secrets.token_hex(8), "object": "realtime.item", "type": "message",
-               "status": "completed", "role": role, "content": clean}
+        size = sum(len(part["text"]) for part in clean)
+        if size > MAX_ITEM_CHARS:
+            raise RealtimeError("invalid_value", f"Invalid 'item.content': {size} characters of text; an item may have "
+                                                 f"at most {MAX_ITEM_CHARS}.", "item.content")
+        if size + self._conversation_chars() > MAX_CONVERSATION_CHARS:
+            raise RealtimeError("conversation_too_large", f"The conversation would pass {MAX_CONVERSATION_CHARS} "
+                                                          f"characters of text; delete items "
+                                                          f"(conversation.item.delete) to make room.", "item")
+        item_id = item.get("id")
+        if item_id is not None and (not isinstance(item_id, str) or not 0 < len(item_id) <= 64):
+            raise RealtimeError("invalid_value", "Invalid 'item.id': expected a string of 1-64 characters.", "item.id")
         previous = event.get("previous_item_id", self._previous_item_id())
+        if previous is not None and not isinstance(previous, str):
+            raise RealtimeError("invalid_type", "Invalid type for 'previous_item_id': expected a string.",
+                                "previous_item_id")
+        new = {"id": item_id or "item_" + secrets.token_hex(8), "object": "realtime.item", "type": "message",
+               "status": "completed", "role": role, "content": clean}
         self.items.append(new)
         return self._item_events(new, previous), []
+
+    def _conversation_chars(self) -> int:
+        return sum(len(part.get("text") or part.get("transcript") or "") for item in self.items
+                   for part in item["content"])
 
     def _find(self, item_id) -> dict:
         for item in self.items:
@@ -342,6 +378,10 @@ class RealtimeSession:
         for name in ("item_id", "content_index", "audio_end_ms"):
             if name not in event:
                 raise RealtimeError("missing_required_parameter", f"Missing required parameter: '{name}'.", name)
+        if not isinstance(event["content_index"], int) or isinstance(event["content_index"], bool) \
+                or event["content_index"] < 0:
+            raise RealtimeError("invalid_type", "Invalid type for 'content_index': expected an integer >= 0.",
+                                "content_index")
         item = self._find(event["item_id"])
         end_ms = event["audio_end_ms"]
         part = item["content"][0] if item.get("role") == "assistant" and item["content"] else None
@@ -375,20 +415,14 @@ class RealtimeSession:
             raise RealtimeError("conversation_already_has_active_response",
                                 f"Conversation already has an active response in progress: {self.response.id}. Wait "
                                 f"until the response is finished before creating a new one.")
-        overrides = event.get("response") or {}
-        if not isinstance(overrides, dict):
-            raise RealtimeError("invalid_type", "Invalid type for 'response': expected an object.", "response")
-        return self._start_response(overrides)
+        return self._start_response(event.get("response"))
 
-    def _start_response(self, overrides: dict):
+    def _start_response(self, overrides: dict | None):
         cfg = self.config
-        modalities, voice = cfg.output_modalities, cfg.voice
-        if "output_modalities" in overrides or "modalities" in overrides:
-            raw = overrides.get("output_modalities", overrides.get("modalities"))
-            modalities = ("text",) if raw == ["text"] else ("audio",)
-        voice = (overrides.get("audio") or {}).get("output", {}).get("voice", overrides.get("voice", voice))
+        params = parse_response_params(overrides, cfg)       # every check before anything starts
+        modalities, voice = params.modalities, params.voice
         r = _Response("resp_" + secrets.token_hex(8), "item_" + secrets.token_hex(8), modalities, voice,
-                      overrides.get("max_output_tokens", cfg.max_output_tokens))
+                      params.max_output_tokens)
         self.response = r
         item = {"id": r.item_id, "object": "realtime.item", "type": "message", "status": "in_progress",
                 "role": "assistant", "content": []}
@@ -397,7 +431,7 @@ class RealtimeSession:
                   self._event("response.output_item.added", response_id=r.id, output_index=0, item=item)]
         events += self._item_events(item, previous, done=False)
         self.items.append(item)
-        order = StartResponse(r.id, r.item_id, self._messages(overrides.get("instructions")), modalities, voice,
+        order = StartResponse(r.id, r.item_id, self._messages(params.instructions), modalities, voice,
                               cfg.speed, r.max_output_tokens)
         return events, [order]
 
@@ -449,10 +483,11 @@ class RealtimeSession:
         """The reply is complete: close its part, item and response."""
         return self._close(response_id, "completed", None, prompt_tokens, output_tokens)
 
-    def fail_response(self, response_id: str, message: str) -> list[dict]:
+    def fail_response(self, response_id: str, message: str, code: str = "response_failed",
+                      type: str = "server_error") -> list[dict]:
         """Generation failed (for example, speech synthesis is unavailable): say so, never fake audio."""
-        err = RealtimeError("response_failed", message, type="server_error")
-        details = {"type": "failed", "error": {"type": "server_error", "code": "response_failed"}}
+        err = RealtimeError(code, message, type=type)
+        details = {"type": "failed", "error": {"type": type, "code": code}}
         return [self.error(err)] + self._close(response_id, "failed", details)
 
     def cancel_response(self, reason: str, response_id: str | None = None) -> tuple[list[dict], list]:
@@ -483,12 +518,15 @@ class RealtimeSession:
             part = {"type": "text", "text": r.text}
             content = {"type": "output_text", "text": r.text}
         events.append(self._event("response.content_part.done", **base, part=part))
-        item = next(i for i in self.items if i["id"] == r.item_id)
+        item = next((i for i in self.items if i["id"] == r.item_id), None)
+        deleted = item is None                 # the client deleted the reply's item while it was generated
+        if deleted:
+            item = {"id": r.item_id, "object": "realtime.item", "type": "message", "role": "assistant", "content": []}
         item["status"] = "completed" if status == "completed" else "incomplete"
         item["content"] = [content]
         shown = self._render_item(self._public(item))
         events.append(self._event("response.output_item.done", response_id=r.id, output_index=0, item=shown))
-        if not self.beta:
+        if not self.beta and not deleted:
             index = self.items.index(item)
             previous = self.items[index - 1]["id"] if index else None
             events.append(self._event("conversation.item.done", previous_item_id=previous, item=shown))

@@ -121,7 +121,7 @@ def _turn_detection(raw, prefix: str, current: TurnDetection | None) -> TurnDete
         # no semantic model offline: eagerness maps onto how long a pause ends the turn
         eagerness = raw.get("eagerness", "auto")
         pauses = {"low": 1200, "medium": 700, "high": 300, "auto": 700}
-        if eagerness not in pauses:
+        if not isinstance(eagerness, str) or eagerness not in pauses:
             raise RealtimeError("invalid_value", f"Invalid value for '{prefix}.eagerness'.", f"{prefix}.eagerness")
         changes["silence_duration_ms"] = pauses[eagerness]
     if "threshold" in raw:

@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from ..model import UnknownModelError, list_models, plan_completion, resolve_model
+from ..model import UnknownModelError, list_models, resolve_model
 from ..model.schedule import CompletionPlan
 from ..protocol import openai_chat as oc
 from ..protocol.sse import encode_comment, encode_event
 from ..ratelimit import KeyedBuckets
+from .planning import ContextLengthExceeded, plan_reply
 from .state import ServerConfig, ServerStats
 from .streaming import sse_response
 
@@ -90,8 +91,10 @@ def create_model_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
         except UnknownModelError:
             raise _model_not_found(req.model) from None
         check_rate(key)
-        plan = plan_completion(req.messages, profile, seed=req.seed, temperature=req.temperature,
-                               max_tokens=req.max_tokens)
+        try:
+            plan = await plan_reply(req.messages, profile, req.max_tokens, seed=req.seed, temperature=req.temperature)
+        except ContextLengthExceeded as e:
+            raise oc.APIError(400, str(e), param="messages", code="context_length_exceeded") from None
         cid, created = oc.completion_id(), int(time.time())
         if req.stream:
             body = _stream_chunks(plan, req, cid, created, arrived, stats, config.fail_after_tokens, config.heartbeat_s)

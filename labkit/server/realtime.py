@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 
 from fastapi import APIRouter, WebSocket
@@ -24,15 +25,18 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
 from ..audio.pcm import resample
-from ..model import UnknownModelError, plan_completion, resolve_model
+from ..audio.tts import TTSUnavailable as SynthesisUnavailable
+from ..model import UnknownModelError, resolve_model
 from ..protocol.openai_chat import error_body
 from ..realtime.machine import CancelResponse, RealtimeSession, StartResponse, StartTranscription
 from ..realtime.session import ESPEAK_VOICE_FOR, SAMPLE_RATE
+from .planning import ContextLengthExceeded, plan_reply
 from .state import ServerConfig, ServerStats
 
 __all__ = ["create_realtime_router"]
 
 AUDIO_CHUNK_MS = 100
+log = logging.getLogger("labkit.server.realtime")
 
 
 def create_realtime_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
@@ -95,7 +99,7 @@ class _Connection:
                 return
             raw = frame.get("text") if frame.get("text") is not None else frame.get("bytes", b"")
             transcribing = self.session.config.transcription is not None
-            events, orders = self.session.receive(raw)
+            events, orders = self.session.receive(raw)        # never raises: a bad frame is an error event
             await self.emit(events)
             self.carry_out(orders)
             if not transcribing and self.session.config.transcription is not None:
@@ -119,11 +123,18 @@ class _Connection:
         return task
 
     async def _generate(self, order: StartResponse) -> None:
+        """Generate one reply. Every way out finishes the response (completed, cancelled or failed), so
+        the session's response slot is always released and the next ``response.create`` works."""
         session, loop = self.session, asyncio.get_running_loop()
         start = loop.time()
-        max_tokens = None if order.max_output_tokens == "inf" else int(order.max_output_tokens)
-        plan = plan_completion(order.messages, self.profile, max_tokens=max_tokens)
         try:
+            max_tokens = None if order.max_output_tokens == "inf" else int(order.max_output_tokens)
+            try:
+                plan = await plan_reply(order.messages, self.profile, max_tokens)
+            except ContextLengthExceeded as e:
+                await self.emit(session.fail_response(order.response_id, str(e), code="context_length_exceeded",
+                                                      type="invalid_request_error"))
+                return
             if order.modalities == ("text",):
                 for token, due in zip(plan.tokens, plan.due_s):
                     await asyncio.sleep(max(0.0, start + due - loop.time()))
@@ -135,8 +146,12 @@ class _Connection:
                                                     output_tokens=plan.completion_tokens))
         except asyncio.CancelledError:
             pass                                  # the machine already closed the response
-        except Exception as e:                    # synthesis unavailable, or a bug: say so, never go silent
-            await self.emit(session.fail_response(order.response_id, f"{type(e).__name__}: {e}"))
+        except SynthesisUnavailable as e:         # espeak-ng missing: say so (the message is ours), never fake audio
+            await self.emit(session.fail_response(order.response_id, str(e)))
+        except Exception:                         # a bug: a clear message to the client, the traceback to the log
+            log.exception("realtime response %s failed", order.response_id)
+            await self.emit(session.fail_response(order.response_id, "The server had an error while generating "
+                                                                     "this response."))
 
     async def _speak(self, order: StartResponse, text: str) -> None:
         from ..audio.tts import ESPEAK_RATE, synthesize_words
@@ -168,8 +183,12 @@ class _Connection:
         t0 = time.perf_counter()
         try:
             text = await asr.transcribe_async(order.audio, SAMPLE_RATE)
-        except asr.ASRUnavailable as e:
+        except asr.ASRUnavailable as e:          # not installed, or busy (a bounded queue): say so at once
             await self.emit(self.session.transcription_failed(order.item_id, str(e)))
+            return
+        except Exception:
+            log.exception("transcribing %s failed", order.item_id)
+            await self.emit(self.session.transcription_failed(order.item_id, "The speech recogniser failed."))
             return
         await self.emit(self.session.transcription_done(order.item_id, text, time.perf_counter() - t0))
 
