@@ -54,7 +54,7 @@ def http_protocol(kind: str = "auto", header_timeout_s: float = HEADER_TIMEOUT_S
 
 def uvicorn_options(config, http: str = "auto") -> dict:
     """The keyword arguments of ``uvicorn.Config`` that bound what clients can hold (from a ServerConfig)."""
-    return {"http": http_protocol(http), "timeout_keep_alive": config.timeout_keep_alive_s,
+    return {"http": http_protocol(http, config.header_timeout_s), "timeout_keep_alive": config.timeout_keep_alive_s,
             "limit_concurrency": config.limit_concurrency,
             "timeout_graceful_shutdown": config.graceful_shutdown_s,
             "ws_max_size": 16 * 1024 * 1024 + 4096}       # > the Realtime append limit (15 MB of base64)

@@ -67,6 +67,7 @@ class ServerConfig:
     #: Connection hygiene (uvicorn): idle keep-alive timeout, most connections at once (more get
     #: 503), and how long a shutdown waits for open streams before cutting them.
     timeout_keep_alive_s: float = 5.0
+    header_timeout_s: float = 10.0           # a new connection's request headers must be in by then
     limit_concurrency: int | None = 4096
     graceful_shutdown_s: float = 3.0
     #: A fault to teach with: the simulated model fails after this many tokens of every stream.
