@@ -72,3 +72,51 @@ def test_a_preset_session_applies_before_session_created():
     beta = RealtimeSession("gpt-4o-realtime-preview", beta=True)
     beta.configure({"modalities": ["text"], "voice": "alloy"}, beta=True)
     assert beta.opened()[0]["session"]["voice"] == "alloy"
+
+
+MEASUREMENT_TOOL = {"type": "function", "name": "lookup_measurement",
+                    "description": "Look up a latency measurement the lab made, like time to first token.",
+                    "parameters": {"type": "object", "required": ["metric"], "additionalProperties": False,
+                                   "properties": {"metric": {"type": "string"}}}}
+
+
+@pytest.mark.parametrize("beta", [False, True])
+def test_a_function_call_then_the_answer_from_its_output(beta):
+    from labkit.model import PROFILES, plan_completion
+
+    s = RealtimeSession("gpt-realtime", beta=beta)
+    session = {"tools": [MEASUREMENT_TOOL], "tool_choice": "auto"}
+    feed(s, {"type": "session.update", "session": session if beta else {"type": "realtime", **session}})
+    order = ask(s, "What was the time to first token?")
+    (call,) = order.tool_calls
+    assert call.name == "lookup_measurement"
+    jsonschema.validate(json.loads(call.arguments), MEASUREMENT_TOOL["parameters"])
+    events = []
+    for piece in (call.arguments[:5], call.arguments[5:]):
+        events += s.arguments_delta(order.response_id, 0, piece)
+    events += s.finish_response(order.response_id, prompt_tokens=10, output_tokens=2)
+    for e in events:
+        validate_server_event(e, beta=beta)
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["response.function_call_arguments.delta"] * 2 + ["response.function_call_arguments.done"]
+    done = events[-1]["response"]
+    assert done["status"] == "completed" and done["output"][0]["type"] == "function_call"
+    assert done["output"][0]["arguments"] == call.arguments and done["output"][0]["call_id"] == call.id
+
+    feed(s, {"type": "conversation.item.create", "item": {"type": "function_call_output", "call_id": call.id,
+                                                          "output": json.dumps({"ttft_ms": 212})}})
+    _, (answer,) = feed(s, {"type": "response.create"})
+    assert not answer.tool_calls and answer.messages[-1] == {"role": "tool", "tool_call_id": call.id,
+                                                             "content": '{"ttft_ms": 212}'}
+    text = plan_completion(answer.messages, PROFILES["instant"]).text
+    assert "lookup_measurement" in text and "212" in text
+
+
+def test_tool_choice_none_and_bad_tools():
+    s = RealtimeSession("gpt-realtime")
+    feed(s, {"type": "session.update", "session": {"type": "realtime", "tools": [MEASUREMENT_TOOL]}})
+    assert ask(s, "What was the time to first token?", tool_choice="none").tool_calls == ()
+    (err,), _ = feed(s, {"type": "session.update", "session": {"type": "realtime", "tools": [{"type": "web"}]}})
+    assert err["error"]["param"] == "session.tools[0].type"
+    (err,), _ = feed(s, {"type": "conversation.item.create", "item": {"type": "function_call_output"}})
+    assert err["error"]["param"] == "item.call_id"

@@ -16,7 +16,7 @@ from .responder import Responder, default_responder
 from .tokenizer import count_message_tokens, tokenize
 from .tools import Tool, ToolCall, answer_from_tool_results, decide_tool_calls, structured_reply
 
-__all__ = ["CompletionPlan", "plan_completion"]
+__all__ = ["CompletionPlan", "plan_completion", "plan_tool_calls"]
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,7 @@ def plan_completion(
     prompt_tokens = count_message_tokens(messages)
     calls = decide_tool_calls(messages, tools, tool_choice, parallel_tool_calls, rng) if tools else ()
     if calls:
-        tokens, owner = [], []
-        for k, call in enumerate(calls):
-            pieces = tokenize(call.arguments)
-            tokens += pieces
-            owner += [k] * len(pieces)
-        return CompletionPlan(tokens=tuple(tokens), due_s=tuple(_due_times(len(tokens), prompt_tokens, profile, rng)),
-                              finish_reason="tool_calls", prompt_tokens=prompt_tokens, tool_calls=calls,
-                              call_of_token=tuple(owner))
+        return _calls_plan(calls, prompt_tokens, profile, rng)
     text = answer_from_tool_results(messages)
     if text is None:
         text = (responder or default_responder()).reply(messages, rng, temperature)
@@ -97,6 +90,24 @@ def plan_completion(
         finish_reason=finish_reason,
         prompt_tokens=prompt_tokens,
     )
+
+
+def plan_tool_calls(calls: tuple[ToolCall, ...], messages: list[dict], profile: LatencyProfile, *,
+                    seed: int | None = None) -> CompletionPlan:
+    """The timing of function calls decided elsewhere (the Realtime session decides them itself)."""
+    rng = random.Random(seed if seed is not None else random.SystemRandom().randrange(2**63))
+    return _calls_plan(calls, count_message_tokens(messages), profile, rng)
+
+
+def _calls_plan(calls, prompt_tokens: int, profile: LatencyProfile, rng: random.Random) -> CompletionPlan:
+    tokens, owner = [], []
+    for k, call in enumerate(calls):
+        pieces = tokenize(call.arguments)
+        tokens += pieces
+        owner += [k] * len(pieces)
+    return CompletionPlan(tokens=tuple(tokens), due_s=tuple(_due_times(len(tokens), prompt_tokens, profile, rng)),
+                          finish_reason="tool_calls", prompt_tokens=prompt_tokens, tool_calls=tuple(calls),
+                          call_of_token=tuple(owner))
 
 
 def _due_times(n: int, prompt_tokens: int, profile: LatencyProfile, rng: random.Random) -> list[float]:
