@@ -92,7 +92,9 @@ def create_model_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
             raise _model_not_found(req.model) from None
         check_rate(key)
         try:
-            plan = await plan_reply(req.messages, profile, req.max_tokens, seed=req.seed, temperature=req.temperature)
+            plan = await plan_reply(req.messages, profile, req.max_tokens, seed=req.seed, temperature=req.temperature,
+                                    tools=req.tools, tool_choice=req.tool_choice,
+                                    parallel_tool_calls=req.parallel_tool_calls, response_format=req.response_format)
         except ContextLengthExceeded as e:
             raise oc.APIError(400, str(e), param="messages", code="context_length_exceeded") from None
         cid, created = oc.completion_id(), int(time.time())
@@ -101,7 +103,8 @@ def create_model_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
             return sse_response(body)
         await _sleep_until(arrived + (plan.due_s[-1] if plan.due_s else 0.0))
         stats.tokens_generated += plan.completion_tokens
-        return JSONResponse(oc.completion(cid, created, req.model, plan.text, plan.finish_reason, plan.usage))
+        return JSONResponse(oc.completion(cid, created, req.model, plan.text, plan.finish_reason, plan.usage,
+                                          plan.tool_calls))
 
     return router
 
@@ -127,6 +130,13 @@ async def _stream_chunks(plan: CompletionPlan, req: oc.ChatRequest, cid: str, cr
                 await asyncio.sleep(heartbeat_s)
                 yield encode_comment("keep-alive")
             await _sleep_until(arrived + due)
+            if plan.tool_calls:                   # arguments of function calls, streamed as they are generated
+                k = plan.call_of_token[i]
+                if i == 0 or plan.call_of_token[i - 1] != k:
+                    yield frame(oc.tool_call_start_chunk(cid, created, req.model, k, plan.tool_calls[k], i == 0))
+                stats.tokens_generated += 1
+                yield frame(oc.tool_call_arguments_chunk(cid, created, req.model, k, token))
+                continue
             if i == 0:
                 yield frame(oc.role_chunk(cid, created, req.model))
             if fail_after is not None and i >= fail_after:

@@ -39,11 +39,11 @@ def prompt_chars(messages: list[dict]) -> int:
     return total
 
 
-async def plan_reply(messages: list[dict], profile: LatencyProfile, max_tokens: int | None = None, *,
-                     seed: int | None = None, temperature: float = 1.0) -> CompletionPlan:
-    """:func:`~labkit.model.schedule.plan_completion`, off the loop for a big prompt; raises
-    :class:`ContextLengthExceeded` for one the model could not read."""
-    kwargs = dict(seed=seed, temperature=temperature, max_tokens=max_tokens)
+async def plan_reply(messages: list[dict], profile: LatencyProfile, max_tokens: int | None = None,
+                     **options) -> CompletionPlan:
+    """:func:`~labkit.model.schedule.plan_completion` (``options``: seed, temperature, tools, ...), off the
+    loop for a big prompt; raises :class:`ContextLengthExceeded` for one the model could not read."""
+    kwargs = dict(options, max_tokens=max_tokens)
     if prompt_chars(messages) <= INLINE_CHARS:
         plan = plan_completion(messages, profile, **kwargs)
     else:

@@ -26,11 +26,13 @@ from starlette.websockets import WebSocketDisconnect
 
 from ..audio.pcm import resample
 from ..audio.tts import TTSUnavailable as SynthesisUnavailable
-from ..model import UnknownModelError, resolve_model
+from ..ephemeral import EphemeralKeys, KeyRefused, check_realtime_key, handshake_credentials
+from ..model import UnknownModelError, plan_tool_calls, resolve_model
 from ..protocol.openai_chat import error_body
 from ..realtime.machine import CancelResponse, RealtimeSession, StartResponse, StartTranscription
 from ..realtime.session import ESPEAK_VOICE_FOR, SAMPLE_RATE
 from .planning import ContextLengthExceeded, plan_reply
+from .realtime_keys import create_key_routes
 from .state import ServerConfig, ServerStats
 
 __all__ = ["create_realtime_router"]
@@ -39,25 +41,34 @@ AUDIO_CHUNK_MS = 100
 log = logging.getLogger("labkit.server.realtime")
 
 
-def create_realtime_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
+def create_realtime_router(config: ServerConfig, stats: ServerStats, keys: EphemeralKeys | None = None) -> APIRouter:
     router = APIRouter()
+    keys = keys if keys is not None else EphemeralKeys()
+    create_key_routes(router, config, keys)
 
     @router.websocket("/v1/realtime")
     async def realtime(ws: WebSocket) -> None:
-        if config.api_key is not None and ws.headers.get("authorization", "") != f"Bearer {config.api_key}":
-            await _deny(ws, 401, error_body("Incorrect or missing API key.", code="invalid_api_key"))
+        # a browser sends its key and dialect as subprotocols (it cannot set headers): see labkit.ephemeral
+        credentials = handshake_credentials(ws.headers, ws.scope.get("subprotocols", []))
+        try:
+            minted = check_realtime_key(credentials.key, config.api_key, keys)
+        except KeyRefused as e:
+            await _deny(ws, e.status, error_body(e.message, code=e.code))
             return
-        model = ws.query_params.get("model") or "gpt-realtime"
+        preset = minted.session if minted is not None else {}
+        model = ws.query_params.get("model") or preset.get("model") or "gpt-realtime"
         try:
             profile = resolve_model(model).scaled(config.time_scale)
         except UnknownModelError:
             await _deny(ws, 404, error_body(f"The model `{model}` does not exist.", param="model",
                                             code="model_not_found"))
             return
-        beta = ws.headers.get("openai-beta", "").strip() == "realtime=v1"
-        await ws.accept()
+        session = RealtimeSession(model, beta=credentials.beta)
+        if minted is not None:                   # the session the key was minted for applies to this connection
+            session.configure(minted.session, beta=minted.beta)
+        await ws.accept(subprotocol=credentials.subprotocol)
         stats.ws_connections += 1
-        connection = _Connection(ws, RealtimeSession(model, beta=beta), profile, config)
+        connection = _Connection(ws, session, profile, config)
         try:
             await connection.run()
         finally:
@@ -130,12 +141,19 @@ class _Connection:
         try:
             max_tokens = None if order.max_output_tokens == "inf" else int(order.max_output_tokens)
             try:
-                plan = await plan_reply(order.messages, self.profile, max_tokens)
+                if order.tool_calls:              # the machine decided to call functions: stream their arguments
+                    plan = plan_tool_calls(order.tool_calls, order.messages, self.profile)
+                else:
+                    plan = await plan_reply(order.messages, self.profile, max_tokens)
             except ContextLengthExceeded as e:
                 await self.emit(session.fail_response(order.response_id, str(e), code="context_length_exceeded",
                                                       type="invalid_request_error"))
                 return
-            if order.modalities == ("text",):
+            if plan.tool_calls:
+                for token, due, k in zip(plan.tokens, plan.due_s, plan.call_of_token):
+                    await asyncio.sleep(max(0.0, start + due - loop.time()))
+                    await self.emit(session.arguments_delta(order.response_id, k, token))
+            elif order.modalities == ("text",):
                 for token, due in zip(plan.tokens, plan.due_s):
                     await asyncio.sleep(max(0.0, start + due - loop.time()))
                     await self.emit(session.text_delta(order.response_id, token))
@@ -185,12 +203,12 @@ class _Connection:
             text = await asr.transcribe_async(order.audio, SAMPLE_RATE)
         except asr.ASRUnavailable as e:          # not installed, or busy (a bounded queue): say so at once
             await self.emit(self.session.transcription_failed(order.item_id, str(e)))
-            return
         except Exception:
             log.exception("transcribing %s failed", order.item_id)
             await self.emit(self.session.transcription_failed(order.item_id, "The speech recogniser failed."))
-            return
-        await self.emit(self.session.transcription_done(order.item_id, text, time.perf_counter() - t0))
+        else:
+            await self.emit(self.session.transcription_done(order.item_id, text, time.perf_counter() - t0))
+        self.carry_out(self.session.take_orders())    # a response that waited for this transcript starts now
 
     async def close(self) -> None:
         for task in list(self.tasks):
