@@ -32,6 +32,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .ephemeral import KEY_SUBPROTOCOL
+
 __all__ = ["Authenticator", "Identity", "issue_user_token", "is_loopback", "check_bind", "token_from", "USER_NAME",
            "INSTRUCTOR", "STUDENT", "CLASS", "RESERVED_NAMES"]
 
@@ -86,11 +88,15 @@ def issue_user_token(secret: str, name: str) -> str:
 
 
 def token_from(headers, query) -> str | None:
-    """The bearer token of a request: the ``Authorization`` header, else the ``token`` query parameter."""
+    """The bearer token of a request: the ``Authorization`` header, else a WebSocket handshake's
+    ``openai-insecure-api-key.<key>`` subprotocol (how a browser sends a key), else the ``token``
+    query parameter."""
     header = headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
-    return query.get("token") or None
+    offered = (p.strip() for p in headers.get("sec-websocket-protocol", "").split(","))
+    key = next((p[len(KEY_SUBPROTOCOL):] for p in offered if p.startswith(KEY_SUBPROTOCOL)), None)
+    return key or query.get("token") or None
 
 
 def _same(a: str, b: str) -> bool:

@@ -97,6 +97,17 @@ class EphemeralKeys:
             raise KeyRefused("The ephemeral key has expired. Mint a new one with POST /v1/realtime/client_secrets.")
         return found
 
+    def is_valid(self, value: str) -> bool:
+        """Whether ``value`` is a key this store minted and has not expired (for the server's one
+        authentication check: a valid ephemeral key stands for the server's own credentials)."""
+        if not value.startswith(PREFIX):
+            return False
+        try:
+            self.lookup(value)
+        except KeyRefused:
+            return False
+        return True
+
     def __len__(self) -> int:
         return len(self._keys)
 

@@ -264,3 +264,21 @@ async def test_a_web_page_cannot_drive_a_loopback_server(server):
     async with websockets.connect(server.ws_url + "/ws/chat", origin=server.url) as ws:
         await ws.send('{"type": "ping"}')
         assert json.loads(await ws.recv()) == {"type": "pong"}
+
+
+async def test_a_browser_with_an_ephemeral_key_passes_the_networked_servers_token_check(networked):
+    """A page on a class server holds no class token: it gets an ephemeral key from a server that
+    does, and opens /v1/realtime the browser way (subprotocols only, no header, no query)."""
+    async with httpx.AsyncClient(base_url=networked.url) as client:
+        r = await client.post("/v1/realtime/client_secrets", json={"expires_after": {"seconds": 60}},
+                              headers={"Authorization": f"Bearer {SECRET}"})
+        assert r.status_code == 200, r.text
+        key = r.json()["value"]
+        assert (await client.post("/v1/realtime/client_secrets", json={})).status_code == 401   # minting needs the token
+    url = networked.ws_url + "/v1/realtime?model=gpt-realtime"
+    async with websockets.connect(url, subprotocols=["realtime", "openai-insecure-api-key." + key]) as ws:
+        assert ws.subprotocol == "realtime"
+        assert json.loads(await ws.recv())["type"] == "session.created"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(url, subprotocols=["realtime", "openai-insecure-api-key.ek_not-a-key"])
+    assert refused.value.response.status_code == 403

@@ -22,7 +22,7 @@ from .chat import create_chat_router
 from .connections import ConnectionManager
 from .model_api import create_model_router, openai_error_response
 from .realtime import create_realtime_router
-from ..auth import Authenticator
+from ..auth import Authenticator, Identity
 from ..ephemeral import EphemeralKeys
 from ..rooms.broker import make_broker
 from .admin import create_admin_router
@@ -37,6 +37,9 @@ from .upstream import Upstream
 __all__ = ["create_app"]
 
 log = logging.getLogger("labkit.server")
+
+#: Who a request made with an ephemeral Realtime key is (the key names no person).
+EPHEMERAL_USER = "realtime-key"
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -84,7 +87,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     app.include_router(create_model_router(config, stats))
     app.include_router(create_chat_router(config, stats, upstream, manager, hub))
-    app.state.realtime_keys = EphemeralKeys()             # ephemeral Realtime keys (labkit.ephemeral)
+    app.state.realtime_keys = keys = EphemeralKeys()      # ephemeral Realtime keys (labkit.ephemeral)
+    # a page that was handed an ephemeral key may use it wherever a key is required (the token of a
+    # networked server included): it was minted by someone who held a valid credential, and expires
+    authenticator.add_verifier(lambda token: Identity(EPHEMERAL_USER) if keys.is_valid(token) else None)
     app.include_router(create_realtime_router(config, stats, app.state.realtime_keys))
     app.include_router(create_room_router(config, rooms))
     app.include_router(create_admin_router(config, participants, app.state))
