@@ -30,6 +30,7 @@ from .participants import Participants
 from .rooms import RoomHub, create_room_router
 from .state import ServerConfig, ServerStats
 from .streamhub import StreamHub
+from .voice import create_voice_router
 from .upstream import Upstream
 
 __all__ = ["create_app"]
@@ -79,6 +80,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.include_router(create_realtime_router(config, stats))
     app.include_router(create_room_router(config, rooms))
     app.include_router(create_admin_router(config, participants, app.state))
+    app.include_router(create_voice_router(config))
 
     app.mount("/app", StaticFiles(directory=STATIC_DIR, html=True), name="browser-client")
 
