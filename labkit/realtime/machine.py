@@ -161,6 +161,15 @@ class RealtimeSession:
             return [self.error(e, event_id)], []
 
     # -------------------------------------------------------------------------------- session
+    def configure(self, session: dict, *, beta: bool) -> None:
+        """Start from a preset session (an ephemeral key's, in the dialect it was minted in), before
+        :meth:`opened`; RealtimeError if it is invalid."""
+        dialect, self.beta = self.beta, beta
+        try:
+            self._on_session_update({"session": session})
+        finally:
+            self.beta = dialect
+
     def _on_session_update(self, event: dict):
         if "session" not in event:
             raise RealtimeError("missing_required_parameter", "Missing required parameter: 'session'.", "session")
@@ -344,18 +353,33 @@ class RealtimeSession:
                 raise RealtimeError("missing_required_parameter", f"Missing required parameter: '{name}'.", name)
         item = self._find(event["item_id"])
         end_ms = event["audio_end_ms"]
+        if not isinstance(end_ms, int) or isinstance(end_ms, bool) or end_ms < 0:
+            raise RealtimeError("invalid_value", "Invalid 'audio_end_ms': expected a non-negative integer.",
+                                "audio_end_ms")
+        events, orders = [], []
+        r = self.response
+        if r is not None and r.item_id == item["id"]:
+            # the answer is still being generated (and played): truncate what exists so far, and stop
+            # the rest, which nobody will hear (the Agents SDK's interrupt() sends only this event)
+            if r.modalities != ("audio",):
+                raise RealtimeError("invalid_value", "Only assistant audio items can be truncated.", "item_id")
+            if end_ms > self._ms(r.audio_samples):
+                raise RealtimeError("invalid_value", f"Invalid 'audio_end_ms': the item has "
+                                                     f"{self._ms(r.audio_samples)} ms of audio so far.", "audio_end_ms")
+            events, orders = self.cancel_response("client_cancelled")
         part = item["content"][0] if item.get("role") == "assistant" and item["content"] else None
         if part is None or part.get("type") != "output_audio":
             raise RealtimeError("invalid_value", "Only assistant audio items can be truncated.", "item_id")
-        if not isinstance(end_ms, int) or isinstance(end_ms, bool) or end_ms < 0 or end_ms > part.get("_audio_ms", 0):
+        if end_ms > part.get("_audio_ms", 0):
             raise RealtimeError("invalid_value", f"Invalid 'audio_end_ms': the item has {part.get('_audio_ms', 0)} ms "
                                                  f"of audio.", "audio_end_ms")
         heard = [w for w, start_ms in part.get("_words", []) if start_ms < end_ms]
         part["transcript"] = "".join(heard)
         part["_audio_ms"] = end_ms
         part["_words"] = [(w, s) for w, s in part.get("_words", []) if s < end_ms]
-        return [self._event("conversation.item.truncated", item_id=item["id"], content_index=event["content_index"],
-                            audio_end_ms=end_ms)], []
+        events.append(self._event("conversation.item.truncated", item_id=item["id"],
+                                  content_index=event["content_index"], audio_end_ms=end_ms))
+        return events, orders
 
     # -------------------------------------------------------------------------------- responses
     def _response_object(self, r: _Response, status: str, output: list, details=None, usage=None) -> dict:

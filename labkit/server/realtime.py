@@ -24,10 +24,12 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
 from ..audio.pcm import resample
+from ..ephemeral import EphemeralKeys, KeyRefused, check_realtime_key, handshake_credentials
 from ..model import UnknownModelError, plan_completion, resolve_model
 from ..protocol.openai_chat import error_body
 from ..realtime.machine import CancelResponse, RealtimeSession, StartResponse, StartTranscription
 from ..realtime.session import ESPEAK_VOICE_FOR, SAMPLE_RATE
+from .realtime_keys import create_key_routes
 from .state import ServerConfig, ServerStats
 
 __all__ = ["create_realtime_router"]
@@ -35,25 +37,34 @@ __all__ = ["create_realtime_router"]
 AUDIO_CHUNK_MS = 100
 
 
-def create_realtime_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
+def create_realtime_router(config: ServerConfig, stats: ServerStats, keys: EphemeralKeys | None = None) -> APIRouter:
     router = APIRouter()
+    keys = keys if keys is not None else EphemeralKeys()
+    create_key_routes(router, config, keys)
 
     @router.websocket("/v1/realtime")
     async def realtime(ws: WebSocket) -> None:
-        if config.api_key is not None and ws.headers.get("authorization", "") != f"Bearer {config.api_key}":
-            await _deny(ws, 401, error_body("Incorrect or missing API key.", code="invalid_api_key"))
+        # a browser sends its key and dialect as subprotocols (it cannot set headers): see labkit.ephemeral
+        credentials = handshake_credentials(ws.headers, ws.scope.get("subprotocols", []))
+        try:
+            minted = check_realtime_key(credentials.key, config.api_key, keys)
+        except KeyRefused as e:
+            await _deny(ws, e.status, error_body(e.message, code=e.code))
             return
-        model = ws.query_params.get("model") or "gpt-realtime"
+        preset = minted.session if minted is not None else {}
+        model = ws.query_params.get("model") or preset.get("model") or "gpt-realtime"
         try:
             profile = resolve_model(model).scaled(config.time_scale)
         except UnknownModelError:
             await _deny(ws, 404, error_body(f"The model `{model}` does not exist.", param="model",
                                             code="model_not_found"))
             return
-        beta = ws.headers.get("openai-beta", "").strip() == "realtime=v1"
-        await ws.accept()
+        session = RealtimeSession(model, beta=credentials.beta)
+        if minted is not None:                   # the session the key was minted for applies to this connection
+            session.configure(minted.session, beta=minted.beta)
+        await ws.accept(subprotocol=credentials.subprotocol)
         stats.ws_connections += 1
-        connection = _Connection(ws, RealtimeSession(model, beta=beta), profile, config)
+        connection = _Connection(ws, session, profile, config)
         try:
             await connection.run()
         finally:
