@@ -93,6 +93,7 @@ class LabPlayback extends AudioWorkletProcessor {
     this.cur = null; this.pos = 0;
     this.items = {};                                      // item -> {played, nonSilent}
     this.lastReport = 0;
+    this.stopped = null;
     this.port.onmessage = (e) => this.onMessage(e.data);
   }
 
@@ -110,14 +111,16 @@ class LabPlayback extends AudioWorkletProcessor {
                       this.queue.reduce((a, c) => a + c.pcm.length, 0);
       this.cur = null; this.queue = []; this.pos = 0;
       const s = item ? this.stats(item) : { played: 0, nonSilent: 0 };
-      this.port.postMessage({ type: "stopped", reason: m.reason, item: item || null, played: s.played,
-                              nonSilent: s.nonSilent, dropped, time: currentTime });
+      // reported from the next quantum, the first one that is silent: its start is when the sound stopped
+      this.stopped = { type: "stopped", reason: m.reason, item: item || null, played: s.played,
+                       nonSilent: s.nonSilent, dropped };
     }
   }
 
   process(inputs, outputs) {
     const out = outputs[0][0];
     let wrote = false;
+    if (this.stopped) { this.port.postMessage({ ...this.stopped, time: currentTime }); this.stopped = null; }
     for (let i = 0; i < out.length; i++) {
       if (!this.cur || Math.floor(this.pos) >= this.cur.pcm.length) {
         if (this.cur) this.pos -= this.cur.pcm.length;

@@ -180,7 +180,8 @@
       const b = voice.bargeIns[voice.bargeIns.length - 1];
       if (!b || b.stoppedAt != null) return;
       b.stoppedAt = heardAt(m.time);
-      b.stopDelayMs = (m.time - b.contextTime) * 1000;
+      b.stopDelayMs = (m.time - b.contextTime) * 1000;        // audio clock: to the first silent quantum
+      b.stopAckMs = performance.now() - b.at;                 // wall clock: until the page heard back
       b.item = m.item || b.item;
       b.played = m.played; b.nonSilent = m.nonSilent; b.dropped = m.dropped;
       if (b.item) {
@@ -198,7 +199,7 @@
     if (!playback || !playing()) return false;
     const current = Object.keys(voice.items).find((id) => !interrupted.has(id) && voice.items[id].received > voice.items[id].played);
     voice.bargeIns.push({ reason, at: performance.now(), contextTime: ctx.currentTime, item: current,
-                          stoppedAt: null, stopDelayMs: null, audioEndMs: null, serverAudioEndMs: null });
+                          stoppedAt: null, stopDelayMs: null, stopAckMs: null, audioEndMs: null, serverAudioEndMs: null });
     playback.port.postMessage({ type: "stop", reason });
     // With server VAD's interrupt_response the server cancels the answer itself; the button must ask.
     if (reason === "button" && voice.response) send({ type: "response.cancel" });
@@ -311,5 +312,5 @@
   $v("voice-start").addEventListener("click", start);
   $v("voice-stop").addEventListener("click", () => { setState("stopped"); stop(); });
   $v("voice-interrupt").addEventListener("click", () => interrupt("button"));
-  voice.start = start; voice.stop = stop; voice.interrupt = interrupt;
+  voice.start = start; voice.stop = stop; voice.interrupt = interrupt; voice.timeOfSample = timeOfSample;
 })();
