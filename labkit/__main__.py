@@ -56,7 +56,7 @@ def _classroom(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)       # stop cleanly on SIGTERM too
     return _run_server(run_classroom, args.host, args.port, args.token or os.environ.get("LAB_TOKEN") or None,
-                       not args.no_qr, os.environ.get("LAB_INSTRUCTOR_KEY") or None)
+                       not args.no_qr, os.environ.get("LAB_INSTRUCTOR_KEY") or None, args.https)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--port", type=int, default=8000, help="the port students reach (0: any free port)")
     c.add_argument("--token", default=None, help="the class token (default: $LAB_TOKEN, else a fresh random one)")
     c.add_argument("--no-qr", action="store_true", help="do not print the QR code")
+    c.add_argument("--https", action="store_true",
+                   help="serve over https with a self-signed certificate made now (phones need it for the microphone)")
     c.set_defaults(func=_classroom)
 
     from .bench import BENCHMARKS

@@ -96,8 +96,11 @@ class Classroom:
     """The running classroom: ``.join_url``, ``.token``, ``.server`` (the LabServer), ``.stop()``."""
 
     def __init__(self, host: str = "0.0.0.0", port: int = 8000, token: str | None = None,
-                 config: ServerConfig | None = None, instructor_key: str | None = None):
+                 config: ServerConfig | None = None, instructor_key: str | None = None, https: bool = False):
         self.host, self.port = host, port
+        self.https = https                     # phones need a secure page for the microphone (labkit.tls)
+        self.certificate = None
+        self.tls_front = None
         self.token = token or secrets.token_urlsafe(12)
         #: The instructor's own secret (``/lab/admin/*``); never in the join link, never on a student's screen.
         self.instructor_key = instructor_key or secrets.token_urlsafe(18)
@@ -122,9 +125,17 @@ class Classroom:
         self.server.start()
         self._thread = threading.Thread(target=self._loop.run_forever, name="classroom-netem", daemon=True)
         self._thread.start()
-        self.proxy = NetemProxy(self.server.port, PROFILES["lan"], host=self.host, port=self.port)
+        if self.https:                         # TLS on the classroom's address, then the emulator, then the lab
+            from .tls import TLSFront, self_signed
+            self.certificate = self_signed([self.address])
+            self.proxy = NetemProxy(self.server.port, PROFILES["lan"])
+        else:
+            self.proxy = NetemProxy(self.server.port, PROFILES["lan"], host=self.host, port=self.port)
         try:
             asyncio.run_coroutine_threadsafe(self.proxy.__aenter__(), self._loop).result(10)
+            if self.https:
+                self.tls_front = TLSFront(self.proxy.port, self.certificate, host=self.host, port=self.port)
+                asyncio.run_coroutine_threadsafe(self.tls_front.__aenter__(), self._loop).result(10)
         except OSError as e:
             self.stop()
             raise OSError(e.errno, f"cannot listen on {self.host}:{self.port}: {e.strerror}. Is another server "
@@ -141,11 +152,13 @@ class Classroom:
 
     @property
     def join_url(self) -> str:
-        return f"http://{self.address}:{self.proxy.port}/?token={self.token}"
+        return f"{self.url}/?token={self.token}"
 
     @property
     def url(self) -> str:
         """The classroom's address without the token (what the instructor's dashboard talks to)."""
+        if self.tls_front is not None:
+            return f"https://{self.address}:{self.tls_front.port}"
         return f"http://{self.address}:{self.proxy.port}"
 
     def set_network(self, profile: str) -> None:
@@ -153,6 +166,8 @@ class Classroom:
         self._loop.call_soon_threadsafe(self.proxy.set_profile, PROFILES[profile])
 
     def stop(self) -> None:
+        if self.tls_front is not None and self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.tls_front.close(), self._loop).result(10)
         if self.proxy is not None and self._loop.is_running():
             asyncio.run_coroutine_threadsafe(self.proxy.close(), self._loop).result(10)
         if self._loop.is_running():
@@ -176,17 +191,20 @@ class Classroom:
                  f"Instructor key (keep it to yourself; it is not in the join link): {self.instructor_key}",
                  "  open notebooks/10_instructor_dashboard.ipynb and give it this key (LAB_INSTRUCTOR_KEY),",
                  f"  or use the server directly at {self.url}. Ctrl+C to stop."]
+        if self.certificate is not None:
+            from .tls import https_banner
+            lines[3:3] = https_banner(self.certificate)
         if qr:
             lines[1:1] = ["", qr_terminal(self.join_url)]
         return "\n".join(lines)
 
 
 def run_classroom(host: str, port: int, token: str | None, qr: bool = True,
-                  instructor_key: str | None = None) -> None:
+                  instructor_key: str | None = None, https: bool = False) -> None:
     """The foreground ``python -m labkit classroom``: print the join link and serve until Ctrl+C."""
     import time
 
-    with Classroom(host=host, port=port, token=token, instructor_key=instructor_key) as room:
+    with Classroom(host=host, port=port, token=token, instructor_key=instructor_key, https=https) as room:
         print(room.banner(qr=qr), flush=True)
         try:
             while True:

@@ -625,6 +625,13 @@ class RealtimeSession:
         details = {"type": "failed", "error": {"type": type, "code": code}}
         return [self.error(err)] + self._close(response_id, "failed", details)
 
+    def output_buffer_event(self, kind: str, response_id: str) -> dict:
+        """``output_audio_buffer.started`` / ``stopped`` / ``cleared`` (``kind``): sent by a transport
+        that plays the audio itself (WebRTC, :mod:`labkit.server.webrtc`), when playback does that."""
+        if kind not in ("started", "stopped", "cleared"):
+            raise ValueError(kind)
+        return self._event(f"output_audio_buffer.{kind}", response_id=response_id)
+
     def cancel_response(self, reason: str, response_id: str | None = None) -> tuple[list[dict], list]:
         r = self.response
         if r is None or (response_id is not None and response_id != r.id):

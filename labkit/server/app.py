@@ -22,6 +22,7 @@ from .chat import create_chat_router
 from .connections import ConnectionManager
 from .model_api import create_model_router, openai_error_response
 from .realtime import create_realtime_router
+from .webrtc import create_webrtc_router
 from ..auth import Authenticator, Identity
 from ..ephemeral import EphemeralKeys
 from ..rooms.broker import make_broker
@@ -32,6 +33,7 @@ from .participants import Participants
 from .rooms import RoomHub, create_room_router
 from .state import ServerConfig, ServerStats
 from .streamhub import StreamHub
+from .voice import create_voice_router
 from .upstream import Upstream
 
 __all__ = ["create_app"]
@@ -92,8 +94,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     # networked server included): it was minted by someone who held a valid credential, and expires
     authenticator.add_verifier(lambda token: Identity(EPHEMERAL_USER) if keys.is_valid(token) else None)
     app.include_router(create_realtime_router(config, stats, app.state.realtime_keys))
+    app.include_router(create_webrtc_router(config, app.state.realtime_keys))   # WebRTC: /v1/realtime/calls
     app.include_router(create_room_router(config, rooms))
     app.include_router(create_admin_router(config, participants, app.state))
+    app.include_router(create_voice_router(config))
 
     app.mount("/app", StaticFiles(directory=STATIC_DIR, html=True), name="browser-client")
 

@@ -35,7 +35,7 @@ from .planning import ContextLengthExceeded, plan_reply
 from .realtime_keys import create_key_routes
 from .state import ServerConfig, ServerStats
 
-__all__ = ["create_realtime_router"]
+__all__ = ["create_realtime_router", "open_session", "SessionRefused", "SessionDriver"]
 
 AUDIO_CHUNK_MS = 100
 log = logging.getLogger("labkit.server.realtime")
@@ -51,31 +51,66 @@ def create_realtime_router(config: ServerConfig, stats: ServerStats, keys: Ephem
         # a browser sends its key and dialect as subprotocols (it cannot set headers): see labkit.ephemeral
         credentials = handshake_credentials(ws.headers, ws.scope.get("subprotocols", []))
         try:
-            minted = check_realtime_key(credentials.key, config.api_key, keys)
-        except KeyRefused as e:
-            await _deny(ws, e.status, error_body(e.message, code=e.code))
+            session, profile = open_session(credentials.key, credentials.beta, ws.query_params.get("model"),
+                                            config, keys)
+        except SessionRefused as e:
+            await _deny(ws, e.status, e.body)
             return
-        preset = minted.session if minted is not None else {}
-        model = ws.query_params.get("model") or preset.get("model") or "gpt-realtime"
-        try:
-            profile = resolve_model(model).scaled(config.time_scale)
-        except UnknownModelError:
-            await _deny(ws, 404, error_body(f"The model `{model}` does not exist.", param="model",
-                                            code="model_not_found"))
-            return
-        session = RealtimeSession(model, beta=credentials.beta)
-        if minted is not None:                   # the session the key was minted for applies to this connection
-            session.configure(minted.session, beta=minted.beta)
         await ws.accept(subprotocol=credentials.subprotocol)
         stats.ws_connections += 1
-        connection = _Connection(ws, session, profile, config)
+        lock = asyncio.Lock()
+
+        async def send(events: list[dict]) -> None:
+            async with lock:                      # a batch (e.g. a cancellation's closing events) stays together
+                for event in events:
+                    await ws.send_text(json.dumps(event))
+
+        connection = SessionDriver(send, session, profile, config)
         try:
-            await connection.run()
+            await connection.emit(session.opened())
+            while True:
+                try:
+                    frame = await ws.receive()
+                except WebSocketDisconnect:
+                    break
+                if frame["type"] == "websocket.disconnect":
+                    break
+                await connection.feed(frame.get("text") if frame.get("text") is not None else frame.get("bytes", b""))
         finally:
             await connection.close()
             stats.ws_connections -= 1
 
     return router
+
+
+class SessionRefused(Exception):
+    """A Realtime connection refused before it opens: HTTP ``status`` with an OpenAI error ``body``."""
+
+    def __init__(self, status: int, body: dict):
+        super().__init__(body["error"]["message"])
+        self.status, self.body = status, body
+
+
+def open_session(key: str | None, beta: bool, model: str | None, config: ServerConfig,
+                 keys: EphemeralKeys) -> tuple[RealtimeSession, object]:
+    """The checks every Realtime transport makes before it opens (the key, the model), and the session
+    they open: an ephemeral key's preset session applied. Returns (session, model profile), or raises
+    :class:`SessionRefused`. Shared by the WebSocket route and WebRTC's ``/v1/realtime/calls``."""
+    try:
+        minted = check_realtime_key(key, config.api_key, keys)
+    except KeyRefused as e:
+        raise SessionRefused(e.status, error_body(e.message, code=e.code)) from None
+    preset = minted.session if minted is not None else {}
+    model = model or preset.get("model") or "gpt-realtime"
+    try:
+        profile = resolve_model(model).scaled(config.time_scale)
+    except UnknownModelError:
+        raise SessionRefused(404, error_body(f"The model `{model}` does not exist.", param="model",
+                                             code="model_not_found")) from None
+    session = RealtimeSession(model, beta=beta)
+    if minted is not None:                       # the session the key was minted for applies to this connection
+        session.configure(minted.session, beta=minted.beta)
+    return session, profile
 
 
 async def _deny(ws: WebSocket, status: int, body: dict) -> None:
@@ -86,36 +121,31 @@ async def _deny(ws: WebSocket, status: int, body: dict) -> None:
         await ws.close(code=1008)
 
 
-class _Connection:
-    def __init__(self, ws: WebSocket, session: RealtimeSession, profile, config: ServerConfig):
-        self.ws, self.session, self.profile, self.config = ws, session, profile, config
-        self.send_lock = asyncio.Lock()
+class SessionDriver:
+    """Drives one :class:`RealtimeSession` for any transport: feeds it client events, carries out its
+    work orders (replies, transcriptions) and hands every server event batch to ``send_events``.
+
+    The WebSocket route sends the batch as text frames; WebRTC (:mod:`labkit.server.webrtc`) sends it
+    on the ``oai-events`` data channel and plays the audio deltas on its audio track instead."""
+
+    def __init__(self, send_events, session: RealtimeSession, profile, config: ServerConfig):
+        self.send_events, self.session, self.profile, self.config = send_events, session, profile, config
         self.reply: asyncio.Task | None = None
         self.tasks: set[asyncio.Task] = set()
 
     async def emit(self, events: list[dict]) -> None:
         if events:
-            async with self.send_lock:           # a batch (e.g. a cancellation's closing events) stays together
-                for event in events:
-                    await self.ws.send_text(json.dumps(event))
+            await self.send_events(events)
 
-    async def run(self) -> None:
-        await self.emit(self.session.opened())
-        while True:
-            try:
-                frame = await self.ws.receive()
-            except WebSocketDisconnect:
-                return
-            if frame["type"] == "websocket.disconnect":
-                return
-            raw = frame.get("text") if frame.get("text") is not None else frame.get("bytes", b"")
-            transcribing = self.session.config.transcription is not None
-            events, orders = self.session.receive(raw)        # never raises: a bad frame is an error event
-            await self.emit(events)
-            self.carry_out(orders)
-            if not transcribing and self.session.config.transcription is not None:
-                from ..audio import asr
-                asr.warm_up()                     # the recogniser's process starts now, not mid-turn
+    async def feed(self, raw: str | bytes) -> None:
+        """One client event (a frame's text) in."""
+        transcribing = self.session.config.transcription is not None
+        events, orders = self.session.receive(raw)        # never raises: a bad frame is an error event
+        await self.emit(events)
+        self.carry_out(orders)
+        if not transcribing and self.session.config.transcription is not None:
+            from ..audio import asr
+            asr.warm_up()                     # the recogniser's process starts now, not mid-turn
 
     def carry_out(self, orders: list) -> None:
         for order in orders:

@@ -1,7 +1,8 @@
-"""Notebook widgets (ipywidgets + matplotlib)."""
+"""Notebook widgets (ipywidgets + matplotlib; the browser microphone is an anywidget)."""
 
+from .browsermic import BrowserMicrophone
 from .chat import ChatBox
 from .dashboard import Dashboard
 from .rms import LiveVAD
 
-__all__ = ["ChatBox", "Dashboard", "LiveVAD"]
+__all__ = ["BrowserMicrophone", "ChatBox", "Dashboard", "LiveVAD"]

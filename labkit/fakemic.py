@@ -1,0 +1,94 @@
+"""A labelled WAV for Chromium's fake microphone, and where its labels fall in what a page captured.
+
+Chromium can replace the microphone with a file (``--use-fake-device-for-media-stream
+--use-fake-ui-for-media-stream --use-file-for-fake-audio-capture=<wav>``): the page's
+``getUserMedia`` then "hears" the file, at real-time pace, through the same audio processing
+(echo cancellation, noise suppression) as a real microphone. To check a voice page against the
+truth, :func:`fake_mic_wav` cuts utterances of the lab's labelled speech (``data/speech``) into a
+short script — lead-in silence, speech, a gap, more speech — and says where each one is.
+
+The capture does not necessarily begin at the file's first sample (the device starts when the
+page opens it), so :func:`locate` finds the file's offset in the captured audio by
+cross-correlation; the labels then map onto the input stream's clock, the clock the Realtime API's
+``audio_start_ms``/``audio_end_ms`` count in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .audio.pcm import resample
+from .audio.wav import write_wav
+from .speechdata import SAMPLE_RATE, load_clean
+
+__all__ = ["Line", "FakeMicScript", "fake_mic_wav", "locate", "chromium_fake_mic_args", "CHROMIUM_RATE"]
+
+#: The rate the WAV is written at (Chromium resamples whatever it reads; 48 kHz is its native capture rate).
+CHROMIUM_RATE = 48_000
+
+
+@dataclass(frozen=True)
+class Line:
+    """One utterance in the script: its text and where it is, in seconds from the file's start."""
+    text: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class FakeMicScript:
+    path: Path
+    lines: tuple[Line, ...]
+    duration_s: float
+    samples: np.ndarray            # the script at SAMPLE_RATE (16 kHz), for alignment
+
+    def at_rate(self, rate: int) -> np.ndarray:
+        return resample(self.samples, SAMPLE_RATE, rate)
+
+
+def fake_mic_wav(path: str | Path, utterance_indices: list[int], *, lead_s: float = 1.0, gaps_s: list[float] | None = None,
+                 tail_s: float = 6.0) -> FakeMicScript:
+    """Write ``lead_s`` of silence, then each chosen utterance of ``clean.wav`` separated by ``gaps_s``,
+    then ``tail_s`` of silence, as a 48 kHz mono PCM16 WAV at ``path``; return where each one is."""
+    audio, utterances = load_clean()
+    gaps = list(gaps_s) if gaps_s is not None else [2.0] * (len(utterance_indices) - 1)
+    if len(gaps) != len(utterance_indices) - 1:
+        raise ValueError("one gap between each pair of utterances")
+    rate = SAMPLE_RATE
+    pieces, lines, t = [np.zeros(int(lead_s * rate), np.int16)], [], lead_s
+    for k, i in enumerate(utterance_indices):
+        u = utterances[i]
+        speech = audio[int(u.start_s * rate): int(u.end_s * rate)]
+        lines.append(Line(u.text, t, t + speech.size / rate))
+        pieces.append(speech)
+        t += speech.size / rate
+        pause = gaps[k] if k < len(gaps) else tail_s
+        pieces.append(np.zeros(int(pause * rate), np.int16))
+        t += int(pause * rate) / rate
+    samples = np.concatenate(pieces)
+    path = Path(path)
+    write_wav(path, resample(samples, rate, CHROMIUM_RATE), CHROMIUM_RATE)
+    return FakeMicScript(path, tuple(lines), samples.size / rate, samples)
+
+
+def locate(captured: np.ndarray, script: FakeMicScript, rate: int) -> float:
+    """Seconds into ``captured`` (int16 at ``rate``) where the script's first sample is (may be negative
+    if the capture began after the file did). Found by FFT cross-correlation of the waveforms."""
+    ref = script.at_rate(rate).astype(np.float64)
+    cap = np.asarray(captured, dtype=np.float64)
+    n = 1 << int(np.ceil(np.log2(cap.size + ref.size)))
+    corr = np.fft.irfft(np.fft.rfft(cap, n) * np.conj(np.fft.rfft(ref, n)), n)
+    lag = int(np.argmax(corr))
+    if lag > n // 2:
+        lag -= n
+    return lag / rate
+
+
+def chromium_fake_mic_args(wav: str | Path, *, loop: bool = False) -> list[str]:
+    """Chromium flags that make ``wav`` the microphone and grant it without a prompt."""
+    file = f"{wav}" if loop else f"{wav}%noloop"
+    return ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-audio-capture={file}", "--autoplay-policy=no-user-gesture-required"]

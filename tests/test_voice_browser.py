@@ -1,0 +1,131 @@
+"""Voice mode of the lab's page in a real headless Chromium whose microphone is a labelled WAV.
+
+One browser, one page, one conversation (short utterances, to stay within the CI budget):
+the fake microphone says utterance A, pauses, then says B while the answer to A is still playing
+(a barge-in), and the test presses Interrupt during the answer to B. Everything asserted is what
+the page measured or what the server said over the protocol, checked against the WAV's labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labkit.audio._sphinx import normalise
+from labkit.fakemic import chromium_fake_mic_args, fake_mic_wav, locate
+from labkit.services import ServiceUnavailable, ensure_binary
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+RATE = 24_000
+PREFIX_MS, SILENCE_MS = 300, 500          # what the page asks for in session.update
+EDGE_TOLERANCE_MS = 150
+
+
+@pytest.fixture(scope="module")
+def chromium_path():
+    try:
+        return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
+    except ServiceUnavailable as e:
+        pytest.skip(f"Chromium cannot be had here: {e}")
+
+
+def _words_found(heard: str, said: str) -> float:
+    h, s = set(normalise(heard).split()), normalise(said).split()
+    return sum(w in h for w in s) / len(s)
+
+
+@pytest.mark.timeout(240)
+async def test_a_spoken_conversation_with_barge_in_in_the_page(chromium_path, make_server, tmp_path):
+    # A: "Send a heartbeat every fifteen seconds." (2.2 s); B starts 3 s after A ends, during the answer
+    script = fake_mic_wav(tmp_path / "mic.wav", [1, 5], gaps_s=[3.0], tail_s=8.0)
+    server = make_server()
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS + chromium_fake_mic_args(script.path))
+        context = await browser.new_context(permissions=["microphone"])
+        page = await context.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(server.url + "/?name=ann&voicekeep=1")
+        await page.wait_for_function("window.lab && window.lab.ready === true && window.voice")
+        await page.click("#voice-start")
+        await page.wait_for_function("voice.state === 'listening' || voice.error", timeout=15_000)
+        assert await page.evaluate("voice.error") is None
+        assert await page.evaluate("voice.track.echoCancellation && voice.track.noiseSuppression")
+
+        # the barge-in: B's speech_started while A's answer plays; stopped, truncated, read back from the server
+        await page.wait_for_function("voice.bargeIns.length >= 1 && voice.bargeIns[0].serverAudioEndMs != null "
+                                     "&& voice.retrieved[voice.bargeIns[0].item]", timeout=40_000)
+        # B's turn: its answer sounds, then the Interrupt button cuts it
+        await page.wait_for_function("voice.turns.length >= 2 && voice.turns[1].firstSoundAt != null", timeout=30_000)
+        await page.click("#voice-interrupt")
+        await page.wait_for_function("voice.bargeIns.length >= 2 && voice.bargeIns[1].serverAudioEndMs != null "
+                                     "&& voice.retrieved[voice.bargeIns[1].item]", timeout=15_000)
+        await page.wait_for_function("voice.transcripts.filter(t => t.role === 'user').length >= 2", timeout=30_000)
+        v = await page.evaluate("({events: voice.events, turns: voice.turns, bargeIns: voice.bargeIns, "
+                                "items: voice.items, retrieved: voice.retrieved, transcripts: voice.transcripts, "
+                                "levels: voice.levels, meter: document.getElementById('voice-meter').style.width, "
+                                "latencyRows: document.querySelectorAll('#voice-latency tr').length})")
+        kept = np.array(await page.evaluate("voice.kept.flat()"), dtype=np.int16)
+        offset_s = locate(kept, script, RATE)
+        b_onset_at = await page.evaluate(f"voice.timeOfSample({round((offset_s + script.lines[1].start_s) * RATE)})")
+        await page.click("#voice-stop")
+        await browser.close()
+
+    assert errors == []
+    # ---- the server's VAD edges against the labels, on the input stream's clock
+    started = [e for e in v["events"] if e["type"] == "input_audio_buffer.speech_started"]
+    stopped = [e for e in v["events"] if e["type"] == "input_audio_buffer.speech_stopped"]
+    assert len(started) >= 2 and len(stopped) >= 2, v["events"]
+    edge_errors = []
+    for line, s, e in zip(script.lines, started, stopped):
+        edge_errors.append((s["audio_start_ms"] - (1000 * (offset_s + line.start_s) - PREFIX_MS),
+                            e["audio_end_ms"] - (1000 * (offset_s + line.end_s) + SILENCE_MS)))
+    print(f"capture offset {1000 * offset_s:.0f} ms; VAD edge errors (start, stop) ms: "
+          + ", ".join(f"({a:+.0f}, {b:+.0f})" for a, b in edge_errors))
+    assert all(abs(a) <= EDGE_TOLERANCE_MS and abs(b) <= EDGE_TOLERANCE_MS for a, b in edge_errors), edge_errors
+
+    # ---- both utterances transcribed (offline recogniser, after the browser's noise suppression)
+    users = [t for t in v["transcripts"] if t["role"] == "user"]
+    found = [_words_found(t["text"], line.text) for t, line in zip(users, script.lines)]
+    print("input transcripts:", [t["text"] for t in users], "words found:", found)
+    assert all(f >= 0.5 for f in found), (users, found)
+
+    # ---- the answer to A really sounded in the page, then the barge-in cut it
+    first, barge, button = v["turns"][0], v["bargeIns"][0], v["bargeIns"][1]
+    answer = v["items"][first["item"]]
+    print(f"answer to A: {answer['received']} samples received, {answer['played']} played, "
+          f"{answer['nonSilent']} not silent")
+    assert answer["nonSilent"] > RATE // 2                      # more than half a second of sound was played
+    assert barge["reason"] == "barge-in" and barge["item"] == first["item"]
+    b_started = started[1]
+    assert b_started["at"] <= barge["at"]                       # triggered by B's speech_started
+    print(f"barge-in: playback silent {barge['stopDelayMs']:.1f} ms (audio clock) after speech_started arrived, "
+          f"confirmed to the page after {barge['stopAckMs']:.1f} ms; truncated at {barge['audioEndMs']} ms of "
+          f"{1000 * answer['received'] // RATE} ms")
+    print(f"  (B's speech began {barge['stoppedAt'] - b_onset_at:.0f} ms before playback stopped: the detector "
+          f"wants 200 ms of speech before it is sure)")
+    assert 0 <= barge["stopDelayMs"] <= 150 and barge["stopAckMs"] <= 150
+    assert barge["played"] < answer["received"]                 # cut off mid-answer
+    assert barge["audioEndMs"] == barge["played"] * 1000 // RATE
+    assert barge["serverAudioEndMs"] == barge["audioEndMs"]     # the server truncated where the page stopped
+    heard = v["retrieved"][barge["item"]]["content"][0]["transcript"]
+    full = next(t["text"] for t in v["transcripts"] if t["role"] == "assistant" and t["item"] == barge["item"])
+    assert full.startswith(heard) and len(heard) < len(full)     # the conversation holds only what was heard
+
+    # ---- the Interrupt button does the same to B's answer
+    second = v["turns"][1]
+    assert button["reason"] == "button" and button["item"] == second["item"]
+    assert 0 <= button["stopDelayMs"] <= 150 and button["stopAckMs"] <= 150 and button["serverAudioEndMs"] == button["audioEndMs"]
+    assert v["items"][second["item"]]["nonSilent"] > 0
+
+    # ---- voice-to-voice latency and its parts, measured in the page
+    parts = first["parts"]
+    print(f"turn 1 voice-to-voice {first['voiceToVoiceMs']:.0f} ms: "
+          + ", ".join(f"{k} {val:.0f}" for k, val in parts.items()))
+    assert all(val >= 0 for val in parts.values()), parts
+    assert abs(parts["silence_wait_ms"] - SILENCE_MS) <= 150      # the detector's wait is what was asked for
+    assert first["voiceToVoiceMs"] == pytest.approx(sum(parts.values()), abs=1)
+    assert v["latencyRows"] >= 2 and v["levels"] > 100 and v["meter"].endswith("%")
