@@ -282,3 +282,19 @@ async def test_a_browser_with_an_ephemeral_key_passes_the_networked_servers_toke
     with pytest.raises(websockets.InvalidStatus) as refused:
         await websockets.connect(url, subprotocols=["realtime", "openai-insecure-api-key.ek_not-a-key"])
     assert refused.value.response.status_code == 403
+
+
+async def test_only_the_webrtc_signalling_route_takes_a_body_that_is_not_json(server):
+    """OpenAI's /v1/realtime/calls takes SDP (raw or multipart); every other route still wants JSON."""
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        for content_type in ("application/sdp", "multipart/form-data; boundary=x"):
+            r = await client.post("/v1/chat/completions", content=b"v=0", headers={"content-type": content_type})
+            assert r.status_code == 415, content_type
+            r = await client.post("/v1/realtime/calls?model=gpt-realtime", content=b"v=0",
+                                  headers={"content-type": content_type})
+            assert r.status_code != 415 and "error" in r.json(), (content_type, r.status_code)   # read, then judged
+        r = await client.post("/v1/realtime/calls?model=gpt-realtime", content=b"v=0", headers={"content-type": "text/plain"})
+        assert r.status_code == 415
+        r = await client.post("/v1/realtime/calls?model=gpt-realtime", content=b"v=0",
+                              headers={"content-type": "application/sdp", "origin": "http://evil.example"})
+        assert r.status_code == 403                                # a web page elsewhere still cannot

@@ -31,7 +31,8 @@ async def test_a_local_key_opens_the_lab_socket_the_browser_way(make_server):
         refused = await client.post("/lab/voice/session", json={})
         assert refused.status_code == 401                               # behind the class token like every /lab route
         r = await client.post("/lab/voice/session", json={}, headers={"Authorization": "Bearer class-token"})
-        bad = await client.post("/lab/voice/session", content=b"[1]", headers={"Authorization": "Bearer class-token"})
+        bad = await client.post("/lab/voice/session", content=b"[1]", headers={"Authorization": "Bearer class-token",
+                                                                               "Content-Type": "application/json"})
     assert bad.status_code == 400 and "error" in bad.json()
     body = r.json()
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"

@@ -11,7 +11,9 @@ can send requests to ``127.0.0.1`` as easily as to their own site:
   itself (nor in ``allowed_origins``) is refused. Programs that send no ``Origin`` are not browsers.
 * **Content-Type**: a state-changing request with a body must say ``application/json``. A web page
   can only send that cross-site after a CORS preflight, which this server never approves, so a
-  ``text/plain`` "simple request" can no longer flip a switch.
+  ``text/plain`` "simple request" can no longer flip a switch. The one exception is OpenAI's WebRTC
+  signalling route (:data:`OTHER_BODY_TYPES`), whose SDP offer comes as ``application/sdp`` or
+  ``multipart/form-data``; there the Origin check (and the key the route requires) stand guard.
 * **Size**: a body longer than ``max_body_bytes`` gets 413 at once when ``Content-Length`` says so,
   or as soon as that many bytes have arrived (chunked): the server never holds more than the limit.
 
@@ -26,7 +28,7 @@ from urllib.parse import urlsplit
 from ..auth import is_loopback
 from ..protocol.openai_chat import error_body
 
-__all__ = ["RequestGuard", "host_is_allowed", "origin_is_allowed"]
+__all__ = ["RequestGuard", "host_is_allowed", "origin_is_allowed", "body_type_is_allowed", "OTHER_BODY_TYPES"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -69,9 +71,22 @@ def origin_is_allowed(origin: str | None, host_header: str | None, allowed: tupl
     return host_header is not None and parts.netloc.lower() == host_header.strip().lower()
 
 
+#: Routes whose protocol defines a body that is not JSON: path -> the media types it takes.
+OTHER_BODY_TYPES = {"/v1/realtime/calls": ("application/sdp", "multipart/form-data")}
+
+
+def _media(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
+    media = _media(content_type)
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def body_type_is_allowed(path: str, content_type: str) -> bool:
+    """JSON everywhere, plus what :data:`OTHER_BODY_TYPES` lists for ``path``."""
+    return _is_json(content_type) or _media(content_type) in OTHER_BODY_TYPES.get(path, ())
 
 
 class RequestGuard:
@@ -96,7 +111,7 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         length = headers.get("content-length")
         has_body = (length not in (None, "0")) or "transfer-encoding" in headers
-        if has_body and not _is_json(headers.get("content-type", "")):
+        if has_body and not body_type_is_allowed(scope["path"], headers.get("content-type", "")):
             return await self._refuse(scope, send, 415, "The request body must be JSON: send it with "
                                                         "'Content-Type: application/json'.", "unsupported_media_type")
         if length is not None:
