@@ -203,6 +203,8 @@ class Scorecard(MutableMapping):
 
     def _save(self) -> None:
         data = {str(k): {"ok": r.ok, "message": r.message} for k, r in sorted(self._results.items()) if r.ok is not None}
+        if not data and not self.path.exists():
+            return                                     # nothing attempted yet: no file
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
         os.replace(tmp, self.path)                    # never a half-written file
