@@ -13,19 +13,26 @@ venv: $(STAMP)
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]' \
 	  || { echo "error: $(PYTHON) is older than 3.11; run e.g. 'make lab PYTHON=python3.12'"; exit 1; }
+	@echo "Setting up $(VENV) (the first time takes a minute or two; later runs skip this)..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	@# labkit itself, editable so that changes to labkit/ take effect; setuptools' boxed notice about
+	@# editable installs is for package authors, so its warnings are silenced here (errors still show)
+	@PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
+	@echo "Setup done."
 
+# Jupyter's start-up log is for administrators: warnings and errors only, and the link to open.
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00_orientation.ipynb
+	@echo "Starting JupyterLab on chapter 00 (it opens in your browser; if not, open the link below). Ctrl+C stops it."
+	@$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.log_level=WARN notebooks/00_orientation.ipynb
 
 # Two workers, one file each at a time (--dist loadfile): a notebook's cells must stay in one kernel.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider -n 2 --dist loadfile
+	@echo "Running the unit tests and every notebook (a few minutes)..."
+	@$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider -n 2 --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests

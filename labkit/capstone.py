@@ -22,7 +22,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 import random
+from collections.abc import MutableMapping
+from pathlib import Path
 
 import httpx
 import websockets
@@ -32,7 +35,7 @@ from .latency.metrics import request_metrics
 from .netem import NetemProxy
 from .speechdata import load_clean
 
-__all__ = ["check_step", "STEPS", "scorecard"]
+__all__ = ["check_step", "STEPS", "scorecard", "Scorecard"]
 
 STEPS = {1: "ask over WebSocket", 2: "cut voice into turns", 3: "TTFT and TPOT",
          4: "typing indicator", 5: "two users, one room", 6: "survive a disconnect"}
@@ -158,6 +161,58 @@ async def _step6(fn, server) -> tuple[bool, str]:
 _CHECKS = {1: _step1, 2: _step2, 3: _step3, 4: _step4, 5: _step5, 6: _step6}
 
 
+class Scorecard(MutableMapping):
+    """The capstone's ``results`` (step → :class:`Result`), kept in a small JSON file beside the notebook,
+    so restarting the kernel (or the server) does not forget the steps already passed.
+
+    Each check's latest result is saved as soon as it is stored; "not attempted yet" is not saved, so
+    it never hides an earlier pass. The file holds only the outcome and message of each step.
+    """
+
+    def __init__(self, path: str | os.PathLike = "09_capstone.scorecard.json"):
+        self.path = Path(path)
+        self._results: dict[int, Result] = {}
+        try:
+            saved = json.loads(self.path.read_text())
+            self._results = {int(k): Result(v["ok"], v["message"]) for k, v in saved.items() if int(k) in STEPS}
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError, AttributeError):   # a damaged file: start afresh, say so
+            print(f"{self.path.name} could not be read; starting a fresh scorecard")
+
+    def __getitem__(self, step: int) -> Result:
+        return self._results[step]
+
+    def __setitem__(self, step: int, result: Result) -> None:
+        if step not in STEPS:
+            raise KeyError(f"the capstone has steps {min(STEPS)} to {max(STEPS)}, not {step!r}")
+        if result.ok is None and step in self._results:
+            return                                     # "not attempted" never overwrites a real result
+        self._results[step] = result
+        self._save()
+
+    def __delitem__(self, step: int) -> None:
+        del self._results[step]
+        self._save()
+
+    def __iter__(self):
+        return iter(sorted(self._results))
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def _save(self) -> None:
+        data = {str(k): {"ok": r.ok, "message": r.message} for k, r in sorted(self._results.items()) if r.ok is not None}
+        if not data and not self.path.exists():
+            return                                     # nothing attempted yet: no file
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        os.replace(tmp, self.path)                    # never a half-written file
+
+    def __repr__(self) -> str:
+        return f"<Scorecard {self.path.name}: {sum(1 for r in self._results.values() if r.ok)} of {len(STEPS)} pass>"
+
+
 def scorecard(results: dict[int, Result], measured: dict | None = None) -> str:
     """A markdown scorecard: each step ✅/❌/✏️, then the learner's numbers beside the lab's."""
     lines = ["| step | | result |", "|---|---|---|"]
@@ -165,7 +220,7 @@ def scorecard(results: dict[int, Result], measured: dict | None = None) -> str:
         r = results.get(step)
         icon = {True: "✅", False: "❌", None: "✏️"}[r.ok if r is not None else None]
         lines.append(f"| {step} | {name} | {icon} |")
-    done = sum(1 for r in results.values() if r.ok)
+    done = sum(1 for step in STEPS if results.get(step) is not None and results.get(step).ok)
     lines.append(f"\n**{done} of {len(STEPS)} steps pass.**")
     if measured:
         lines += ["", "| measure | yours | the lab's client |", "|---|---|---|"]

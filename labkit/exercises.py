@@ -24,7 +24,7 @@ class Result:
     message: str
 
     def _repr_markdown_(self) -> str:
-        icon = {True: "✅", False: "❌", None: "✏️"}[self.ok]
+        icon = {True: "✅", False: "❌ Not yet:", None: "✏️"}[self.ok]
         return f"{icon} {self.message}"
 
     def __repr__(self) -> str:
@@ -252,20 +252,30 @@ def _select(answer, *, table: list, ttft_budget_ms: float) -> Result:
 
 # ----------------------------------------------------------------------------- chapter 07
 
+def _backoff_ceiling(attempt: int) -> float:
+    return min(5.0, 0.1 * 2 ** (attempt - 1))
+
+
 @exercise("07.backoff")
 def _backoff(answer) -> Result:
+    """Any jitter inside [0, ceiling] is right: AWS's *full jitter* uniform(0, ceiling) and *equal
+    jitter* ceiling/2 + uniform(0, ceiling/2) both are; the message names the one written."""
     random.seed(7)
     samples = {n: [answer(n) for _ in range(200)] for n in range(1, 12)}
     for n, values in samples.items():
-        ceiling = min(5.0, 0.1 * 2 ** (n - 1))
-        if not all(isinstance(v, (int, float)) for v in values):
+        ceiling = _backoff_ceiling(n)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             return _no("backoff(attempt) must return a number of seconds.")
-        if min(values) < ceiling / 2 - 1e-9 or max(values) > ceiling + 1e-9:
-            return _no(f"For attempt {n} the delay must lie between {ceiling / 2:.3g} and {ceiling:.3g} s "
-                       f"(got {min(values):.3g} to {max(values):.3g}).")
+        if min(values) < -1e-9 or max(values) > ceiling + 1e-9:
+            return _no(f"for attempt {n} the delay must lie between 0 and the ceiling min(5, 0.1 × 2^(n-1)) = "
+                       f"{ceiling:.3g} s, but yours ranged from {min(values):.3g} to {max(values):.3g} s.")
     if len({round(v, 9) for v in samples[3]}) < 20:
-        return _no("Every client gets the same delay: add jitter (random.uniform), or they reconnect in lockstep.")
-    return _ok("Right: growing, capped at 5 s, and jittered, so a restarted server is not hit by everyone at once.")
+        return _no("every client gets the same delay, so they all reconnect in lockstep. Add jitter: "
+                   "random.uniform(0, ceiling) (full jitter) or ceiling/2 + random.uniform(0, ceiling/2) (equal jitter).")
+    lowest = min(min(v) / _backoff_ceiling(n) for n, v in samples.items())
+    kind = "full jitter (AWS's uniform(0, ceiling))" if lowest < 0.25 else \
+        "equal jitter (half the ceiling, plus a random half)" if lowest >= 0.49 else "jitter"
+    return _ok(f"Right: growing, capped at 5 s, with {kind}, so a restarted server is not hit by everyone at once.")
 
 
 @exercise("07.resume_header")

@@ -20,7 +20,7 @@ def _functions(path: Path) -> dict:
     nb = nbformat.read(path, as_version=4)
     namespace: dict = {}
     setup = nb.cells[1].source
-    exec(setup[:setup.index("server = labkit.serve")], namespace)        # the imports; no server here
+    exec(setup[:setup.index("server = labkit.")], namespace)        # the imports; no server here
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and any(f"def {name}(" in cell.source for name in NAMES):
             filename = f"<{path.name} cell {i}>"      # as IPython does: the checks read the source back
@@ -90,3 +90,19 @@ async def test_classic_mistakes_fail_with_a_reason(solution, capstone_server):
         assert result.ok is False and words in result.message, (step, result.message)
     boom = await check_step(3, lambda arrivals: 1 / 0, capstone_server)
     assert boom.ok is False and "ZeroDivisionError" in boom.message
+
+
+def test_the_scorecard_survives_a_restart(tmp_path):
+    from labkit.capstone import Scorecard, scorecard
+    from labkit.exercises import Result
+
+    path = tmp_path / "09_capstone.scorecard.json"
+    results = Scorecard(path)
+    results[1] = Result(True, "Step 1: fine")
+    results[2] = Result(False, "Step 2: not yet")
+    results[1] = Result(None, "Step 1: not attempted yet")     # a re-run of an emptied cell keeps the pass
+    again = Scorecard(path)                                    # a new kernel, a new server
+    assert again[1] == Result(True, "Step 1: fine") and again[2].ok is False and 3 not in again
+    assert "**1 of 6 steps pass.**" in scorecard(again)
+    path.write_text("{not json")
+    assert len(Scorecard(path)) == 0                           # a damaged file is not fatal

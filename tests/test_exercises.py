@@ -35,6 +35,10 @@ def backoff_right(attempt):
     return random.uniform(ceiling / 2, ceiling)
 
 
+def backoff_full_jitter(attempt):                     # AWS's "Full Jitter": the textbook answer
+    return random.uniform(0, min(5.0, 0.1 * 2 ** (attempt - 1)))
+
+
 def backoff_no_jitter(attempt):
     return min(5.0, 0.1 * 2 ** (attempt - 1))
 
@@ -45,7 +49,8 @@ def backoff_uncapped(attempt):
 
 
 CASES = {
-    "07.backoff": ({}, backoff_right, [backoff_no_jitter, backoff_uncapped, lambda n: 1.0]),
+    "07.backoff": ({}, backoff_right, [backoff_no_jitter, backoff_uncapped, lambda n: 1.0,
+                                       lambda n: random.uniform(0, 5.0), lambda n: -backoff_right(n)]),
     "07.resume_header": ({}, "Last-Event-ID", ["X-Stream-Id", "Retry-After", None]),
     "08.newest": ({}, lambda ids: max(ids, key=lambda i: tuple(map(int, i.split("-")))), [max, min, lambda ids: ids[-1]]),
     "08.freeze": ({"measured": 812.5}, 812.5, [0.8125, 300, "812"]),
@@ -97,3 +102,15 @@ def test_chapter_04_checkers():
     low = check("04.threshold", 0.02)
     assert low.ok is False and "never ends" in low.message
     assert check("04.threshold", 0.6).ok is False and check("04.threshold", -1).ok is False
+
+
+def test_both_named_jitters_pass_and_say_which_they_are():
+    assert "equal jitter" in check("07.backoff", backoff_right).message
+    full = check("07.backoff", backoff_full_jitter)
+    assert full.ok is True and "full jitter" in full.message
+
+
+def test_a_wrong_answer_says_not_yet_and_why():
+    shown = check("00.finish_reason", "stop")._repr_markdown_()
+    assert shown.startswith("❌ Not yet: ") and "'stop' means" in shown
+    assert check("00.finish_reason", "length")._repr_markdown_().startswith("✅ Right")

@@ -65,3 +65,45 @@ def test_a_missing_peer_is_reported_not_fatal(monkeypatch):
     assert {"webrtcvad mode 0", "silero (onnx)"} <= set(missing)
     assert "pip install webrtcvad-wheels" in missing["webrtcvad mode 0"]
     assert any(d.name.startswith("labkit") for d in detectors)
+
+
+async def test_chat_box_answers_questions_submitted_from_another_thread_in_order(server):
+    """ipykernel 7 may run a widget's callback on another thread: both questions must still be answered,
+    on the box's own loop, each under its own question (the bug was the second one lost to
+    'Future attached to a different loop')."""
+    import threading
+    box = ChatBox(server.url)
+    futures = []
+    for question in ("What is a WebSocket?", "What is SSE?"):
+        thread = threading.Thread(target=lambda q=question: futures.append(box.submit(q)))
+        thread.start()
+        thread.join()
+    replies = [await asyncio.wrap_future(f) for f in futures]
+    assert [who for who, _ in box.transcript] == ["you", "assistant", "you", "assistant"], box.transcript
+    assert box.transcript[0][1] == "What is a WebSocket?" and box.transcript[2][1] == "What is SSE?"
+    assert "WebSocket" in replies[0] and "Server-Sent" in replies[1] and replies[0] != replies[1]
+    assert box.errors == [] and "first token after" in box._status.value
+    await box.close()
+
+
+async def test_chat_box_shows_a_connection_error_in_the_widget(make_server):
+    gone = make_server()
+    url = gone.url
+    gone.stop()
+    box = ChatBox(url)
+    reply = await asyncio.wrap_future(box.submit("hello?"))
+    assert box.transcript[-1][0] == "error" and reply == box.transcript[-1][1] and box.errors
+    assert "error:" in box._status.value and "color:#b00" in box._history.value
+
+
+async def test_live_vad_shows_a_source_error_in_its_status():
+    class Broken(ArraySource):
+        async def __aiter__(self):
+            yield np.zeros(320, np.int16)
+            raise OSError("the microphone went away")
+
+    scope = LiveVAD(Broken(np.zeros(16_000, np.int16)), VADConfig(threshold=0.02))
+    scope.start()
+    await asyncio.wrap_future(scope._task)
+    assert scope.error == "OSError: the microphone went away"
+    assert "the microphone went away" in scope.status.value and "color:#b00" in scope.status.value

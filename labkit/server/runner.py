@@ -3,11 +3,17 @@
 ``serve()`` binds a socket on a port the kernel chooses (port 0), so two notebooks, or two servers
 in one notebook, never collide. It waits until ``/health`` answers before returning, and
 ``stop()`` (or leaving the ``with`` block) shuts it down even while streams are still open.
+
+Notebooks use :func:`lab_server` instead: the kernel's own server, started on first use and the same
+one on every later call (a re-run cell, a second Run All), stopped when the kernel ends. So no chapter
+has to end by stopping what the learner is about to scroll back and use. :func:`stop_at_exit` gives
+anything else a chapter starts (a server in a child process, say) the same lifetime.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import socket
 import threading
@@ -24,7 +30,7 @@ from .protocols import uvicorn_options
 from .state import ServerConfig
 from .upstream import LOCAL_API_KEY
 
-__all__ = ["LabServer", "serve", "bind_socket", "run_forever"]
+__all__ = ["LabServer", "serve", "lab_server", "stop_at_exit", "bind_socket", "run_forever"]
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0, backlog: int = 2048) -> socket.socket:
@@ -163,6 +169,43 @@ def serve(config: ServerConfig | None = None, *, host: str = "127.0.0.1", port: 
     """
     config = replace(config or ServerConfig(), **options)
     return LabServer(config, host, port, http).start()
+
+
+_kernel_servers: dict[str, LabServer] = {}
+_stop_at_exit: list = []          # what to stop when this process (the notebook's kernel) ends, newest last
+
+
+def lab_server(**options) -> LabServer:
+    """This kernel's server for these ``options`` (:class:`ServerConfig` fields, as for :func:`serve`).
+
+    Started on first use and returned as is on every later call with the same options, so re-running
+    a chapter's first cell, or Run All twice, keeps one server and everything connected to it (widgets,
+    clients). It stops when the kernel ends (Kernel → Shut Down or Restart; closing JupyterLab). A
+    server stopped by hand is replaced by a fresh one on the next call.
+    """
+    key = repr(sorted(options.items()))
+    server = _kernel_servers.get(key)
+    if server is None or not server.running:
+        server = stop_at_exit(serve(**options))
+        _kernel_servers[key] = server
+    return server
+
+
+def stop_at_exit(resource):
+    """Call ``resource.stop()`` when this Python process ends (for a notebook: when its kernel ends);
+    returns ``resource``. Resources stop newest first, each at most once, and a failing stop does not
+    keep the others running."""
+    if not _stop_at_exit:
+        atexit.register(_stop_all)
+    _stop_at_exit.append(resource)
+    return resource
+
+
+def _stop_all() -> None:
+    while _stop_at_exit:
+        resource = _stop_at_exit.pop()
+        with contextlib.suppress(Exception):
+            resource.stop()
 
 
 def run_forever(config: ServerConfig, host: str, port: int, app_kind: str = "lab") -> None:

@@ -5,12 +5,16 @@ leaks, nothing is shown twice) and each frame is pushed into an ``ipywidgets.Ima
 ``clear_output``, so no flicker. The audio comes from any :class:`~labkit.audio.AudioSource`: the
 microphone when there is one, else a file at real-time pace. ``await scope.run(seconds=4)`` runs a
 bounded session (what CI does, headless); the Start and Stop buttons do the same interactively.
+Button callbacks hand the session to the loop the widget was made on (they may arrive on another
+thread), and an error in a session is shown in the widget's status line, never swallowed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
+import logging
 from collections import deque
 
 import ipywidgets as widgets
@@ -18,9 +22,12 @@ import numpy as np
 
 from ..audio.sources import AudioSource, open_input
 from ..vad import SpeechEnd, SpeechStart, VADConfig, VoiceActivityDetector
+from .loop import kernel_loop
 from .offscreen import OffscreenPlot
 
 __all__ = ["LiveVAD"]
+
+log = logging.getLogger(__name__)
 
 
 def _db(x) -> np.ndarray:
@@ -37,7 +44,9 @@ class LiveVAD:
         self.trace: deque[tuple[float, float, float, float]] = deque()   # (t, rms, start thr, stop thr)
         self.segments: list[list[float | None]] = []                      # [start_s, end_s or None]
         self.events: list[SpeechStart | SpeechEnd] = []
-        self._task: asyncio.Task | None = None
+        self._task = None                 # the Start button's session (a concurrent.futures.Future)
+        self._loop = kernel_loop()
+        self.error: str | None = None
         self._build_figure()
         self._build_controls()
 
@@ -77,8 +86,9 @@ class LiveVAD:
 
     # ----------------------------------------------------------------------------- running
     def start(self) -> None:
+        """What Start does: a session of up to ``max_seconds`` on the widget's loop (safe from any thread)."""
         if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self.run(self.max_seconds))
+            self._task = asyncio.run_coroutine_threadsafe(self.run(self.max_seconds), self._loop)
 
     def stop(self) -> None:
         if self._task is not None and not self._task.done():
@@ -86,6 +96,7 @@ class LiveVAD:
 
     async def run(self, seconds: float | None = None) -> list:
         """Feed the detector from the source for at most ``seconds`` (or until the source ends)."""
+        self.error = None
         limit = seconds if seconds is not None else self.max_seconds
         period, last_draw = 1.0 / self.fps, -1.0
         self.status.value = "<b>listening…</b>"
@@ -100,9 +111,15 @@ class LiveVAD:
                     break
         except asyncio.CancelledError:
             pass
+        except Exception as e:             # a missing microphone, a broken file: show it where the learner looks
+            self.error = f"{type(e).__name__}: {e}"
+            log.warning("live VAD: %s", self.error)
         finally:
-            self._render()
-            self.status.value = f"<i>stopped at {self.vad.time_s:.1f} s; {len(self.segments)} utterance(s)</i>"
+            with contextlib.suppress(Exception):
+                self._render()
+            stopped = f"stopped at {self.vad.time_s:.1f} s; {len(self.segments)} utterance(s)"
+            self.status.value = (f"<span style='color:#b00'>error: {html.escape(self.error)}</span> ({stopped})"
+                                 if self.error else f"<i>{stopped}</i>")
         return self.events
 
     def _feed(self, chunk: np.ndarray) -> None:

@@ -19,13 +19,20 @@ function tokenQuery() { return lab.token ? `token=${encodeURIComponent(lab.token
 function wsUrl(path) { return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`; }
 function backoff(attempt) { const cap = Math.min(2000, 100 * 2 ** attempt); return cap / 2 + Math.random() * cap / 2; }
 
+// Keep a log scrolled to its end while text streams in, unless the reader has scrolled up to read.
+function atEnd(log) { return log.scrollHeight - log.scrollTop - log.clientHeight < 24; }
+function follow(logId, update) {
+  const log = $(logId), wasAtEnd = atEnd(log);
+  update();
+  if (wasAtEnd) log.scrollTop = log.scrollHeight;
+}
+
 function addLine(logId, who, text, cls = "") {
   const div = document.createElement("div");
   div.className = `msg ${cls}`;
   if (who) { const w = document.createElement("span"); w.className = "who"; w.textContent = who; div.append(w); }
   const body = document.createElement("span"); body.className = "text"; body.textContent = text; div.append(body);
-  $(logId).append(div);
-  $(logId).scrollTop = $(logId).scrollHeight;
+  follow(logId, () => $(logId).append(div));
   return div;
 }
 
@@ -80,13 +87,17 @@ function onToken(reply, seq, content) {
     $("chat-ttft").textContent = `TTFT ${Math.round(reply.ttftMs)} ms`;
   }
   reply.text += content;
-  reply.line.querySelector(".text").textContent = reply.text;
+  follow("chat-log", () => { reply.line.querySelector(".text").textContent = reply.text; });
 }
 
-function finish(reply, error) {
-  reply.done = !error; reply.error = error || reply.error;
-  setTyping(false); setStage(error ? "error" : "complete", error ? 0 : 1);
-  reply.meta.textContent = error ? ` ${error}` : ` ${reply.lastSeq + 1} tokens · TTFT ${Math.round(reply.ttftMs)} ms`;
+// outcome: "complete", "error" (then `error` says what), or "stopped" (the user pressed Stop)
+function finish(reply, error, outcome = error ? "error" : "complete") {
+  reply.done = outcome === "complete"; reply.error = error || reply.error; reply.outcome = outcome;
+  setTyping(false); setStage(outcome, outcome === "complete" ? 1 : $("chat-progress").value);
+  follow("chat-log", () => {
+    reply.meta.textContent = outcome === "complete" ? ` ${reply.lastSeq + 1} tokens · TTFT ${Math.round(reply.ttftMs)} ms`
+                           : outcome === "stopped" ? ` stopped after ${reply.lastSeq + 1} tokens` : ` ${error}`;
+  });
   $("chat-send").disabled = false; $("chat-stop").disabled = true;
   lab.current = null;
 }
@@ -143,6 +154,7 @@ function onChatMessage(m) {
   else if (m.type === "progress") setStage(m.stage, m.fraction);
   else if (m.type === "token" && m.stream_id === reply.streamId) onToken(reply, m.seq, m.content);
   else if (m.type === "complete" && m.stream_id === reply.streamId) finish(reply);
+  else if (m.type === "error" && m.code === "cancelled") finish(reply, null, "stopped");   // our own Stop
   else if (m.type === "error") finish(reply, m.message);
 }
 
@@ -155,7 +167,7 @@ async function askWS(prompt) {
 $("chat-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const prompt = $("chat-input").value.trim();
-  if (!prompt || lab.current) return;
+  if (!prompt || lab.current || !lab.ready) return;           // nothing is sent before signing in
   $("chat-input").value = "";
   const transport = document.querySelector("input[name=transport]:checked").value;
   (transport === "sse" ? askSSE : askWS)(prompt);
@@ -168,7 +180,7 @@ $("chat-stop").addEventListener("click", async () => {
   else if (reply.streamId) {
     if (reply.source) reply.source.close();
     await fetch(`/api/chat/streams/${reply.streamId}`, { method: "DELETE", headers: authHeaders() });
-    finish(reply, "stopped");
+    finish(reply, null, "stopped");
   }
 });
 
@@ -204,7 +216,7 @@ function onRoomEvent(room, ev) {
     if (!room.aiLine || room.aiLine.dataset.replyTo !== ev.reply_to) {
       room.aiLine = addLine("room-log", "AI", "", "ai"); room.aiLine.dataset.replyTo = ev.reply_to;
     }
-    room.aiLine.querySelector(".text").textContent += ev.content;
+    follow("room-log", () => { room.aiLine.querySelector(".text").textContent += ev.content; });
   } else if (ev.type === "ai_complete") {
     if (room.aiLine && room.aiLine.dataset.replyTo === ev.reply_to) room.aiLine.querySelector(".text").textContent = ev.content;
     else addLine("room-log", "AI", ev.content, "ai");
@@ -215,6 +227,7 @@ function onRoomEvent(room, ev) {
 
 $("room-join").addEventListener("submit", (e) => {
   e.preventDefault();
+  if (!lab.ready) return;
   if (lab.room && lab.room.socket) { lab.room.socket.onclose = null; lab.room.socket.close(1000); }
   lab.room = null; $("room-log").textContent = "";
   joinRoom($("room-id").value);

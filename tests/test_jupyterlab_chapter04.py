@@ -1,0 +1,50 @@
+"""Chapter 04 in real JupyterLab: Run All, then Start on the live RMS widget, and the plot must move."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from jupyterlab_ui import ROOT, jupyterlab, lab_page
+from labkit.services import ServiceUnavailable, ensure_binary
+
+pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
+pytest.importorskip("jupyterlab", reason="JupyterLab is not installed")
+
+NOTEBOOK = "04_voice_activity_detection.ipynb"
+
+
+@pytest.fixture(scope="module")
+def chromium_path():
+    try:
+        return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
+    except ServiceUnavailable as e:
+        pytest.skip(f"Chromium cannot be had here: {e}")
+
+
+def _closes_its_widget() -> bool:
+    code = [c.source for c in nbformat.read(ROOT / "notebooks" / NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
+    return "scope.close()" in code[-1]
+
+
+async def test_run_all_then_start_the_live_rms_plot(chromium_path, tmp_path):
+    if _closes_its_widget():
+        pytest.xfail("chapter 04's last cell still closes the RMS widget (issue 13 item 1, the VAD helper's part)")
+    with jupyterlab(tmp_path, [NOTEBOOK]) as (url, token):
+        async with lab_page(chromium_path, url, token, "chapter04") as lab:
+            page = lab.page
+            await lab.open(NOTEBOOK)
+            await lab.run_all(timeout_s=180)
+            assert await lab.tracebacks() == []
+            start = page.locator(".widget-button:has-text('Start')").first
+            await start.scroll_into_view_if_needed()
+            plot = page.locator("img.widget-image").first
+            before = await plot.get_attribute("src")
+            await start.click()
+            for _ in range(2):                                  # it keeps moving: two new frames at least
+                await page.wait_for_function("([el, src]) => el.getAttribute('src') !== src",
+                                             arg=[await plot.element_handle(), before], timeout=20_000)
+                before = await plot.get_attribute("src")
+            await page.locator(".widget-button:has-text('Stop')").first.click()
+            await page.wait_for_function("() => /stopped at/.test(document.body.textContent)", timeout=20_000)
+            assert "error" not in (await page.locator(".widget-html-content").all_inner_texts())[-1]
