@@ -48,8 +48,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     participants = Participants()
     hub = StreamHub(config, stats, upstream, participants)
     broker = make_broker(config.redis_url)
-    rooms = RoomHub(config, stats, upstream, broker, lease_s=config.room_lease_s, participants=participants,
-                    check_rate=hub.check_rate)
+    rooms = RoomHub(config, stats, upstream, broker, lease_s=config.room_lease_s, participants=participants)
 
     async def end_streams() -> None:
         """Stop every generation and room (a server that stops cleanly first ends what it streams)."""
