@@ -18,6 +18,7 @@ import binascii
 import itertools
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,10 +92,18 @@ class _Response:
     part_open: bool = False
 
 
+def random_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
 class RealtimeSession:
-    def __init__(self, model: str, *, beta: bool = False, vad_frame_ms: int = 20):
+    def __init__(self, model: str, *, beta: bool = False, vad_frame_ms: int = 20,
+                 ids: Callable[[str], str] | None = None):
+        """``ids(prefix)`` makes every id (``sess``, ``item``, ``resp``); tests inject a counter so that
+        whole event streams can be compared. By default ids are random, as OpenAI's are."""
         self.beta = beta
-        self.config = SessionConfig(id="sess_" + secrets.token_hex(8), model=model)
+        self._new_id = ids or random_id
+        self.config = SessionConfig(id=self._new_id("sess"), model=model)
         self._event_ids = itertools.count(1)
         self.items: list[dict] = []                # the conversation, GA-shaped items
         self._audio = bytearray()                  # the input buffer since the last commit/clear
@@ -232,7 +241,7 @@ class RealtimeSession:
 
     def _speech_started(self, start: SpeechStart):
         td = self.config.turn_detection
-        self._speech_item = "item_" + secrets.token_hex(8)
+        self._speech_item = self._new_id("item")
         audio_start_ms = max(0, self._ms(start.start_sample) - td.prefix_padding_ms)
         events = [self._event("input_audio_buffer.speech_started", audio_start_ms=audio_start_ms,
                               item_id=self._speech_item)]
@@ -245,7 +254,7 @@ class RealtimeSession:
 
     def _speech_stopped(self, end: SpeechEnd):
         td = self.config.turn_detection
-        item_id = self._speech_item or "item_" + secrets.token_hex(8)
+        item_id = self._speech_item or self._new_id("item")
         self._speech_item = None
         audio_end_ms = self._ms(end.detected_sample)
         events = [self._event("input_audio_buffer.speech_stopped", audio_end_ms=audio_end_ms, item_id=item_id)]
@@ -268,7 +277,7 @@ class RealtimeSession:
             raise RealtimeError("input_audio_buffer_commit_empty",
                                 f"Error committing input audio buffer: buffer too small. Expected at least "
                                 f"{MIN_COMMIT_MS}ms of audio, but buffer only has {self._ms(samples)}ms of audio.")
-        item_id = self._speech_item or "item_" + secrets.token_hex(8)
+        item_id = self._speech_item or self._new_id("item")
         self._speech_item = None
         return self._commit(item_id, np.frombuffer(bytes(self._audio), dtype="<i2"))
 
@@ -351,7 +360,7 @@ class RealtimeSession:
         if previous is not None and not isinstance(previous, str):
             raise RealtimeError("invalid_type", "Invalid type for 'previous_item_id': expected a string.",
                                 "previous_item_id")
-        new = {"id": item_id or "item_" + secrets.token_hex(8), "object": "realtime.item", "type": "message",
+        new = {"id": item_id or self._new_id("item"), "object": "realtime.item", "type": "message",
                "status": "completed", "role": role, "content": clean}
         self.items.append(new)
         return self._item_events(new, previous), []
@@ -421,7 +430,7 @@ class RealtimeSession:
         cfg = self.config
         params = parse_response_params(overrides, cfg)       # every check before anything starts
         modalities, voice = params.modalities, params.voice
-        r = _Response("resp_" + secrets.token_hex(8), "item_" + secrets.token_hex(8), modalities, voice,
+        r = _Response(self._new_id("resp"), self._new_id("item"), modalities, voice,
                       params.max_output_tokens)
         self.response = r
         item = {"id": r.item_id, "object": "realtime.item", "type": "message", "status": "in_progress",
