@@ -78,6 +78,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.state.authenticator = authenticator      # add_verifier() here accepts other credentials
     app.add_middleware(IdentityMiddleware, authenticator=authenticator)
     app.add_middleware(RequestGuard, token_required=authenticator.required, max_body_bytes=config.max_body_bytes,
+                       body_timeout_s=config.body_timeout_s,
                        allowed_hosts=config.allowed_hosts, allowed_origins=config.allowed_origins)
 
     app.include_router(create_model_router(config, stats))
