@@ -3,7 +3,6 @@
 import asyncio
 import builtins
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -54,18 +53,38 @@ def test_wav_round_trip_and_stereo_and_resample(tmp_path):
     assert rate == 24_000 and abs(z.size - 24_000) <= 1
 
 
-async def test_file_source_paces_in_real_time_and_chunks_exactly(tmp_path):
+class FakeClock:
+    """perf_counter and asyncio.sleep on a clock of our own: sleeping advances it, nothing waits."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
+async def test_file_source_paces_in_real_time_and_chunks_exactly(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from labkit.audio import sources
+
+    clock = FakeClock()
+    monkeypatch.setattr(sources, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(sources, "asyncio", SimpleNamespace(sleep=clock.sleep))
     path = write_wav(tmp_path / "b.wav", np.arange(8_000, dtype=np.int16), 16_000)     # 0.5 s
-    source = FileSource(path, chunk_ms=20)
-    t0 = time.perf_counter()
-    chunks = [c async for c in source]
-    elapsed = time.perf_counter() - t0
+    t0, chunks, times = clock.now, [], []
+    async for c in FileSource(path, chunk_ms=20):
+        chunks.append(c)
+        times.append(round(clock.now - t0, 6))
     assert len(chunks) == 25 and all(c.size == 320 for c in chunks)
     assert np.array_equal(np.concatenate(chunks), np.arange(8_000, dtype=np.int16))
-    assert 0.45 <= elapsed <= 1.5                    # real-time pace (no faster than the audio)
-    fast = FileSource(path, chunk_ms=20, realtime=False)
-    t0 = time.perf_counter()
-    assert len([c async for c in fast]) == 25 and time.perf_counter() - t0 < 0.3
+    # real-time pace: chunk k is out once its last sample "happened", on an absolute schedule
+    assert times == [round(0.02 * (k + 1), 6) for k in range(25)]
+    t0 = clock.now
+    assert len([c async for c in FileSource(path, chunk_ms=20, realtime=False)]) == 25 and clock.now == t0
 
 
 async def test_looping_source_is_bounded():

@@ -212,3 +212,12 @@ async def test_post_api_chat_counts_against_the_stream_limit(make_server):
             await first
     stats = await server.idle(timeout_s=20)               # ...and its generation stops (not minutes later)
     assert stats["app_streams_cancelled"] >= 1 and stats["model_streams_active"] == 0
+
+
+def test_a_body_that_never_finishes_gets_408(make_server):
+    server = make_server(body_timeout_s=0.5)
+    with _raw(server.port) as sock:
+        sock.sendall(b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"message\": ")
+        status, _, body = _read_response(sock)               # the rest of the body never comes
+    assert status == 408 and json.loads(body)["error"]["code"] == "request_timeout"

@@ -82,12 +82,9 @@ async def test_load_against_the_sse_transport(server):
 async def test_parallel_completions_do_not_wait_for_each_other(make_server):
     server = make_server(time_scale=0.5)
     client = server.client()
-    t0 = time.perf_counter()
-    one = await parallel_completions(client, ["hi"], max_tokens=8)
-    alone = time.perf_counter() - t0
-    t0 = time.perf_counter()
     many = await parallel_completions(client, [f"question {i} about SSE" for i in range(24)], max_concurrent=24,
-                                      max_tokens=8)
-    together = time.perf_counter() - t0
-    assert len(many) == 24 and all(s.n_tokens == 8 for s in many) and one[0].n_tokens == 8
-    assert together < 3 * alone + 0.5           # 24 at once cost about as much as one
+                                      model="slow-large", max_tokens=30)
+    assert len(many) == 24 and all(s.n_tokens == 30 for s in many)
+    # they overlap: every stream had its first token before any stream had its last (an order of
+    # events, not a speed: how much faster parallel is, `bench load` measures)
+    assert max(s.tokens[0].wall for s in many) < min(s.tokens[-1].wall for s in many)

@@ -143,19 +143,30 @@ def test_rate_limit_is_429_with_retry_after_ms(make_server):
 
 
 async def test_concurrent_streams_do_not_block_each_other(make_server):
-    server = make_server(time_scale=0.5)
+    server = make_server(time_scale=1.0)
     client = server.client()
 
-    async def one():
-        t0 = time.perf_counter()
-        s = await client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True, max_tokens=10, seed=1)
-        async for _ in s:
-            pass
-        return time.perf_counter() - t0
+    started = asyncio.Event()
+    first_chunks, active_when_all_began = 0, None
 
-    alone = await one()
+    async def one():
+        nonlocal first_chunks, active_when_all_began
+        s = await client.chat.completions.create(model="slow-large", messages=MSG, stream=True, max_tokens=40, seed=1)
+        chunks = 0
+        async for _ in s:
+            chunks += 1
+            if chunks == 1:
+                first_chunks += 1
+                if first_chunks == 20:
+                    active_when_all_began = server.stats["model_streams_active"]
+                    started.set()
+        return chunks
+
+    # All 20 stream at once: when the last one has begun, the server is generating all of them (each
+    # has ~2 s of tokens left). A server that served them one by one would have one active at a time.
     together = await asyncio.gather(*(one() for _ in range(20)))
-    assert max(together) < alone * 3 + 0.5        # 20 at once take about as long as one, not 20x
+    assert len(together) == 20 and len(set(together)) == 1
+    assert active_when_all_began >= 2
 
 
 def test_two_servers_at_once_do_not_collide():

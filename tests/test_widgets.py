@@ -30,15 +30,22 @@ async def test_sliders_retune_the_running_detector_and_stop_ends_it():
                                         (0.01 * 32767 * np.sin(np.arange(16_000 * 30) / 5)).astype(np.int16)])
     scope = LiveVAD(ArraySource(silence_then_tone, realtime=True), VADConfig(threshold=0.05))
     scope.start()
-    await asyncio.sleep(0.3)
+    await _until(lambda: scope.vad.time_s >= 0.2)         # running: the detector has heard some audio
     scope.threshold.value = 0.003                        # the quiet tone (RMS 0.007) now counts as speech
     scope.min_silence.value = 300
     assert scope.vad.config.threshold == 0.003 and scope.vad.config.min_silence_ms == 300
-    await asyncio.sleep(1.5)
-    assert any(e.type == "speech_start" for e in scope.events)
+    await _until(lambda: any(e.type == "speech_start" for e in scope.events))
     scope.stop()
-    await asyncio.sleep(0.1)
-    assert scope._task.done() and "stopped" in scope.status.value
+    await _until(lambda: scope._task.done())
+    assert "stopped" in scope.status.value
+
+
+async def _until(condition, timeout_s: float = 30.0) -> None:
+    """Wait for a condition (no fixed sleep: a slow machine only makes it take longer)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "the condition never held"
+        await asyncio.sleep(0.02)
 
 
 async def test_chat_box_works_headless(server):

@@ -21,6 +21,7 @@ import json
 import random
 import secrets
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,10 +105,18 @@ class _Response:
     waiting: bool = False                         # for the input's transcript before deciding on tools
 
 
+def random_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
 class RealtimeSession:
-    def __init__(self, model: str, *, beta: bool = False, vad_frame_ms: int = 20):
+    def __init__(self, model: str, *, beta: bool = False, vad_frame_ms: int = 20,
+                 ids: Callable[[str], str] | None = None):
+        """``ids(prefix)`` makes every id (``sess``, ``item``, ``resp``); tests inject a counter so that
+        whole event streams can be compared. By default ids are random, as OpenAI's are."""
         self.beta = beta
-        self.config = SessionConfig(id="sess_" + secrets.token_hex(8), model=model)
+        self._new_id = ids or random_id
+        self.config = SessionConfig(id=self._new_id("sess"), model=model)
         self._event_ids = itertools.count(1)
         self.items: list[dict] = []                # the conversation, GA-shaped items
         self._audio = bytearray()                  # the input buffer since the last commit/clear
@@ -256,7 +265,7 @@ class RealtimeSession:
 
     def _speech_started(self, start: SpeechStart):
         td = self.config.turn_detection
-        self._speech_item = "item_" + secrets.token_hex(8)
+        self._speech_item = self._new_id("item")
         audio_start_ms = max(0, self._ms(start.start_sample) - td.prefix_padding_ms)
         events = [self._event("input_audio_buffer.speech_started", audio_start_ms=audio_start_ms,
                               item_id=self._speech_item)]
@@ -269,7 +278,7 @@ class RealtimeSession:
 
     def _speech_stopped(self, end: SpeechEnd):
         td = self.config.turn_detection
-        item_id = self._speech_item or "item_" + secrets.token_hex(8)
+        item_id = self._speech_item or self._new_id("item")
         self._speech_item = None
         audio_end_ms = self._ms(end.detected_sample)
         events = [self._event("input_audio_buffer.speech_stopped", audio_end_ms=audio_end_ms, item_id=item_id)]
@@ -292,7 +301,7 @@ class RealtimeSession:
             raise RealtimeError("input_audio_buffer_commit_empty",
                                 f"Error committing input audio buffer: buffer too small. Expected at least "
                                 f"{MIN_COMMIT_MS}ms of audio, but buffer only has {self._ms(samples)}ms of audio.")
-        item_id = self._speech_item or "item_" + secrets.token_hex(8)
+        item_id = self._speech_item or self._new_id("item")
         self._speech_item = None
         return self._commit(item_id, np.frombuffer(bytes(self._audio), dtype="<i2"))
 
@@ -375,7 +384,7 @@ class RealtimeSession:
                                     f"item.content[{k}]")
             clean.append({"type": "output_text" if role == "assistant" else "input_text", "text": part["text"]})
         item_id, previous = self._check_new_item(event, item, sum(len(part["text"]) for part in clean), "item.content")
-        new = {"id": item_id or "item_" + secrets.token_hex(8), "object": "realtime.item", "type": "message",
+        new = {"id": item_id or self._new_id("item"), "object": "realtime.item", "type": "message",
                "status": "completed", "role": role, "content": clean}
         self.items.append(new)
         return self._item_events(new, previous), []
@@ -413,7 +422,7 @@ class RealtimeSession:
                 raise RealtimeError("missing_required_parameter", f"Missing required parameter: 'item.{name}' "
                                                                   f"(a string).", f"item.{name}")
         item_id, previous = self._check_new_item(event, item, len(item[fields[-1]]), f"item.{fields[-1]}")
-        new = {"id": item_id or "item_" + secrets.token_hex(8), "object": "realtime.item",
+        new = {"id": item_id or self._new_id("item"), "object": "realtime.item",
                "type": item["type"], "status": "completed", **{name: item[name] for name in fields}}
         self.items.append(new)
         return self._item_events(new, previous), []
@@ -495,7 +504,7 @@ class RealtimeSession:
         params = parse_response_params(overrides, cfg)       # every check before anything starts
         overrides = overrides or {}
         tools, choice = self._tools_for(overrides)
-        r = _Response("resp_" + secrets.token_hex(8), "item_" + secrets.token_hex(8), params.modalities,
+        r = _Response(self._new_id("resp"), self._new_id("item"), params.modalities,
                       params.voice, params.max_output_tokens)
         r.instructions, r.tools, r.tool_choice = params.instructions, tools, choice
         r.parallel = overrides.get("parallel_tool_calls", True) is not False
@@ -519,7 +528,7 @@ class RealtimeSession:
         rng = random.Random(zlib.crc32(json.dumps(messages, sort_keys=True).encode()))
         calls = decide_tool_calls(messages, r.tools, r.tool_choice, r.parallel, rng) if r.tools else ()
         if calls:
-            items = [{"id": r.item_id if k == 0 else "item_" + secrets.token_hex(8), "object": "realtime.item",
+            items = [{"id": r.item_id if k == 0 else self._new_id("item"), "object": "realtime.item",
                       "type": "function_call", "status": "in_progress", "name": c.name, "call_id": c.id,
                       "arguments": ""} for k, c in enumerate(calls)]
             r.calls = items

@@ -212,9 +212,10 @@ def _apply_ga(cfg: SessionConfig, s: dict) -> SessionConfig:
         changes["output_modalities"] = _modalities(s["output_modalities"], "session.output_modalities", beta=False)
     if "max_output_tokens" in s:
         changes["max_output_tokens"] = _max_tokens(s["max_output_tokens"], "session.max_output_tokens")
-    for key in ("tracing", "truncation"):
-        if key in s:
-            changes[key] = s[key]
+    if "tracing" in s:
+        changes["tracing"] = _tracing(s["tracing"], "session.tracing")
+    if "truncation" in s:
+        changes["truncation"] = _truncation(s["truncation"], "session.truncation")
     audio = s.get("audio")
     if audio is not None:
         _check_type(audio, (dict,), "session.audio", "an object")
@@ -227,7 +228,7 @@ def _apply_ga(cfg: SessionConfig, s: dict) -> SessionConfig:
         if "transcription" in inp:
             changes["transcription"] = _transcription(inp["transcription"], "session.audio.input.transcription")
         if "noise_reduction" in inp:
-            changes["noise_reduction"] = inp["noise_reduction"]
+            changes["noise_reduction"] = _noise_reduction(inp["noise_reduction"], "session.audio.input.noise_reduction")
         if "turn_detection" in inp:
             changes["turn_detection"] = _turn_detection(inp["turn_detection"], "session.audio.input.turn_detection",
                                                         cfg.turn_detection)
@@ -270,8 +271,55 @@ def _apply_beta(cfg: SessionConfig, s: dict) -> SessionConfig:
         changes["speed"] = _range(_check_type(s["speed"], (int, float), "session.speed", "a number"), 0.25, 1.5,
                                   "session.speed")
     if "input_audio_noise_reduction" in s:
-        changes["noise_reduction"] = s["input_audio_noise_reduction"]
+        changes["noise_reduction"] = _noise_reduction(s["input_audio_noise_reduction"],
+                                                      "session.input_audio_noise_reduction")
     return replace(cfg, **changes)
+
+
+def _tracing(raw, param: str):
+    """``"auto"``, null, or ``{workflow_name, group_id, metadata}`` (stored as sent, so it must be one)."""
+    if raw is None or raw == "auto":
+        return raw
+    _check_type(raw, (dict,), param, "'auto', an object or null")
+    _check_known(raw, {"workflow_name", "group_id", "metadata"}, param)
+    for name in ("workflow_name", "group_id"):
+        if name in raw:
+            _check_type(raw[name], (str,), f"{param}.{name}", "a string")
+    if "metadata" in raw:
+        _check_type(raw["metadata"], (dict,), f"{param}.metadata", "an object")
+    return dict(raw)
+
+
+def _truncation(raw, param: str):
+    """``"auto"``, ``"disabled"`` or ``{"type": "retention_ratio", "retention_ratio": 0..1}``."""
+    if isinstance(raw, str) and raw in ("auto", "disabled"):
+        return raw
+    _check_type(raw, (dict,), param, "'auto', 'disabled' or an object")
+    _check_known(raw, {"type", "retention_ratio", "token_limits"}, param)
+    if raw.get("type") != "retention_ratio":
+        raise RealtimeError("invalid_value", f"Invalid value for '{param}.type': expected 'retention_ratio'.",
+                            f"{param}.type")
+    _range(_check_type(raw.get("retention_ratio"), (int, float), f"{param}.retention_ratio", "a number"), 0.0, 1.0,
+           f"{param}.retention_ratio")
+    if "token_limits" in raw:
+        _check_type(raw["token_limits"], (dict,), f"{param}.token_limits", "an object")
+        _check_known(raw["token_limits"], {"post_instructions"}, f"{param}.token_limits")
+        if "post_instructions" in raw["token_limits"]:
+            _range(_check_type(raw["token_limits"]["post_instructions"], (int,),
+                               f"{param}.token_limits.post_instructions", "an integer"),
+                   0, 1_000_000, f"{param}.token_limits.post_instructions")
+    return dict(raw)
+
+
+def _noise_reduction(raw, param: str):
+    if raw is None:
+        return None
+    _check_type(raw, (dict,), param, "an object or null")
+    _check_known(raw, {"type"}, param)
+    if raw.get("type") not in ("near_field", "far_field"):
+        raise RealtimeError("invalid_value", f"Invalid value for '{param}.type': expected 'near_field' or "
+                                             f"'far_field'.", f"{param}.type")
+    return dict(raw)
 
 
 def _transcription(raw, param: str) -> dict | None:

@@ -54,8 +54,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     participants = Participants()
     hub = StreamHub(config, stats, upstream, participants)
     broker = make_broker(config.redis_url)
-    rooms = RoomHub(config, stats, upstream, broker, lease_s=config.room_lease_s, participants=participants,
-                    check_rate=hub.check_rate)
+    rooms = RoomHub(config, stats, upstream, broker, lease_s=config.room_lease_s, participants=participants)
 
     async def end_streams() -> None:
         """Stop every generation and room (a server that stops cleanly first ends what it streams)."""
@@ -85,6 +84,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     app.state.authenticator = authenticator      # add_verifier() here accepts other credentials
     app.add_middleware(IdentityMiddleware, authenticator=authenticator)
     app.add_middleware(RequestGuard, token_required=authenticator.required, max_body_bytes=config.max_body_bytes,
+                       body_timeout_s=config.body_timeout_s,
                        allowed_hosts=config.allowed_hosts, allowed_origins=config.allowed_origins)
 
     app.include_router(create_model_router(config, stats))

@@ -4,8 +4,8 @@ A careful local server (Jupyter's, for one) defends against the web pages its us
 can send requests to ``127.0.0.1`` as easily as to their own site:
 
 * **Host** (DNS rebinding): a page on ``evil.example`` whose name now resolves to 127.0.0.1 sends
-  ``Host: evil.example``. An open (token-less) server accepts only loopback names, IP addresses and
-  the names in ``allowed_hosts``; a server with a token needs no such list (the page has no token).
+  ``Host: evil.example``. An open (token-less) server accepts only IP addresses, names without a dot
+  (``localhost``, ``app``) or under ``.localhost``, and the names in ``allowed_hosts``; a server with a token needs no such list (the page has no token).
 * **Origin**: browsers name the page behind every WebSocket handshake and every cross-site POST. A
   state-changing request (not GET/HEAD/OPTIONS) or a WebSocket whose ``Origin`` is not this server
   itself (nor in ``allowed_origins``) is refused. Programs that send no ``Origin`` are not browsers.
@@ -16,12 +16,14 @@ can send requests to ``127.0.0.1`` as easily as to their own site:
   ``multipart/form-data``; there the Origin check (and the key the route requires) stand guard.
 * **Size**: a body longer than ``max_body_bytes`` gets 413 at once when ``Content-Length`` says so,
   or as soon as that many bytes have arrived (chunked): the server never holds more than the limit.
+  A body must arrive within ``body_timeout_s`` (408 otherwise): a slow sender holds nothing for long.
 
 Every refusal is an OpenAI-style error body (WebSockets: the handshake is refused with 403).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import urlsplit
 
@@ -55,7 +57,9 @@ def host_is_allowed(host_header: str | None, allowed: tuple[str, ...] = ()) -> b
     if not host_header:
         return True                                  # HTTP/1.0 without Host: not a browser
     name = _split_host(host_header)
-    return (name == "localhost" or name.endswith(".localhost") or _is_ip(name) or is_loopback(name)
+    # A rebinding page needs a public DNS name, which has a dot: single-label names ("localhost", an
+    # nginx upstream called "app", a container's name) cannot be one.
+    return ("." not in name or name.endswith(".localhost") or _is_ip(name) or is_loopback(name)
             or name in {h.lower() for h in allowed})
 
 
@@ -90,9 +94,10 @@ def body_type_is_allowed(path: str, content_type: str) -> bool:
 
 
 class RequestGuard:
-    def __init__(self, app, *, token_required: bool, max_body_bytes: int,
+    def __init__(self, app, *, token_required: bool, max_body_bytes: int, body_timeout_s: float = 30.0,
                  allowed_hosts: tuple[str, ...] = (), allowed_origins: tuple[str, ...] = ()):
         self.app, self.token_required, self.max_body_bytes = app, token_required, max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self.allowed_hosts, self.allowed_origins = tuple(allowed_hosts), tuple(allowed_origins)
 
     async def __call__(self, scope, receive, send):
@@ -126,17 +131,22 @@ class RequestGuard:
         # Read the body here, at most max_body_bytes of it, then hand it on: a client that streams
         # more (chunked, or lying about its length) is cut off at the limit, never buffered whole.
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return await self._too_large(scope, send)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.body_timeout_s):     # a body sent byte by byte holds nothing for long
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        return await self._too_large(scope, send)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            return await self._refuse(scope, send, 408, f"The request body did not arrive within "
+                                                        f"{self.body_timeout_s:g} s.", "request_timeout", close=True)
         body, replayed = b"".join(chunks), False
 
         async def replay():

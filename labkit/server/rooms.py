@@ -24,12 +24,13 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+import time
 
 from fastapi import APIRouter, WebSocket
 
 from ..auth import USER_NAME
 from ..protocol.openai_chat import APIError
+from ..ratelimit import KeyedBuckets
 from ..rooms.broker import Broker
 from ..rooms.protocol import RoomProtocolError, event_key, parse_room_message, valid_room_id
 from .participants import Participants
@@ -91,10 +92,10 @@ class RoomHub:
     """This process's rooms: members, one fan-out reader per room, and the AI where it holds the lease."""
 
     def __init__(self, config: ServerConfig, stats: ServerStats, upstream: Upstream, broker: Broker,
-                 lease_s: float = 3.0, participants: Participants | None = None,
-                 check_rate: Callable[[str], None] | None = None):
+                 lease_s: float = 3.0, participants: Participants | None = None):
         self.config, self.stats, self.upstream, self.broker = config, stats, upstream, broker
-        self.check_rate = check_rate           # the per-user request limit (raises APIError 429), shared
+        rpm = config.user_requests_per_min           # each message costs the AI a reply: the same per-user rate
+        self.buckets = KeyedBuckets(rate=rpm / 60.0, capacity=max(1.0, rpm / 60.0)) if rpm else None
         self.participants = participants or Participants()
         self.lease_s = lease_s
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -202,13 +203,13 @@ class RoomHub:
 
     async def say(self, room_id: str, member: Member, content: str) -> str | None:
         """Publish a member's message; a limit or a broker failure is an error to that member only."""
-        if self.check_rate is not None:
-            try:
-                self.check_rate(member.user)
-            except APIError as e:
-                retry = e.headers.get("retry-after")
-                member.offer(json.dumps({"type": "error", "code": e.code, "message": e.message,
-                                         **({"retry_after_s": float(retry)} if retry else {})}))
+        if self.buckets is not None:
+            ok, wait_s = self.buckets.take(member.user, time.monotonic())
+            if not ok:
+                member.offer(json.dumps({"type": "error", "code": "rate_limit_exceeded",
+                                         "message": f"Too many messages: the limit is "
+                                                    f"{self.config.user_requests_per_min:g} a minute. Try again in "
+                                                    f"{wait_s:.1f} s.", "retry_after_s": max(1, round(wait_s))}))
                 return None
         try:
             event_id = await self.broker.publish(room_id, {"type": "user_message", "user": member.user,

@@ -68,6 +68,7 @@ class ServerConfig:
     #: 503), and how long a shutdown waits for open streams before cutting them.
     timeout_keep_alive_s: float = 5.0
     header_timeout_s: float = 10.0           # a new connection's request headers must be in by then
+    body_timeout_s: float = 30.0             # and a request's body (else 408)
     limit_concurrency: int | None = 4096
     graceful_shutdown_s: float = 3.0
     #: A fault to teach with: the simulated model fails after this many tokens of every stream.

@@ -37,7 +37,16 @@ function addLine(logId, who, text, cls = "") {
 }
 
 // ---- who am I ----------------------------------------------------------------------------
+// A reload keeps this tab's own token: each name is handed out once, so logging in again would be refused.
+const keptKey = `lab-token:${params.get("token") || ""}`;
+
 async function start() {
+  const kept = sessionStorage.getItem(keptKey);
+  if (kept) {
+    const again = await fetch("/api/me", { headers: { Authorization: `Bearer ${kept}` } });
+    if (again.ok) { lab.token = kept; return ready((await again.json()).user); }
+    sessionStorage.removeItem(keptKey);
+  }
   const me = await fetch("/api/me", { headers: authHeaders() });
   if (me.status === 401) { $("login").hidden = false; $("login-error").textContent = (await me.json()).error.message; return; }
   const info = await me.json();
@@ -52,6 +61,7 @@ async function login(name) {
   const body = await r.json();
   if (!r.ok) { $("login").hidden = false; $("login-error").textContent = body.error.message; return; }
   lab.token = body.token;
+  sessionStorage.setItem(keptKey, body.token);
   ready(body.user);
 }
 
