@@ -34,7 +34,10 @@ async def test_sliders_retune_the_running_detector_and_stop_ends_it():
     scope.threshold.value = 0.003                        # the quiet tone (RMS 0.007) now counts as speech
     scope.min_silence.value = 300
     assert scope.vad.config.threshold == 0.003 and scope.vad.config.min_silence_ms == 300
-    await asyncio.sleep(1.5)
+    for _ in range(500):                                 # wait for it (up to 10 s on a busy machine)
+        if any(e.type == "speech_start" for e in scope.events):
+            break
+        await asyncio.sleep(0.02)
     assert any(e.type == "speech_start" for e in scope.events)
     scope.stop()
     await asyncio.sleep(0.1)
@@ -81,7 +84,8 @@ async def test_chat_box_answers_questions_submitted_from_another_thread_in_order
     replies = [await asyncio.wrap_future(f) for f in futures]
     assert [who for who, _ in box.transcript] == ["you", "assistant", "you", "assistant"], box.transcript
     assert box.transcript[0][1] == "What is a WebSocket?" and box.transcript[2][1] == "What is SSE?"
-    assert "WebSocket" in replies[0] and "Server-Sent" in replies[1] and replies[0] != replies[1]
+    assert "WebSocket" in replies[0] and ("SSE" in replies[1] or "Server-Sent" in replies[1]), replies
+    assert replies[0] != replies[1]
     assert box.errors == [] and "first token after" in box._status.value
     await box.close()
 
