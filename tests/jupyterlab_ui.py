@@ -90,19 +90,19 @@ class Lab:
 
     async def open(self, name: str) -> None:
         await self.page.goto(f"{self.url}/lab/tree/{name}?token={self.token}")
-        await self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+        await self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=180_000)
         await self.page.wait_for_function(
             """() => {
                 const accept = document.querySelector('.jp-Dialog .jp-Dialog-button.jp-mod-accept');
                 if (accept && /Select Kernel/.test(document.querySelector('.jp-Dialog').textContent)) accept.click();
                 return /\\| Idle/.test(document.getElementById('jp-main-statusbar').textContent);
-            }""", timeout=90_000, polling=250)
+            }""", timeout=180_000, polling=250)
 
     async def menu(self, menu: str, item: str) -> None:
         await self.page.click(f".lm-MenuBar-itemLabel:text-is('{menu}')")
         await self.page.click(f".lm-Menu-itemLabel:text-is('{item}')")
 
-    async def run_all(self, timeout_s: float = 120) -> None:
+    async def run_all(self, timeout_s: float = 240) -> None:
         """Run → Run All Cells, then wait until every code cell has an execution count."""
         await self.menu("Run", "Run All Cells")
         await self.page.wait_for_function(
@@ -111,7 +111,7 @@ class Lab:
                 return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
             }""", timeout=timeout_s * 1000, polling=250)
         await self.page.wait_for_function(
-            "() => /\\| Idle/.test(document.getElementById('jp-main-statusbar').textContent)", timeout=30_000)
+            "() => /\\| Idle/.test(document.getElementById('jp-main-statusbar').textContent)", timeout=60_000)
 
     async def tracebacks(self) -> list[str]:
         """Text of every error output (JupyterLab renders tracebacks as stderr)."""

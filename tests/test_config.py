@@ -10,7 +10,7 @@ from labkit.config import settings_from_env
 def test_local_by_default():
     settings = settings_from_env({})
     assert not settings.use_real_api and "local" in settings.describe()
-    with pytest.raises(ValueError, match="labkit.serve"):
+    with pytest.raises(ValueError, match="labkit.lab_server"):
         labkit.client(settings=settings)
 
 
