@@ -14,16 +14,21 @@ from dataclasses import dataclass
 from .profiles import LatencyProfile
 from .responder import Responder, default_responder
 from .tokenizer import count_message_tokens, tokenize
+from .tools import Tool, ToolCall, answer_from_tool_results, decide_tool_calls, structured_reply
 
-__all__ = ["CompletionPlan", "plan_completion"]
+__all__ = ["CompletionPlan", "plan_completion", "plan_tool_calls"]
 
 
 @dataclass(frozen=True)
 class CompletionPlan:
     tokens: tuple[str, ...]
     due_s: tuple[float, ...]        # when each token is due, seconds after the request arrived
-    finish_reason: str              # "stop", or "length" when max_tokens cut the answer
+    finish_reason: str              # "stop"; "length" when max_tokens cut the answer; "tool_calls"
     prompt_tokens: int
+    #: the function calls made instead of a text answer; their arguments are the tokens, in order,
+    #: ``call_of_token[i]`` saying which call token ``i`` belongs to
+    tool_calls: tuple[ToolCall, ...] = ()
+    call_of_token: tuple[int, ...] = ()
 
     @property
     def text(self) -> str:
@@ -54,24 +59,55 @@ def plan_completion(
     temperature: float = 1.0,
     max_tokens: int | None = None,
     responder: Responder | None = None,
+    tools: tuple[Tool, ...] = (),
+    tool_choice: str = "auto",
+    parallel_tool_calls: bool = True,
+    response_format: dict | None = None,
 ) -> CompletionPlan:
     """Plan the reply to ``messages``: the same seed gives the same text and the same timings.
 
-    ``seed=None`` draws a fresh seed, as an unseeded API call would.
+    ``seed=None`` draws a fresh seed, as an unseeded API call would. With ``tools`` the model may
+    call functions instead of answering (:mod:`labkit.model.tools`); a conversation that ends with
+    tool results is answered from them; ``response_format`` makes the answer JSON.
     """
     rng = random.Random(seed if seed is not None else random.SystemRandom().randrange(2**63))
-    text = (responder or default_responder()).reply(messages, rng, temperature)
+    prompt_tokens = count_message_tokens(messages)
+    calls = decide_tool_calls(messages, tools, tool_choice, parallel_tool_calls, rng) if tools else ()
+    if calls:
+        return _calls_plan(calls, prompt_tokens, profile, rng)
+    text = answer_from_tool_results(messages)
+    if text is None:
+        text = (responder or default_responder()).reply(messages, rng, temperature)
+    if response_format is not None:
+        text = structured_reply(text, response_format, messages, rng)
     tokens = tokenize(text)
     finish_reason = "stop"
     if max_tokens is not None and len(tokens) > max_tokens:
         tokens, finish_reason = tokens[:max_tokens], "length"
-    prompt_tokens = count_message_tokens(messages)
     return CompletionPlan(
         tokens=tuple(tokens),
         due_s=tuple(_due_times(len(tokens), prompt_tokens, profile, rng)),
         finish_reason=finish_reason,
         prompt_tokens=prompt_tokens,
     )
+
+
+def plan_tool_calls(calls: tuple[ToolCall, ...], messages: list[dict], profile: LatencyProfile, *,
+                    seed: int | None = None) -> CompletionPlan:
+    """The timing of function calls decided elsewhere (the Realtime session decides them itself)."""
+    rng = random.Random(seed if seed is not None else random.SystemRandom().randrange(2**63))
+    return _calls_plan(calls, count_message_tokens(messages), profile, rng)
+
+
+def _calls_plan(calls, prompt_tokens: int, profile: LatencyProfile, rng: random.Random) -> CompletionPlan:
+    tokens, owner = [], []
+    for k, call in enumerate(calls):
+        pieces = tokenize(call.arguments)
+        tokens += pieces
+        owner += [k] * len(pieces)
+    return CompletionPlan(tokens=tuple(tokens), due_s=tuple(_due_times(len(tokens), prompt_tokens, profile, rng)),
+                          finish_reason="tool_calls", prompt_tokens=prompt_tokens, tool_calls=tuple(calls),
+                          call_of_token=tuple(owner))
 
 
 def _due_times(n: int, prompt_tokens: int, profile: LatencyProfile, rng: random.Random) -> list[float]:

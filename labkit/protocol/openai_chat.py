@@ -12,10 +12,12 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..model.tools import Tool, ToolCall, ToolSpecError, parse_response_format, parse_tool_choice, parse_tools
+
 __all__ = [
     "APIError", "ChatRequest", "parse_chat_request", "error_body",
     "completion_id", "role_chunk", "content_chunk", "finish_chunk", "usage_chunk", "completion",
-    "DONE",
+    "tool_call_start_chunk", "tool_call_arguments_chunk", "DONE",
 ]
 
 DONE = b"data: [DONE]\n\n"
@@ -24,12 +26,12 @@ ROLES = {"system", "user", "assistant", "developer", "tool", "function"}
 # Parameters of the real API that the simulation accepts and ignores (they change no timing).
 _ACCEPTED_IGNORED = {
     "top_p", "frequency_penalty", "presence_penalty", "stop", "user", "logit_bias", "logprobs",
-    "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls", "metadata",
+    "top_logprobs", "metadata",
     "store", "service_tier", "modalities", "audio", "prediction", "reasoning_effort", "verbosity",
     "functions", "function_call", "web_search_options", "prompt_cache_key", "safety_identifier",
 }
 _SIMULATED = {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-              "temperature", "seed", "n"}
+              "temperature", "seed", "n", "tools", "tool_choice", "parallel_tool_calls", "response_format"}
 
 
 @dataclass
@@ -64,6 +66,10 @@ class ChatRequest:
     max_tokens: int | None = None
     temperature: float = 1.0
     seed: int | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str = "auto"             # "auto" | "none" | "required" | the name of a function
+    parallel_tool_calls: bool = True
+    response_format: dict | None = None   # None (text) | {"type": "json_object"} | {"type": "json_schema", ...}
 
 
 def _bad(message: str, param: str | None, code: str | None = "invalid_value") -> APIError:
@@ -143,9 +149,22 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     n = _expect(body, "n", (int,), "an integer")
     _expect_range("n", n, 1, 1)   # the local model answers once per request
 
+    parallel = _expect(body, "parallel_tool_calls", (bool,), "a boolean")
+    try:
+        tools = parse_tools(body.get("tools"))
+        if body.get("tool_choice") is not None and not tools and body["tool_choice"] != "none":
+            raise ToolSpecError("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are "
+                                "specified.", "tool_choice")
+        tool_choice = parse_tool_choice(body.get("tool_choice"), tools)
+        response_format = parse_response_format(body.get("response_format"), messages)
+    except ToolSpecError as e:
+        raise _bad(e.message, e.param) from None
+
     return ChatRequest(
         model=model, messages=messages, stream=stream, include_usage=include_usage,
         max_tokens=max_tokens, temperature=1.0 if temperature is None else float(temperature), seed=seed,
+        tools=tools, tool_choice=tool_choice, parallel_tool_calls=True if parallel is None else parallel,
+        response_format=response_format,
     )
 
 
@@ -200,11 +219,28 @@ def usage_chunk(cid: str, created: int, model: str, usage: dict) -> dict:
     return _chunk(cid, created, model, [], usage)
 
 
-def completion(cid: str, created: int, model: str, text: str, finish_reason: str, usage: dict) -> dict:
+def tool_call_start_chunk(cid: str, created: int, model: str, index: int, call: ToolCall, first: bool) -> dict:
+    """A call begins: its index, id and name, with empty arguments (the first one also carries the role)."""
+    delta: dict = {"role": "assistant", "content": None} if first else {}
+    delta["tool_calls"] = [{"index": index, "id": call.id, "type": "function",
+                            "function": {"name": call.name, "arguments": ""}}]
+    return _chunk(cid, created, model, [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+
+
+def tool_call_arguments_chunk(cid: str, created: int, model: str, index: int, fragment: str) -> dict:
+    return _chunk(cid, created, model, [{"index": 0, "delta": {"tool_calls": [
+        {"index": index, "function": {"arguments": fragment}}]}, "logprobs": None, "finish_reason": None}])
+
+
+def completion(cid: str, created: int, model: str, text: str, finish_reason: str, usage: dict,
+               tool_calls: tuple[ToolCall, ...] = ()) -> dict:
     """A whole (non-streamed) ``chat.completion`` object."""
+    message: dict = {"role": "assistant", "content": None if tool_calls else text, "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                                 for c in tool_calls]
     return {
         "id": cid, "object": "chat.completion", "created": created, "model": model, "system_fingerprint": None,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                     "logprobs": None, "finish_reason": finish_reason}],
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
         "usage": usage,
     }

@@ -17,11 +17,14 @@ import base64
 import binascii
 import itertools
 import json
+import random
 import secrets
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..model.tools import ToolCall, ToolSpecError, decide_tool_calls, parse_tool_choice, parse_tools
 from ..vad import SpeechEnd, SpeechStart, VADConfig, VoiceActivityDetector
 from .session import SAMPLE_RATE, RealtimeError, SessionConfig, apply_update, render_session, threshold_to_vad
 
@@ -46,7 +49,9 @@ _CLIENT_EVENTS = {"session.update", "input_audio_buffer.append", "input_audio_bu
 
 @dataclass(frozen=True)
 class StartResponse:
-    """Work order: generate a reply to ``messages`` (chat format) and feed it back."""
+    """Work order: generate a reply to ``messages`` (chat format) and feed it back; when ``tool_calls``
+    is set, the reply is those function calls, whose arguments are fed back with
+    :meth:`RealtimeSession.arguments_delta` (``item_id`` is then the first call's item)."""
     response_id: str
     item_id: str
     messages: list
@@ -54,6 +59,7 @@ class StartResponse:
     voice: str
     speed: float
     max_output_tokens: int | str
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,12 @@ class _Response:
     audio_samples: int = 0
     words: list = field(default_factory=list)     # (text, audio start ms) for truncation
     part_open: bool = False
+    calls: list = field(default_factory=list)     # function_call items, when the reply is function calls
+    instructions: str | None = None
+    tools: tuple = ()
+    tool_choice: str = "auto"
+    parallel: bool = True
+    waiting: bool = False                         # for the input's transcript before deciding on tools
 
 
 class RealtimeSession:
@@ -97,6 +109,8 @@ class RealtimeSession:
         self._speech_item: str | None = None       # item id announced by speech_started
         self.response: _Response | None = None
         self.transcripts: dict[str, str] = {}
+        self._transcribing: set[str] = set()       # user items whose transcription is under way
+        self._ready_orders: list = []
 
     # -------------------------------------------------------------------------------- helpers
     def _event(self, ga_type: str, **fields) -> dict:
@@ -275,6 +289,7 @@ class RealtimeSession:
         orders = []
         if self.config.transcription is not None:
             orders.append(StartTranscription(item_id, audio.copy(), dict(self.config.transcription)))
+            self._transcribing.add(item_id)
         return events, orders
 
     def _on_input_audio_buffer_clear(self, event: dict):
@@ -293,23 +308,36 @@ class RealtimeSession:
             if item["id"] == item_id:
                 item["content"][0]["transcript"] = text
         base = dict(item_id=item_id, content_index=0)
-        return [self._event("conversation.item.input_audio_transcription.delta", **base, delta=text),
-                self._event("conversation.item.input_audio_transcription.completed", **base, transcript=text,
-                            usage={"type": "duration", "seconds": round(seconds, 3)})]
+        events = [self._event("conversation.item.input_audio_transcription.delta", **base, delta=text),
+                  self._event("conversation.item.input_audio_transcription.completed", **base, transcript=text,
+                              usage={"type": "duration", "seconds": round(seconds, 3)})]
+        return events + self._transcript_arrived(item_id)
+
+    def _transcript_arrived(self, item_id: str) -> list[dict]:
+        self._transcribing.discard(item_id)
+        r = self.response
+        if r is None or not r.waiting or self._transcript_pending():
+            return []
+        events, orders = self._begin_output(r)
+        self._ready_orders += orders
+        return events
 
     def transcription_failed(self, item_id: str, message: str) -> list[dict]:
-        return [self._event("conversation.item.input_audio_transcription.failed", item_id=item_id, content_index=0,
-                            error={"type": "transcription_error", "code": "transcription_unavailable",
-                                   "message": message, "param": None})]
+        events = [self._event("conversation.item.input_audio_transcription.failed", item_id=item_id, content_index=0,
+                              error={"type": "transcription_error", "code": "transcription_unavailable",
+                                     "message": message, "param": None})]
+        return events + self._transcript_arrived(item_id)
 
     # -------------------------------------------------------------------------------- conversation
     def _on_conversation_item_create(self, event: dict):
         item = event.get("item")
         if not isinstance(item, dict):
             raise RealtimeError("missing_required_parameter", "Missing required parameter: 'item'.", "item")
+        if item.get("type") in ("function_call", "function_call_output"):
+            return self._create_function_item(event, item)
         if item.get("type", "message") != "message":
-            raise RealtimeError("invalid_value", "The lab's emulator accepts items of type 'message' only.",
-                                "item.type")
+            raise RealtimeError("invalid_value", "Invalid value for 'item.type': supported values are 'message', "
+                                                 "'function_call' and 'function_call_output'.", "item.type")
         role = item.get("role")
         if role not in ("user", "system", "assistant"):
             raise RealtimeError("invalid_value", "Invalid value for 'item.role': expected 'user', 'system' or "
@@ -329,6 +357,19 @@ class RealtimeSession:
             clean.append({"type": "output_text" if role == "assistant" else "input_text", "text": part["text"]})
         new = {"id": item.get("id") or "item_" + secrets.token_hex(8), "object": "realtime.item", "type": "message",
                "status": "completed", "role": role, "content": clean}
+        previous = event.get("previous_item_id", self._previous_item_id())
+        self.items.append(new)
+        return self._item_events(new, previous), []
+
+    def _create_function_item(self, event: dict, item: dict):
+        """A tool's result (``function_call_output``), or a call the client records itself (``function_call``)."""
+        fields = ("call_id", "output") if item["type"] == "function_call_output" else ("call_id", "name", "arguments")
+        for name in fields:
+            if not isinstance(item.get(name), str):
+                raise RealtimeError("missing_required_parameter", f"Missing required parameter: 'item.{name}' "
+                                                                  f"(a string).", f"item.{name}")
+        new = {"id": item.get("id") or "item_" + secrets.token_hex(8), "object": "realtime.item",
+               "type": item["type"], "status": "completed", **{name: item[name] for name in fields}}
         previous = event.get("previous_item_id", self._previous_item_id())
         self.items.append(new)
         return self._item_events(new, previous), []
@@ -361,7 +402,7 @@ class RealtimeSession:
         if r is not None and r.item_id == item["id"]:
             # the answer is still being generated (and played): truncate what exists so far, and stop
             # the rest, which nobody will hear (the Agents SDK's interrupt() sends only this event)
-            if r.modalities != ("audio",):
+            if r.modalities != ("audio",) or r.calls:
                 raise RealtimeError("invalid_value", "Only assistant audio items can be truncated.", "item_id")
             if end_ms > self._ms(r.audio_samples):
                 raise RealtimeError("invalid_value", f"Invalid 'audio_end_ms': the item has "
@@ -411,23 +452,75 @@ class RealtimeSession:
             raw = overrides.get("output_modalities", overrides.get("modalities"))
             modalities = ("text",) if raw == ["text"] else ("audio",)
         voice = (overrides.get("audio") or {}).get("output", {}).get("voice", overrides.get("voice", voice))
+        tools, choice = self._tools_for(overrides)
         r = _Response("resp_" + secrets.token_hex(8), "item_" + secrets.token_hex(8), modalities, voice,
                       overrides.get("max_output_tokens", cfg.max_output_tokens))
+        r.instructions, r.tools, r.tool_choice = overrides.get("instructions"), tools, choice
+        r.parallel = overrides.get("parallel_tool_calls", True) is not False
         self.response = r
-        item = {"id": r.item_id, "object": "realtime.item", "type": "message", "status": "in_progress",
-                "role": "assistant", "content": []}
-        previous = self._previous_item_id()
-        events = [self._event("response.created", response=self._response_object(r, "in_progress", [])),
-                  self._event("response.output_item.added", response_id=r.id, output_index=0, item=item)]
-        events += self._item_events(item, previous, done=False)
-        self.items.append(item)
-        order = StartResponse(r.id, r.item_id, self._messages(overrides.get("instructions")), modalities, voice,
-                              cfg.speed, r.max_output_tokens)
+        events = [self._event("response.created", response=self._response_object(r, "in_progress", []))]
+        if tools and choice == "auto" and self._transcript_pending():
+            # the simulated model reads the question's words: with tools to choose from, it waits for them
+            r.waiting = True
+            return events, []
+        e, orders = self._begin_output(r)
+        return events + e, orders
+
+    def _transcript_pending(self) -> bool:
+        last_user = next((i for i in reversed(self.items) if i.get("role") == "user"), None)
+        return last_user is not None and last_user["id"] in self._transcribing
+
+    def _begin_output(self, r: _Response):
+        """Decide what the response is (function calls or a message), add its items, order the work."""
+        r.waiting = False
+        messages = self._messages(r.instructions)
+        rng = random.Random(zlib.crc32(json.dumps(messages, sort_keys=True).encode()))
+        calls = decide_tool_calls(messages, r.tools, r.tool_choice, r.parallel, rng) if r.tools else ()
+        if calls:
+            items = [{"id": r.item_id if k == 0 else "item_" + secrets.token_hex(8), "object": "realtime.item",
+                      "type": "function_call", "status": "in_progress", "name": c.name, "call_id": c.id,
+                      "arguments": ""} for k, c in enumerate(calls)]
+            r.calls = items
+        else:
+            items = [{"id": r.item_id, "object": "realtime.item", "type": "message", "status": "in_progress",
+                      "role": "assistant", "content": []}]
+        events = []
+        for k, item in enumerate(items):
+            previous = self._previous_item_id()
+            events.append(self._event("response.output_item.added", response_id=r.id, output_index=k, item=item))
+            events += self._item_events(item, previous, done=False)
+            self.items.append(item)
+        order = StartResponse(r.id, r.item_id, messages, r.modalities, r.voice, self.config.speed,
+                              r.max_output_tokens, calls)
         return events, [order]
+
+    def _tools_for(self, overrides: dict):
+        """The response's tools and tool_choice (labkit.model.tools), validated."""
+        try:
+            tools = parse_tools(overrides.get("tools", list(self.config.tools)), "response.tools"
+                                if "tools" in overrides else "session.tools")
+            choice = parse_tool_choice(overrides.get("tool_choice", self.config.tool_choice), tools,
+                                       "response.tool_choice" if "tool_choice" in overrides else "session.tool_choice")
+        except ToolSpecError as e:
+            raise RealtimeError("invalid_value", e.message, e.param) from None
+        return tools, choice
+
+    def take_orders(self) -> list:
+        """Work orders that became due outside :meth:`receive` (a response that waited for its transcript)."""
+        orders, self._ready_orders = self._ready_orders, []
+        return orders
 
     def _messages(self, instructions: str | None) -> list[dict]:
         msgs = [{"role": "system", "content": instructions or self.config.instructions}]
         for item in self.items:
+            if item.get("type") == "function_call":
+                msgs.append({"role": "assistant", "content": None, "tool_calls": [{
+                    "id": item["call_id"], "type": "function",
+                    "function": {"name": item["name"], "arguments": item["arguments"]}}]})
+                continue
+            if item.get("type") == "function_call_output":
+                msgs.append({"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]})
+                continue
             if item.get("type") != "message" or not item["content"]:
                 continue
             part = item["content"][0]
@@ -469,6 +562,16 @@ class RealtimeSession:
                                   content_index=0, delta=base64.b64encode(pcm).decode()))
         return events
 
+    def arguments_delta(self, response_id: str, index: int, delta: str) -> list[dict]:
+        """Feed a fragment of function call ``index``'s arguments."""
+        r = self.response
+        if r is None or r.id != response_id or not 0 <= index < len(r.calls):
+            return []
+        call = r.calls[index]
+        call["arguments"] += delta
+        return [self._event("response.function_call_arguments.delta", response_id=r.id, item_id=call["id"],
+                            output_index=index, call_id=call["call_id"], delta=delta)]
+
     def finish_response(self, response_id: str, *, prompt_tokens: int = 0, output_tokens: int = 0) -> list[dict]:
         """The reply is complete: close its part, item and response."""
         return self._close(response_id, "completed", None, prompt_tokens, output_tokens)
@@ -494,6 +597,11 @@ class RealtimeSession:
         if r is None or r.id != response_id:
             return []
         self.response = None
+        if r.waiting:                             # ended before it produced anything
+            return [self._event("response.done", response=self._response_object(r, status, [], details,
+                                                                                 self._usage(prompt_tokens, 0)))]
+        if r.calls:
+            return self._close_calls(r, status, details, prompt_tokens, output_tokens)
         base = dict(response_id=r.id, item_id=r.item_id, output_index=0, content_index=0)
         events = self._open_part(r)
         audio = r.modalities == ("audio",)
@@ -518,13 +626,36 @@ class RealtimeSession:
             events.append(self._event("conversation.item.done", previous_item_id=previous, item=shown))
         if audio:   # kept for truncation, never sent
             content["_audio_ms"], content["_words"] = self._ms(r.audio_samples), list(r.words)
-        usage = {"total_tokens": prompt_tokens + output_tokens, "input_tokens": prompt_tokens,
-                 "output_tokens": output_tokens,
-                 "input_token_details": {"text_tokens": prompt_tokens, "audio_tokens": 0, "cached_tokens": 0},
-                 "output_token_details": {"text_tokens": output_tokens, "audio_tokens": 0}}
-        events.append(self._event("response.done", response=self._response_object(r, status, [shown], details, usage)))
+        events.append(self._event("response.done", response=self._response_object(
+            r, status, [shown], details, self._usage(prompt_tokens, output_tokens))))
+        return events
+
+    @staticmethod
+    def _usage(prompt_tokens: int, output_tokens: int) -> dict:
+        return {"total_tokens": prompt_tokens + output_tokens, "input_tokens": prompt_tokens,
+                "output_tokens": output_tokens,
+                "input_token_details": {"text_tokens": prompt_tokens, "audio_tokens": 0, "cached_tokens": 0},
+                "output_token_details": {"text_tokens": output_tokens, "audio_tokens": 0}}
+
+    def _close_calls(self, r: _Response, status: str, details, prompt_tokens: int, output_tokens: int) -> list[dict]:
+        events, shown = [], []
+        for k, call in enumerate(r.calls):
+            events.append(self._event("response.function_call_arguments.done", response_id=r.id, item_id=call["id"],
+                                      output_index=k, call_id=call["call_id"], name=call["name"],
+                                      arguments=call["arguments"]))
+            call["status"] = "completed" if status == "completed" else "incomplete"
+            events.append(self._event("response.output_item.done", response_id=r.id, output_index=k, item=dict(call)))
+            if not self.beta:
+                index = self.items.index(call)
+                previous = self.items[index - 1]["id"] if index else None
+                events.append(self._event("conversation.item.done", previous_item_id=previous, item=dict(call)))
+            shown.append(dict(call))
+        events.append(self._event("response.done", response=self._response_object(
+            r, status, shown, details, self._usage(prompt_tokens, output_tokens))))
         return events
 
     @staticmethod
     def _public(item: dict) -> dict:
+        if "content" not in item:                 # function calls and their outputs
+            return dict(item)
         return {**item, "content": [{k: v for k, v in c.items() if not k.startswith("_")} for c in item["content"]]}

@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field, replace
 
+from ..model.tools import ToolSpecError, parse_tool_choice, parse_tools
+
 __all__ = ["RealtimeError", "SessionConfig", "TurnDetection", "apply_update", "render_session", "VOICES",
            "ESPEAK_VOICE_FOR", "threshold_to_vad"]
 
@@ -57,7 +59,7 @@ class SessionConfig:
     noise_reduction: dict | None = None
     turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
     tools: tuple = ()
-    tool_choice: str = "auto"
+    tool_choice: str | dict = "auto"
     max_output_tokens: int | str = "inf"
     temperature: float = 0.8
     tracing: object = None
@@ -177,14 +179,21 @@ def apply_update(current: SessionConfig, session: object, *, beta: bool) -> Sess
     return _apply_beta(current, session) if beta else _apply_ga(current, session)
 
 
-def _shared_fields(s: dict) -> dict:
+def _shared_fields(s: dict, current: SessionConfig) -> dict:
     """The settings both dialects name and shape alike."""
     changes: dict = {}
     for name in ("model", "instructions"):
         if name in s:
             changes[name] = _check_type(s[name], (str,), f"session.{name}", "a string")
+    try:                                   # the simulated model must be able to use them (labkit.model.tools)
+        tools = parse_tools(s["tools"], "session.tools") if "tools" in s else None
+        if "tool_choice" in s:
+            parse_tool_choice(s["tool_choice"], tools if tools is not None else parse_tools(list(current.tools)),
+                              "session.tool_choice")
+    except ToolSpecError as e:
+        raise RealtimeError("invalid_value", e.message, e.param) from None
     if "tools" in s:
-        changes["tools"] = tuple(_check_type(s["tools"], (list,), "session.tools", "an array"))
+        changes["tools"] = tuple(s["tools"])
     if "tool_choice" in s:
         changes["tool_choice"] = s["tool_choice"]
     return changes
@@ -198,7 +207,7 @@ def _apply_ga(cfg: SessionConfig, s: dict) -> SessionConfig:
                                              "'realtime' sessions only.", "session.type")
     _check_known(s, {"type", "model", "instructions", "output_modalities", "audio", "tools", "tool_choice",
                      "max_output_tokens", "tracing", "truncation", "prompt", "include"}, "session")
-    changes = _shared_fields(s)
+    changes = _shared_fields(s, cfg)
     if "output_modalities" in s:
         changes["output_modalities"] = _modalities(s["output_modalities"], "session.output_modalities", beta=False)
     if "max_output_tokens" in s:
@@ -239,7 +248,7 @@ def _apply_beta(cfg: SessionConfig, s: dict) -> SessionConfig:
     _check_known(s, {"model", "modalities", "instructions", "voice", "input_audio_format", "output_audio_format",
                      "input_audio_transcription", "turn_detection", "tools", "tool_choice", "temperature",
                      "max_response_output_tokens", "input_audio_noise_reduction", "speed", "tracing"}, "session")
-    changes = _shared_fields(s)
+    changes = _shared_fields(s, cfg)
     if "modalities" in s:
         changes["output_modalities"] = _modalities(s["modalities"], "session.modalities", beta=True)
     if "voice" in s:

@@ -91,14 +91,16 @@ def create_model_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
             raise _model_not_found(req.model) from None
         check_rate(key)
         plan = plan_completion(req.messages, profile, seed=req.seed, temperature=req.temperature,
-                               max_tokens=req.max_tokens)
+                               max_tokens=req.max_tokens, tools=req.tools, tool_choice=req.tool_choice,
+                               parallel_tool_calls=req.parallel_tool_calls, response_format=req.response_format)
         cid, created = oc.completion_id(), int(time.time())
         if req.stream:
             body = _stream_chunks(plan, req, cid, created, arrived, stats, config.fail_after_tokens, config.heartbeat_s)
             return sse_response(body)
         await _sleep_until(arrived + (plan.due_s[-1] if plan.due_s else 0.0))
         stats.tokens_generated += plan.completion_tokens
-        return JSONResponse(oc.completion(cid, created, req.model, plan.text, plan.finish_reason, plan.usage))
+        return JSONResponse(oc.completion(cid, created, req.model, plan.text, plan.finish_reason, plan.usage,
+                                          plan.tool_calls))
 
     return router
 
@@ -124,6 +126,13 @@ async def _stream_chunks(plan: CompletionPlan, req: oc.ChatRequest, cid: str, cr
                 await asyncio.sleep(heartbeat_s)
                 yield encode_comment("keep-alive")
             await _sleep_until(arrived + due)
+            if plan.tool_calls:                   # arguments of function calls, streamed as they are generated
+                k = plan.call_of_token[i]
+                if i == 0 or plan.call_of_token[i - 1] != k:
+                    yield frame(oc.tool_call_start_chunk(cid, created, req.model, k, plan.tool_calls[k], i == 0))
+                stats.tokens_generated += 1
+                yield frame(oc.tool_call_arguments_chunk(cid, created, req.model, k, token))
+                continue
             if i == 0:
                 yield frame(oc.role_chunk(cid, created, req.model))
             if fail_after is not None and i >= fail_after:

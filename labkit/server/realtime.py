@@ -25,7 +25,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from ..audio.pcm import resample
 from ..ephemeral import EphemeralKeys, KeyRefused, check_realtime_key, handshake_credentials
-from ..model import UnknownModelError, plan_completion, resolve_model
+from ..model import UnknownModelError, plan_completion, plan_tool_calls, resolve_model
 from ..protocol.openai_chat import error_body
 from ..realtime.machine import CancelResponse, RealtimeSession, StartResponse, StartTranscription
 from ..realtime.session import ESPEAK_VOICE_FOR, SAMPLE_RATE
@@ -133,9 +133,16 @@ class _Connection:
         session, loop = self.session, asyncio.get_running_loop()
         start = loop.time()
         max_tokens = None if order.max_output_tokens == "inf" else int(order.max_output_tokens)
-        plan = plan_completion(order.messages, self.profile, max_tokens=max_tokens)
+        if order.tool_calls:                      # the machine decided to call functions: stream their arguments
+            plan = plan_tool_calls(order.tool_calls, order.messages, self.profile)
+        else:
+            plan = plan_completion(order.messages, self.profile, max_tokens=max_tokens)
         try:
-            if order.modalities == ("text",):
+            if plan.tool_calls:
+                for token, due, k in zip(plan.tokens, plan.due_s, plan.call_of_token):
+                    await asyncio.sleep(max(0.0, start + due - loop.time()))
+                    await self.emit(session.arguments_delta(order.response_id, k, token))
+            elif order.modalities == ("text",):
                 for token, due in zip(plan.tokens, plan.due_s):
                     await asyncio.sleep(max(0.0, start + due - loop.time()))
                     await self.emit(session.text_delta(order.response_id, token))
@@ -181,8 +188,9 @@ class _Connection:
             text = await asr.transcribe_async(order.audio, SAMPLE_RATE)
         except asr.ASRUnavailable as e:
             await self.emit(self.session.transcription_failed(order.item_id, str(e)))
-            return
-        await self.emit(self.session.transcription_done(order.item_id, text, time.perf_counter() - t0))
+        else:
+            await self.emit(self.session.transcription_done(order.item_id, text, time.perf_counter() - t0))
+        self.carry_out(self.session.take_orders())    # a response that waited for this transcript starts now
 
     async def close(self) -> None:
         for task in list(self.tasks):

@@ -25,8 +25,10 @@ from .upstream import LOCAL_API_KEY
 __all__ = ["LabServer", "serve", "bind_socket", "run_forever"]
 
 
-def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """Bind (port 0: any free port) before uvicorn starts, so the URL is known and nothing races."""
+def bind_socket(host: str = "127.0.0.1", port: int = 0, backlog: int = 2048) -> socket.socket:
+    """Bind (port 0: any free port) and listen before uvicorn starts, so the URL is known and nothing
+    races: from the moment the URL is printed, a client's connection is accepted by the kernel and
+    waits in the backlog until uvicorn serves it (bound but not listening, it would be refused)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -36,6 +38,7 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
         sock.close()
         raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}. "
                                f"Is another server using that port? Try another --port, or 0 for any free one.") from None
+    sock.listen(backlog)                         # uvicorn's own listen() on this socket later only resizes the backlog
     sock.set_inheritable(True)
     return sock
 
