@@ -13,8 +13,9 @@
 //    then holds only what the user heard.
 // 5. Per turn, the voice-to-voice latency (end of speech -> first sound played) and its parts.
 //
-// Everything is in window.voice, for tests and curious learners (see labkit/server/static/voice.md
-// in the README for the fields).
+// Everything is in window.voice, for tests and curious learners: events (type, arrival time, audio ms),
+// turns (latency and its parts), bargeIns (stop delay, played samples, truncation point), items
+// (samples received / played / not silent per assistant item), transcripts, the captured level.
 "use strict";
 
 (() => {
