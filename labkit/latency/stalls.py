@@ -19,7 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Piece", "stall_report"]
+__all__ = ["Piece", "stall_report", "CONCEALABLE_MS"]
+
+#: Gaps up to this long are what packet-loss concealment (Opus' PLC, a browser's NetEQ) fills without
+#: an audible break; longer ones are counted apart as ``audible_stalls``.
+CONCEALABLE_MS = 40.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ def stall_report(pieces: list[Piece], buffer_ms: float = 100.0) -> dict:
     arrived = [p.arrival_s for p in pieces if p.arrival_s is not None]
     total = sum(p.duration_ms for p in pieces)
     if not arrived:
-        return {"audio_ms": total, "stalls": 0, "stall_ms": [], "late_ms": 0.0, "lost_ms": total,
+        return {"audio_ms": total, "stalls": 0, "audible_stalls": 0, "stall_ms": [], "late_ms": 0.0, "lost_ms": total,
                 "on_time_fraction": 0.0, "buffer_ms": buffer_ms}
     base = pieces[0].start_ms
     t0 = min(p.arrival_s - (p.start_ms - base) / 1000 for p in pieces if p.arrival_s is not None)
@@ -56,7 +60,8 @@ def stall_report(pieces: list[Piece], buffer_ms: float = 100.0) -> dict:
             run = 0.0
     if run:
         stalls.append(run)
-    return {"audio_ms": round(total, 1), "stalls": len(stalls), "stall_ms": [round(s, 1) for s in stalls],
+    return {"audio_ms": round(total, 1), "stalls": len(stalls),
+            "audible_stalls": sum(s > CONCEALABLE_MS for s in stalls), "stall_ms": [round(s, 1) for s in stalls],
             "longest_stall_ms": round(max(stalls), 1) if stalls else 0.0,
             "late_ms": round(late, 1), "lost_ms": round(lost, 1),
             "worst_lateness_ms": round(max(lateness), 1) if lateness else 0.0,
