@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from labkit.latency.stalls import Piece, stall_report
+from labkit.latency.stalls import Piece, stall_report, timeline
 from labkit.netem import DatagramLink, NetworkProfile, UdpRelay
 from labkit.realtime.playout import OutputPlayout
 
@@ -106,3 +106,11 @@ async def test_udp_relay_forwards_both_ways_and_drops_what_the_link_loses():
         assert ("up", b"ping0") in taps and ("down", b"PING0") in taps
         client.close()
     server.close()
+
+
+def test_timeline_labels_each_piece_as_the_report_counts_it():
+    pieces = [Piece(20 * k, 20, None if k == 2 else 1.0 + 0.02 * k + (0.3 if k == 5 else 0)) for k in range(8)]
+    line = timeline(pieces, buffer_ms=100)
+    assert [s for _, _, s in line] == ["on time", "on time", "lost", "on time", "on time", "late", "on time", "on time"]
+    r = stall_report(pieces, buffer_ms=100)
+    assert r["lost_ms"] == 20 and r["late_ms"] == 20 and r["audible_stalls"] == 0

@@ -28,7 +28,7 @@ import time
 
 import websockets
 
-from ..latency.stalls import Piece, stall_report
+from ..latency.stalls import Piece, stall_report, timeline
 from ..netem import NetemProxy, NetworkProfile, UdpRelay
 from ..realtime.webrtc_client import WebRTCRealtimeClient
 
@@ -78,7 +78,7 @@ async def websocket_run(port: int, profile: NetworkProfile, *, tokens: int = 20,
                     elif event["type"] == "response.done":
                         break
     return {"transport": "websocket", "loss": profile.loss, "pieces": len(pieces),
-            **stall_report(pieces, BUFFER_MS)}
+            **stall_report(pieces, BUFFER_MS), "timeline": timeline(pieces, BUFFER_MS)}
 
 
 _CANDIDATE = re.compile(r"^a=candidate:\S+ 1 udp \d+ (\d+\.\d+\.\d+\.\d+) (\d+) typ host", re.M | re.I)
@@ -157,7 +157,7 @@ async def webrtc_run(base_url: str, profile: NetworkProfile, *, tokens: int = 20
     pieces = [Piece((n - first) * RTP_FRAME_MS, RTP_FRAME_MS, got.get(n)) for n in range(first, last + 1)]
     return {"transport": "webrtc", "loss": profile.loss, "pieces": len(pieces),
             "relay_lost": dict(relay.lost), "relay_delivered": dict(relay.delivered),
-            **stall_report(pieces, BUFFER_MS)}
+            **stall_report(pieces, BUFFER_MS), "timeline": timeline(pieces, BUFFER_MS)}
 
 
 async def loss_series(base_url: str, port: int, transports=("websocket", "webrtc"), losses=LOSSES, *,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Piece", "stall_report", "CONCEALABLE_MS"]
+__all__ = ["Piece", "stall_report", "timeline", "CONCEALABLE_MS"]
 
 #: Gaps up to this long are what packet-loss concealment (Opus' PLC, a browser's NetEQ) fills without
 #: an audible break; longer ones are counted apart as ``audible_stalls``.
@@ -31,6 +31,25 @@ class Piece:
     start_ms: float            # position in the stream
     duration_ms: float
     arrival_s: float | None    # None: never arrived
+
+
+def _start(pieces: list[Piece]) -> float:
+    base = pieces[0].start_ms
+    return min(p.arrival_s - (p.start_ms - base) / 1000 for p in pieces if p.arrival_s is not None)
+
+
+def timeline(pieces: list[Piece], buffer_ms: float = 100.0) -> list[tuple[float, float, str]]:
+    """(start ms, duration ms, "on time" | "late" | "lost") per piece, in stream order (for plots)."""
+    pieces = sorted(pieces, key=lambda p: p.start_ms)
+    if not any(p.arrival_s is not None for p in pieces):
+        return [(p.start_ms, p.duration_ms, "lost") for p in pieces]
+    t0, base = _start(pieces), pieces[0].start_ms
+    out = []
+    for p in pieces:
+        due = t0 + (buffer_ms + p.start_ms - base) / 1000
+        status = "lost" if p.arrival_s is None else "late" if p.arrival_s > due else "on time"
+        out.append((round(p.start_ms - base, 1), p.duration_ms, status))
+    return out
 
 
 def stall_report(pieces: list[Piece], buffer_ms: float = 100.0) -> dict:
