@@ -161,12 +161,14 @@ async def webrtc_run(base_url: str, profile: NetworkProfile, *, tokens: int = 20
 
 
 async def loss_series(base_url: str, port: int, transports=("websocket", "webrtc"), losses=LOSSES, *,
-                      tokens: int = 20, seed: int = 0, model: str = "instant", log=None) -> list[dict]:
+                      tokens: int = 20, seed: int = 0, model: str = "instant", log=None,
+                      warm_up: bool = True) -> list[dict]:
     """One run per (transport, loss), in that order; the rows of :func:`stall_report` plus their setup.
 
     Each transport first answers once unimpaired, unrecorded: a fresh server's first answer loads the
-    speech synthesiser, and the burst that follows would fill the client's buffer and hide the losses."""
-    for transport in transports:
+    speech synthesiser, and the burst that follows would fill the client's buffer and hide the losses
+    (``warm_up=False`` when the server has already spoken)."""
+    for transport in transports if warm_up else ():
         run = websocket_run(port, impaired(0.0), tokens=4, model=model) if transport == "websocket" else \
             webrtc_run(base_url, impaired(0.0), tokens=4, model=model)
         await run
