@@ -228,6 +228,40 @@ def _cancel_reason(answer) -> Result:
     return _no("Read response.done's response.status_details.reason.")
 
 
+# ----------------------------------------------------------------------------- chapter 05b
+
+@exercise("05b.truncate_ms")
+def _truncate_ms(answer, *, played: int, rate: int = 24_000, context_rate: int = 48_000) -> Result:
+    expected = played * 1000 // rate
+    if answer == expected:
+        return _ok(f"Right: {played} samples at {rate} Hz are {expected} ms of the item's audio, the point the "
+                   "server cuts the item (and its transcript) at.")
+    if isinstance(answer, (int, float)) and abs(answer - played * 1000 / context_rate) < 1:
+        return _no("That uses the AudioContext's rate. The played position counts the item's own 24 kHz samples.")
+    if isinstance(answer, float):
+        return _no("audio_end_ms is a whole number of milliseconds: round down (//).")
+    return _no("audio_end_ms = played samples x 1000 / 24000, rounded down.")
+
+
+@exercise("05b.upstream_rate")
+def _upstream_rate(answer) -> Result:
+    if answer == 64_000:
+        return _ok("Right: 24,000 samples x 2 bytes = 48,000 bytes/s of PCM16, and base64 adds a third: 64,000 "
+                   "bytes/s (about 512 kbit/s) before the JSON around it. WebRTC's Opus needs ~30 kbit/s.")
+    if answer == 48_000:
+        return _no("That is the raw PCM16. The WebSocket carries it base64-encoded inside JSON.")
+    return _no("Samples per second x bytes per sample, then x 4/3 for base64.")
+
+
+@exercise("05b.silence_cost")
+def _silence_cost(answer, *, before_ms: int, after_ms: int) -> Result:
+    expected = after_ms - before_ms
+    if isinstance(answer, (int, float)) and abs(answer - expected) <= 1:
+        return _ok(f"Right: every turn waits {expected} ms longer before the server even starts answering; the "
+                   "other parts do not change.")
+    if isinstance(answer, (int, float)) and abs(answer) <= 1:
+        return _no("The silence wait is part of voice-to-voice latency: the server answers only once it is sure.")
+    return _no("Only the 'silence wait' part moves, by the change in silence_duration_ms.")
 # ----------------------------------------------------------------------------- chapter 05c
 
 @exercise("05c.opus_payload_type")

@@ -51,7 +51,7 @@ async def test_the_widget_feeds_live_vad_from_binary_comm_buffers():
     piece = audio[int((u.start_s - 0.8) * 16_000): int((u.end_s + 1.0) * 16_000)]
     mic = BrowserMicrophone(sample_rate=16_000, chunk_ms=20)
     assert "registerProcessor(\"lab-capture\"" in mic._worklet   # the page's own capture worklet
-    scope = LiveVAD(mic.source)
+    scope = LiveVAD(mic.source, fps=1)
     run = asyncio.ensure_future(scope.run(seconds=10))
     for seq, i in enumerate(range(0, piece.size, 320)):  # what the front end sends: {type: pcm} + one buffer
         mic._handle_custom_msg({"type": "pcm", "seq": seq, "rms": 0.1}, [memoryview(piece[i:i + 320].tobytes())])

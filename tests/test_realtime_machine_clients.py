@@ -120,3 +120,33 @@ def test_tool_choice_none_and_bad_tools():
     assert err["error"]["param"] == "session.tools[0].type"
     (err,), _ = feed(s, {"type": "conversation.item.create", "item": {"type": "function_call_output"}})
     assert err["error"]["param"] == "item.call_id"
+
+
+def test_with_tools_a_voice_answer_waits_for_the_transcript_before_deciding():
+    import base64
+
+    import numpy as np
+
+    s = RealtimeSession("gpt-realtime")
+    feed(s, {"type": "session.update", "session": {"type": "realtime", "tools": [MEASUREMENT_TOOL], "audio": {
+        "input": {"transcription": {"model": "gpt-4o-mini-transcribe"}, "turn_detection": None}}}})
+    feed(s, {"type": "input_audio_buffer.append", "audio": base64.b64encode(np.zeros(4800, "<i2").tobytes()).decode()})
+    events, orders = feed(s, {"type": "input_audio_buffer.commit"})
+    (transcription,) = orders
+    events, orders = feed(s, {"type": "response.create"})
+    assert [e["type"] for e in events] == ["response.created"] and orders == []
+    events = s.transcription_done(transcription.item_id, "what was the time to first token", 0.5)
+    for e in events:
+        validate_server_event(e)
+    assert "response.output_item.added" in [e["type"] for e in events]
+    (order,) = s.take_orders()
+    assert order.tool_calls[0].name == "lookup_measurement" and s.take_orders() == []
+    # a response cancelled while it waits ends cleanly, with no output
+    feed(s, {"type": "input_audio_buffer.append", "audio": base64.b64encode(np.zeros(4800, "<i2").tobytes()).decode()})
+    s.finish_response(order.response_id)
+    _, (second,) = feed(s, {"type": "input_audio_buffer.commit"})
+    feed(s, {"type": "response.create"})
+    events, orders = feed(s, {"type": "response.cancel"})
+    assert events[-1]["response"]["status"] == "cancelled" and events[-1]["response"]["output"] == []
+    assert s.transcription_done(second.item_id, "hello", 0.1)[-1]["type"].endswith("completed")
+    assert s.take_orders() == []

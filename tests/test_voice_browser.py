@@ -8,26 +8,24 @@ the page measured or what the server said over the protocol, checked against the
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from labkit.audio._sphinx import normalise
-from labkit.fakemic import chromium_fake_mic_args, fake_mic_wav, locate
-from labkit.services import ServiceUnavailable, ensure_binary
+from labkit.fakemic import fake_mic_wav
+from labkit.services import ServiceUnavailable
+from labkit.voicepage import chromium_path, talk_in_the_page
 
-playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
+pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 RATE = 24_000
 PREFIX_MS, SILENCE_MS = 300, 500          # what the page asks for in session.update
 EDGE_TOLERANCE_MS = 150
 
 
 @pytest.fixture(scope="module")
-def chromium_path():
+def chromium():
     try:
-        return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
+        return chromium_path()
     except ServiceUnavailable as e:
         pytest.skip(f"Chromium cannot be had here: {e}")
 
@@ -38,41 +36,15 @@ def _words_found(heard: str, said: str) -> float:
 
 
 @pytest.mark.timeout(240)
-async def test_a_spoken_conversation_with_barge_in_in_the_page(chromium_path, make_server, tmp_path):
+async def test_a_spoken_conversation_with_barge_in_in_the_page(chromium, make_server, tmp_path):
     # A: "Send a heartbeat every fifteen seconds." (2.2 s); B starts 3 s after A ends, during the answer
     script = fake_mic_wav(tmp_path / "mic.wav", [1, 5], gaps_s=[3.0], tail_s=8.0)
     server = make_server()
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS + chromium_fake_mic_args(script.path))
-        context = await browser.new_context(permissions=["microphone"])
-        page = await context.new_page()
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        await page.goto(server.url + "/?name=ann&voicekeep=1")
-        await page.wait_for_function("window.lab && window.lab.ready === true && window.voice")
-        await page.click("#voice-start")
-        await page.wait_for_function("voice.state === 'listening' || voice.error", timeout=15_000)
-        assert await page.evaluate("voice.error") is None
-        assert await page.evaluate("voice.track.echoCancellation && voice.track.noiseSuppression")
-
-        # the barge-in: B's speech_started while A's answer plays; stopped, truncated, read back from the server
-        await page.wait_for_function("voice.bargeIns.length >= 1 && voice.bargeIns[0].serverAudioEndMs != null "
-                                     "&& voice.retrieved[voice.bargeIns[0].item]", timeout=40_000)
-        # B's turn: its answer sounds, then the Interrupt button cuts it
-        await page.wait_for_function("voice.turns.length >= 2 && voice.turns[1].firstSoundAt != null", timeout=30_000)
-        await page.click("#voice-interrupt")
-        await page.wait_for_function("voice.bargeIns.length >= 2 && voice.bargeIns[1].serverAudioEndMs != null "
-                                     "&& voice.retrieved[voice.bargeIns[1].item]", timeout=15_000)
-        await page.wait_for_function("voice.transcripts.filter(t => t.role === 'user').length >= 2", timeout=30_000)
-        v = await page.evaluate("({events: voice.events, turns: voice.turns, bargeIns: voice.bargeIns, "
-                                "items: voice.items, retrieved: voice.retrieved, transcripts: voice.transcripts, "
-                                "levels: voice.levels, meter: document.getElementById('voice-meter').style.width, "
-                                "latencyRows: document.querySelectorAll('#voice-latency tr').length})")
-        kept = np.array(await page.evaluate("voice.kept.flat()"), dtype=np.int16)
-        offset_s = locate(kept, script, RATE)
-        b_onset_at = await page.evaluate(f"voice.timeOfSample({round((offset_s + script.lines[1].start_s) * RATE)})")
-        await page.click("#voice-stop")
-        await browser.close()
+    run = await talk_in_the_page(server.url + "/?name=ann", script)
+    v = {"events": run.events, "turns": run.turns, "bargeIns": run.barge_ins, "items": run.items,
+         "retrieved": run.retrieved, "transcripts": run.transcripts, "levels": run.levels, "meter": run.meter,
+         "latencyRows": run.latency_rows}
+    errors, offset_s, b_onset_at = run.errors, run.offset_s, run.second_onset_at
 
     assert errors == []
     # ---- the server's VAD edges against the labels, on the input stream's clock

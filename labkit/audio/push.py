@@ -80,3 +80,4 @@ class PushSource(AudioSource):
                     continue
             total += chunk.size
             yield chunk
+            await asyncio.sleep(0)       # stay cooperative with a backlog: the comm that feeds us runs on this loop too

@@ -88,6 +88,11 @@ class _Response:
     words: list = field(default_factory=list)     # (text, audio start ms) for truncation
     part_open: bool = False
     calls: list = field(default_factory=list)     # function_call items, when the reply is function calls
+    instructions: str | None = None
+    tools: tuple = ()
+    tool_choice: str = "auto"
+    parallel: bool = True
+    waiting: bool = False                         # for the input's transcript before deciding on tools
 
 
 class RealtimeSession:
@@ -104,6 +109,8 @@ class RealtimeSession:
         self._speech_item: str | None = None       # item id announced by speech_started
         self.response: _Response | None = None
         self.transcripts: dict[str, str] = {}
+        self._transcribing: set[str] = set()       # user items whose transcription is under way
+        self._ready_orders: list = []
 
     # -------------------------------------------------------------------------------- helpers
     def _event(self, ga_type: str, **fields) -> dict:
@@ -282,6 +289,7 @@ class RealtimeSession:
         orders = []
         if self.config.transcription is not None:
             orders.append(StartTranscription(item_id, audio.copy(), dict(self.config.transcription)))
+            self._transcribing.add(item_id)
         return events, orders
 
     def _on_input_audio_buffer_clear(self, event: dict):
@@ -300,14 +308,25 @@ class RealtimeSession:
             if item["id"] == item_id:
                 item["content"][0]["transcript"] = text
         base = dict(item_id=item_id, content_index=0)
-        return [self._event("conversation.item.input_audio_transcription.delta", **base, delta=text),
-                self._event("conversation.item.input_audio_transcription.completed", **base, transcript=text,
-                            usage={"type": "duration", "seconds": round(seconds, 3)})]
+        events = [self._event("conversation.item.input_audio_transcription.delta", **base, delta=text),
+                  self._event("conversation.item.input_audio_transcription.completed", **base, transcript=text,
+                              usage={"type": "duration", "seconds": round(seconds, 3)})]
+        return events + self._transcript_arrived(item_id)
+
+    def _transcript_arrived(self, item_id: str) -> list[dict]:
+        self._transcribing.discard(item_id)
+        r = self.response
+        if r is None or not r.waiting or self._transcript_pending():
+            return []
+        events, orders = self._begin_output(r)
+        self._ready_orders += orders
+        return events
 
     def transcription_failed(self, item_id: str, message: str) -> list[dict]:
-        return [self._event("conversation.item.input_audio_transcription.failed", item_id=item_id, content_index=0,
-                            error={"type": "transcription_error", "code": "transcription_unavailable",
-                                   "message": message, "param": None})]
+        events = [self._event("conversation.item.input_audio_transcription.failed", item_id=item_id, content_index=0,
+                              error={"type": "transcription_error", "code": "transcription_unavailable",
+                                     "message": message, "param": None})]
+        return events + self._transcript_arrived(item_id)
 
     # -------------------------------------------------------------------------------- conversation
     def _on_conversation_item_create(self, event: dict):
@@ -433,11 +452,30 @@ class RealtimeSession:
             raw = overrides.get("output_modalities", overrides.get("modalities"))
             modalities = ("text",) if raw == ["text"] else ("audio",)
         voice = (overrides.get("audio") or {}).get("output", {}).get("voice", overrides.get("voice", voice))
-        messages = self._messages(overrides.get("instructions"))
-        calls = self._decide_calls(messages, overrides)
+        tools, choice = self._tools_for(overrides)
         r = _Response("resp_" + secrets.token_hex(8), "item_" + secrets.token_hex(8), modalities, voice,
                       overrides.get("max_output_tokens", cfg.max_output_tokens))
+        r.instructions, r.tools, r.tool_choice = overrides.get("instructions"), tools, choice
+        r.parallel = overrides.get("parallel_tool_calls", True) is not False
         self.response = r
+        events = [self._event("response.created", response=self._response_object(r, "in_progress", []))]
+        if tools and choice == "auto" and self._transcript_pending():
+            # the simulated model reads the question's words: with tools to choose from, it waits for them
+            r.waiting = True
+            return events, []
+        e, orders = self._begin_output(r)
+        return events + e, orders
+
+    def _transcript_pending(self) -> bool:
+        last_user = next((i for i in reversed(self.items) if i.get("role") == "user"), None)
+        return last_user is not None and last_user["id"] in self._transcribing
+
+    def _begin_output(self, r: _Response):
+        """Decide what the response is (function calls or a message), add its items, order the work."""
+        r.waiting = False
+        messages = self._messages(r.instructions)
+        rng = random.Random(zlib.crc32(json.dumps(messages, sort_keys=True).encode()))
+        calls = decide_tool_calls(messages, r.tools, r.tool_choice, r.parallel, rng) if r.tools else ()
         if calls:
             items = [{"id": r.item_id if k == 0 else "item_" + secrets.token_hex(8), "object": "realtime.item",
                       "type": "function_call", "status": "in_progress", "name": c.name, "call_id": c.id,
@@ -446,17 +484,18 @@ class RealtimeSession:
         else:
             items = [{"id": r.item_id, "object": "realtime.item", "type": "message", "status": "in_progress",
                       "role": "assistant", "content": []}]
-        events = [self._event("response.created", response=self._response_object(r, "in_progress", []))]
+        events = []
         for k, item in enumerate(items):
             previous = self._previous_item_id()
             events.append(self._event("response.output_item.added", response_id=r.id, output_index=k, item=item))
             events += self._item_events(item, previous, done=False)
             self.items.append(item)
-        order = StartResponse(r.id, r.item_id, messages, modalities, voice, cfg.speed, r.max_output_tokens, calls)
+        order = StartResponse(r.id, r.item_id, messages, r.modalities, r.voice, self.config.speed,
+                              r.max_output_tokens, calls)
         return events, [order]
 
-    def _decide_calls(self, messages: list[dict], overrides: dict) -> tuple[ToolCall, ...]:
-        """The simulated model's tool decision (labkit.model.tools), seeded by the conversation itself."""
+    def _tools_for(self, overrides: dict):
+        """The response's tools and tool_choice (labkit.model.tools), validated."""
         try:
             tools = parse_tools(overrides.get("tools", list(self.config.tools)), "response.tools"
                                 if "tools" in overrides else "session.tools")
@@ -464,8 +503,12 @@ class RealtimeSession:
                                        "response.tool_choice" if "tool_choice" in overrides else "session.tool_choice")
         except ToolSpecError as e:
             raise RealtimeError("invalid_value", e.message, e.param) from None
-        rng = random.Random(zlib.crc32(json.dumps(messages, sort_keys=True).encode()))
-        return decide_tool_calls(messages, tools, choice, overrides.get("parallel_tool_calls", True) is not False, rng)
+        return tools, choice
+
+    def take_orders(self) -> list:
+        """Work orders that became due outside :meth:`receive` (a response that waited for its transcript)."""
+        orders, self._ready_orders = self._ready_orders, []
+        return orders
 
     def _messages(self, instructions: str | None) -> list[dict]:
         msgs = [{"role": "system", "content": instructions or self.config.instructions}]
@@ -561,6 +604,9 @@ class RealtimeSession:
         if r is None or r.id != response_id:
             return []
         self.response = None
+        if r.waiting:                             # ended before it produced anything
+            return [self._event("response.done", response=self._response_object(r, status, [], details,
+                                                                                 self._usage(prompt_tokens, 0)))]
         if r.calls:
             return self._close_calls(r, status, details, prompt_tokens, output_tokens)
         base = dict(response_id=r.id, item_id=r.item_id, output_index=0, content_index=0)

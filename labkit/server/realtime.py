@@ -218,8 +218,9 @@ class SessionDriver:
             text = await asr.transcribe_async(order.audio, SAMPLE_RATE)
         except asr.ASRUnavailable as e:
             await self.emit(self.session.transcription_failed(order.item_id, str(e)))
-            return
-        await self.emit(self.session.transcription_done(order.item_id, text, time.perf_counter() - t0))
+        else:
+            await self.emit(self.session.transcription_done(order.item_id, text, time.perf_counter() - t0))
+        self.carry_out(self.session.take_orders())    # a response that waited for this transcript starts now
 
     async def close(self) -> None:
         for task in list(self.tasks):

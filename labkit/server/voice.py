@@ -9,8 +9,9 @@ with the server's own credentials, which the page never sees.
   to ``/v1/realtime`` on the origin it was loaded from (so it also works behind the classroom's proxy
   and over ``https://``).
 * With ``OPENAI_API_KEY`` (the server's upstream is OpenAI), the key comes from OpenAI and the page
-  connects to ``wss://api.openai.com/v1/realtime`` directly. That path needs the network and a key:
-  it is not exercised by the offline tests.
+  connects to ``wss://api.openai.com/v1/realtime`` directly. Against OpenAI itself that needs the
+  network and a key; the offline tests exercise it with a second, OpenAI-compatible lab server
+  standing in for OpenAI.
 
 Like every ``/lab/`` route it sits behind the class token (:mod:`labkit.server.identity`).
 """

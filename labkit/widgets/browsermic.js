@@ -3,7 +3,7 @@
 // The kernel may run on a machine with no sound card (JupyterHub, Binder, Colab, CI): the microphone
 // is the one of the browser JupyterLab runs in. getUserMedia (echo cancellation, noise suppression)
 // -> the lab's capture AudioWorklet (the same file as the web page's voice mode, sent by the kernel
-// as the `_worklet` trait) resampling to `sample_rate` -> PCM16 chunks of `chunk_ms`, each sent to the
+// as the `_worklet` trait) resampling to `sample_rate` -> PCM16 chunks of `send_ms`, each sent to the
 // kernel as a binary buffer of a custom comm message: no base64, no JSON arrays.
 const captures = new WeakMap();          // one capture per widget model, however many views show it
 
@@ -30,7 +30,7 @@ async function start(model) {
     URL.revokeObjectURL(url);
     const source = c.ctx.createMediaStreamSource(c.stream);
     c.node = new AudioWorkletNode(c.ctx, "lab-capture", { numberOfOutputs: 0, processorOptions: {
-      targetRate: model.get("sample_rate"), chunkMs: model.get("chunk_ms") } });
+      targetRate: model.get("sample_rate"), chunkMs: model.get("send_ms") } });
     c.node.port.onmessage = (e) => {
       const m = e.data;
       model.send({ type: "pcm", seq: c.seq++, rms: m.rms, end: m.end }, undefined, [m.pcm.buffer]);

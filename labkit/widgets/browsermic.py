@@ -38,6 +38,9 @@ class BrowserMicrophone(anywidget.AnyWidget):
     _worklet = traitlets.Unicode("").tag(sync=True)
     sample_rate = traitlets.Int(16_000).tag(sync=True)
     chunk_ms = traitlets.Int(20).tag(sync=True)
+    #: How much audio each comm message carries. Every message costs the kernel a round of its shell
+    #: loop (and two status messages); at 20 ms a busy kernel falls behind and starves its tasks.
+    send_ms = traitlets.Int(100).tag(sync=True)
     status = traitlets.Unicode("press Start and allow the microphone").tag(sync=True)
 
     def __init__(self, sample_rate: int = 16_000, chunk_ms: int = 20, *, max_seconds: float | None = None, **kwargs):

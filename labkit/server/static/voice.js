@@ -13,8 +13,9 @@
 //    then holds only what the user heard.
 // 5. Per turn, the voice-to-voice latency (end of speech -> first sound played) and its parts.
 //
-// Everything is in window.voice, for tests and curious learners (see labkit/server/static/voice.md
-// in the README for the fields).
+// Everything is in window.voice, for tests and curious learners: events (type, arrival time, audio ms),
+// turns (latency and its parts), bargeIns (stop delay, played samples, truncation point), items
+// (samples received / played / not silent per assistant item), transcripts, the captured level.
 "use strict";
 
 (() => {
@@ -61,6 +62,8 @@
     div.append(w, t); $v("voice-log").append(div); $v("voice-log").scrollTop = $v("voice-log").scrollHeight;
     return t;
   }
+  const userLines = {};
+  function userLine(itemId) { return userLines[itemId] || (userLines[itemId] = log("you", "…", "")); }
   function setState(s) { voice.state = s; $v("voice-state").textContent = s; }
   function setVad(s) { voice.vad = s; $v("voice-vad").textContent = `VAD ${s}`; $v("voice-vad").dataset.state = s; }
   function fail(message) {
@@ -246,6 +249,7 @@
         break;
       case "input_audio_buffer.speech_stopped":
         setVad("silence");
+        userLine(ev.item_id);                    // in its place now; the transcript fills it in later
         pendingTurn = { userItem: ev.item_id, audioEndMs: ev.audio_end_ms, silenceMs: voice.silenceMs || SILENCE_MS,
                         stoppedAt: now, item: null, firstDeltaAt: null, firstSoundAt: null, parts: null };
         voice.turns.push(pendingTurn);
@@ -253,11 +257,11 @@
         break;
       case "conversation.item.input_audio_transcription.completed": {
         voice.transcripts.push({ role: "user", item: ev.item_id, text: ev.transcript });
-        log("you", ev.transcript || "(nothing recognised)", "");
+        userLine(ev.item_id).textContent = ev.transcript || "(nothing recognised)";
         break;
       }
       case "conversation.item.input_audio_transcription.failed":
-        log("", `transcription failed: ${ev.error.message}`, "note");
+        userLine(ev.item_id).textContent = `(not transcribed: ${ev.error.message})`;
         break;
       case "response.created":
         voice.response = ev.response.id;
@@ -281,7 +285,8 @@
         break;
       }
       case "response.output_audio_transcript.done":
-        if (!interrupted.has(ev.item_id)) voice.transcripts.push({ role: "assistant", item: ev.item_id, text: ev.transcript });
+        // what the server generated (for a cut-off answer: up to the cut; what was *heard* comes after the truncate)
+        voice.transcripts.push({ role: "assistant", item: ev.item_id, text: ev.transcript, interrupted: interrupted.has(ev.item_id) });
         break;
       case "response.done":
         voice.response = null;
@@ -297,7 +302,7 @@
         voice.retrieved[ev.item.id] = ev.item;
         const it = voice.items[ev.item.id], part = ev.item.content && ev.item.content[0];
         if (it && it.line && part && part.transcript != null) {
-          it.line.textContent = part.transcript + " …";
+          it.line.textContent = part.transcript ? part.transcript + " …" : "(cut off before its first word)";
           it.line.title = `heard ${Math.round(it.played * 1000 / RATE)} ms; the rest was cut off`;
         }
         break;
@@ -311,6 +316,6 @@
 
   $v("voice-start").addEventListener("click", start);
   $v("voice-stop").addEventListener("click", () => { setState("stopped"); stop(); });
-  $v("voice-interrupt").addEventListener("click", () => interrupt("button"));
+  $v("voice-interrupt").addEventListener("click", () => { if (interrupt("button")) log("", "(interrupted by the button)", "note"); });
   voice.start = start; voice.stop = stop; voice.interrupt = interrupt; voice.timeOfSample = timeOfSample;
 })();
