@@ -62,7 +62,7 @@ def _classroom(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_benchmark
 
-    return run_benchmark(args.name, args.json, quick=args.quick)
+    return run_benchmark(args.name, args.json, quick=args.quick, transport=args.transport)
 
 
 def _notebooks(args: argparse.Namespace) -> int:
@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("name", choices=sorted(BENCHMARKS))
     b.add_argument("--json", required=True, metavar="PATH", help="where to write the results")
     b.add_argument("--quick", action="store_true", help="a smaller run (for CI smoke tests)")
+    b.add_argument("--transport", choices=["websocket", "webrtc"], default=None,
+                   help="realtime: also measure answer audio under 0/2/5/10%% loss over this transport "
+                        "(webrtc: and voice-to-voice turns over WebRTC instead of the WebSocket's)")
     b.set_defaults(func=_bench)
 
     d = sub.add_parser("data", help="rebuild the lab's data")

@@ -262,6 +262,35 @@ def _silence_cost(answer, *, before_ms: int, after_ms: int) -> Result:
     if isinstance(answer, (int, float)) and abs(answer) <= 1:
         return _no("The silence wait is part of voice-to-voice latency: the server answers only once it is sure.")
     return _no("Only the 'silence wait' part moves, by the change in silence_duration_ms.")
+# ----------------------------------------------------------------------------- chapter 05c
+
+@exercise("05c.opus_payload_type")
+def _opus_payload_type(answer, *, answer_sdp: str) -> Result:
+    import re
+
+    found = re.search(r"^a=rtpmap:(\d+) opus/48000/2", answer_sdp, re.M | re.I)
+    expected = int(found.group(1)) if found else None
+    if answer == expected:
+        return _ok(f"Right: payload type {expected} is Opus (48 kHz, 2 channels): every RTP packet of the call "
+                   "carries that number in its header.")
+    if isinstance(answer, str) and answer.isdigit() and int(answer) == expected:
+        return _no("The right number, but as a string: give it as an int.")
+    return _no("Find the answer's `a=rtpmap:<payload type> opus/48000/2` line and give its number (an int).")
+
+
+@exercise("05c.on_time_fraction")
+def _on_time_fraction(answer, *, row: dict) -> Result:
+    total = sum(d for _, d, _ in row["timeline"])
+    on_time = sum(d for _, d, s in row["timeline"] if s == "on time")
+    expected = on_time / total if total else 1.0
+    if isinstance(answer, (int, float)) and abs(answer - expected) <= 1e-3:
+        return _ok(f"Right: {expected:.1%} of the audio was there when the player needed it "
+                   f"(the report says {row['on_time_fraction']:.1%}).")
+    if isinstance(answer, (int, float)) and total and abs(answer - on_time / len(row["timeline"])) <= 1e-3:
+        return _no("Weigh each piece by its duration (its second field), not by counting pieces.")
+    if isinstance(answer, (int, float)) and abs(answer - 100 * expected) <= 0.1:
+        return _no("A fraction between 0 and 1, please, not a percentage.")
+    return _no("Sum the durations of the pieces whose status is 'on time' and divide by the total duration.")
 
 
 # ----------------------------------------------------------------------------- chapter 06

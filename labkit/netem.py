@@ -18,7 +18,7 @@ import contextlib
 import random
 from dataclasses import dataclass
 
-__all__ = ["NetworkProfile", "PROFILES", "Link", "NetemProxy"]
+__all__ = ["NetworkProfile", "PROFILES", "Link", "NetemProxy", "DatagramLink", "UdpRelay"]
 
 
 @dataclass(frozen=True)
@@ -191,3 +191,123 @@ class NetemProxy:
                 self.drops += 1
                 return
 
+
+
+class DatagramLink:
+    """One direction of a UDP path: ``release(now_s, nbytes) -> arrival time, or None if lost`` (pure, seeded).
+
+    No retransmission and no order: each datagram gets ``delay_ms`` plus its own jitter and the
+    serialisation time, and is lost with probability ``loss`` (``rto_ms`` and ``drop_per_s`` do not apply)."""
+
+    def __init__(self, profile: NetworkProfile, seed: int | None = None):
+        self.profile = profile
+        self.rng = random.Random(seed)
+        self._wire_free = 0.0
+
+    def release(self, now_s: float, nbytes: int) -> float | None:
+        p = self.profile
+        if p.loss and self.rng.random() < p.loss:
+            return None
+        start = max(now_s, self._wire_free)
+        self._wire_free = start + (0.0 if not p.bandwidth_kbps else nbytes * 8 / (p.bandwidth_kbps * 1000))
+        delay = p.delay_ms / 1000
+        if p.jitter_ms:
+            delay += abs(self.rng.gauss(0.0, p.jitter_ms / 1000))
+        return self._wire_free + delay
+
+
+class _RelaySide(asyncio.DatagramProtocol):
+    def __init__(self, on_datagram):
+        self.on_datagram = on_datagram
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.on_datagram(data, addr)
+
+
+class UdpRelay:
+    """``async with UdpRelay((host, port), profile) as relay:`` send to ``relay.address`` instead of
+    ``(host, port)``; replies come back from the relay. Each direction is a :class:`DatagramLink`.
+
+    One upstream socket per client address, so the target sees the relay as one peer per client (for
+    ICE: a peer-reflexive candidate). ``tap(direction, data, delivered_at)`` is called for every
+    datagram delivered ("down": to the client, "up": to the target); ``lost`` counts the dropped ones."""
+
+    def __init__(self, target: tuple[str, int], profile: NetworkProfile = PROFILES["lan"], *, host: str = "127.0.0.1",
+                 port: int = 0, seed: int | None = 0, tap=None):
+        self.target, self.profile, self.host, self.port, self.seed, self.tap = target, profile, host, port, seed, tap
+        self.lost = {"up": 0, "down": 0}
+        self.delivered = {"up": 0, "down": 0}
+        self._front = None
+        self._upstreams: dict = {}
+        self._links: dict = {}
+        self._rng = random.Random(seed)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def set_profile(self, profile: NetworkProfile | str) -> None:
+        self.profile = PROFILES[profile] if isinstance(profile, str) else profile
+        for link in self._links.values():
+            link.profile = self.profile
+
+    async def __aenter__(self) -> "UdpRelay":
+        loop = asyncio.get_running_loop()
+        transport, self._front = await loop.create_datagram_endpoint(lambda: _RelaySide(self._from_client),
+                                                                     local_addr=(self.host, self.port))
+        self.port = transport.get_extra_info("sockname")[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for side in [self._front, *self._upstreams.values()]:
+            if side is not None and side.transport is not None:
+                side.transport.close()
+        self._upstreams.clear()
+
+    def _link(self, key) -> DatagramLink:
+        if key not in self._links:
+            self._links[key] = DatagramLink(self.profile, None if self.seed is None else self._rng.randrange(2**31))
+        return self._links[key]
+
+    def _forward(self, direction: str, link: DatagramLink, transport, data: bytes, addr) -> None:
+        loop = asyncio.get_running_loop()
+        due = link.release(loop.time(), len(data))
+        if due is None:
+            self.lost[direction] += 1
+            return
+
+        def deliver():
+            if transport.is_closing():
+                return
+            transport.sendto(data, addr)
+            self.delivered[direction] += 1
+            if self.tap is not None:
+                self.tap(direction, data, loop.time())
+        loop.call_at(due, deliver)
+
+    def _from_client(self, data: bytes, client) -> None:
+        up = self._upstreams.get(client)
+        if up is None:
+            up = _RelaySide(lambda d, _addr, client=client: self._forward(
+                "down", self._link((client, "down")), self._front.transport, d, client))
+            up.pending = []
+            self._upstreams[client] = up
+            asyncio.ensure_future(self._open_upstream(up, client))
+        if up.transport is None:                      # its socket is still opening: keep the order
+            up.pending.append(data)
+            return
+        self._forward("up", self._link((client, "up")), up.transport, data, self.target)
+
+    async def _open_upstream(self, up: _RelaySide, client) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: up, local_addr=(self.host, 0))
+        for data in up.pending:
+            self._forward("up", self._link((client, "up")), up.transport, data, self.target)
+        up.pending.clear()

@@ -15,9 +15,16 @@ BENCHMARKS = {"transports": "labkit.bench.transports", "vad": "labkit.bench.vad"
               "latency": "labkit.bench.latency", "load": "labkit.bench.load"}
 
 
-def run_benchmark(name: str, json_path: str, quick: bool = False) -> int:
+def run_benchmark(name: str, json_path: str, quick: bool = False, transport: str | None = None) -> int:
     module = importlib.import_module(BENCHMARKS[name])
-    results = module.run(quick=quick)
+    if transport is not None:                               # realtime only: the WebSocket or WebRTC comparison
+        if name != "realtime":
+            raise SystemExit("--transport applies to the realtime benchmark only")
+        from .realtime_loss import run_transport
+        base = module.run(quick=quick) if transport == "websocket" else None
+        results = run_transport(transport, quick=quick, base=base)
+    else:
+        results = module.run(quick=quick)
     Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
     print(_targets_table(results))
     print(f"wrote {json_path}", file=sys.stderr)

@@ -11,8 +11,8 @@ It makes the offer a browser makes (one audio track, the microphone; one data ch
   ms, samples at 24 kHz), so a test can measure what arrived when (stalls, late audio, loss).
 
 ``signal`` swaps how the offer is sent: by default a raw ``application/sdp`` POST with ``httpx``;
-a test can pass one using the official SDK's ``client.realtime.calls.create``. ``rewrite_answer``
-lets an experiment point the connection at a UDP relay (:mod:`labkit.netem`).
+a test can pass one using the official SDK's ``client.realtime.calls.create``. ``rewrite_offer`` /
+``rewrite_answer`` let an experiment route the connection through a UDP relay (:mod:`labkit.netem`).
 """
 
 from __future__ import annotations
@@ -50,20 +50,32 @@ class MicrophoneTrack(MediaStreamTrack):
         self._queue: deque[np.ndarray] = deque()
         self._pending = np.zeros(0, np.int16)
         self._start: float | None = None
+        self._started_at: float | None = None     # perf_counter() of the first frame
         self._sent = 0
+        self._queued = 0                           # samples queued so far, ever
         self.drained = asyncio.Event()
         self.drained.set()
 
-    def say(self, pcm: np.ndarray) -> None:
-        self._queue.append(np.asarray(pcm, dtype=np.int16))
+    def say(self, pcm: np.ndarray) -> int:
+        """Queue ``pcm``; returns the stream sample where it will begin (on the input stream's clock,
+        if the microphone has been sending since the call began)."""
+        pcm = np.asarray(pcm, dtype=np.int16)
+        begin = max(self._queued, self._sent)
+        self._queued = begin + pcm.size
+        self._queue.append(pcm)
         self.drained.clear()
+        return begin
+
+    def time_of_sample(self, sample: int) -> float | None:
+        """perf_counter() time at which stream ``sample`` was (or will be) sent."""
+        return None if self._started_at is None else self._started_at + sample / RATE
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()
         if self._start is None:
-            self._start = loop.time()
+            self._start, self._started_at = loop.time(), time.perf_counter()
         else:
             await asyncio.sleep(max(0.0, self._start + self._sent / RATE - loop.time()))
         while self._pending.size < FRAME and self._queue:
@@ -96,10 +108,11 @@ def http_signal(base_url: str, api_key: str | None, model: str = "gpt-realtime")
 
 class WebRTCRealtimeClient:
     def __init__(self, base_url: str, api_key: str | None = None, *, model: str = "gpt-realtime",
-                 signal: Signal | None = None, rewrite_answer: Callable[[str], str] | None = None):
+                 signal: Signal | None = None, rewrite_answer: Callable[[str], str] | None = None,
+                 rewrite_offer: Callable[[str], str] | None = None):
         self.base_url, self._api_key = base_url.rstrip("/"), api_key
         self.signal = signal or http_signal(self.base_url, api_key, model)
-        self.rewrite_answer = rewrite_answer
+        self.rewrite_answer, self.rewrite_offer = rewrite_answer, rewrite_offer
         self.pc: RTCPeerConnection | None = None
         self.channel = None
         self.microphone = MicrophoneTrack()
@@ -125,7 +138,8 @@ class WebRTCRealtimeClient:
                 self._tasks.add(task)
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        answer, self.call_id = await self.signal(self.pc.localDescription.sdp)
+        offer = self.pc.localDescription.sdp
+        answer, self.call_id = await self.signal(self.rewrite_offer(offer) if self.rewrite_offer else offer)
         if self.rewrite_answer is not None:
             answer = self.rewrite_answer(answer)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
@@ -184,9 +198,10 @@ class WebRTCRealtimeClient:
                                f"{[e['type'] for _, e in self.events]}") from None
 
     # ------------------------------------------------------------------ audio
-    def say(self, pcm: np.ndarray) -> None:
-        """Speak ``pcm`` (int16, 24 kHz) into the microphone, after anything still queued."""
-        self.microphone.say(pcm)
+    def say(self, pcm: np.ndarray) -> int:
+        """Speak ``pcm`` (int16, 24 kHz) into the microphone, after anything still queued; returns the
+        input-stream sample where it begins."""
+        return self.microphone.say(pcm)
 
     async def _pump_answer(self, track) -> None:
         resampler = None

@@ -22,7 +22,7 @@ from .chat import create_chat_router
 from .connections import ConnectionManager
 from .model_api import create_model_router, openai_error_response
 from .realtime import create_realtime_router
-from .webrtc import create_webrtc_router
+from .webrtc import WebRTCCalls, create_webrtc_router
 from ..auth import Authenticator, Identity
 from ..ephemeral import EphemeralKeys
 from ..rooms.broker import make_broker
@@ -61,6 +61,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         await rooms.aclose()
         await hub.aclose()
 
+    calls = WebRTCCalls()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.loop = asyncio.get_running_loop()
@@ -73,6 +75,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         except Exception:
             log.warning("rooms did not close cleanly (is the broker still there?)")
         await hub.aclose()
+        await calls.aclose()                  # WebRTC calls still open
         await upstream.aclose()
 
     app = FastAPI(title="labkit", summary="The Realtime AI Lab's local OpenAI-compatible backend and chat app.",
@@ -94,7 +97,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     # networked server included): it was minted by someone who held a valid credential, and expires
     authenticator.add_verifier(lambda token: Identity(EPHEMERAL_USER) if keys.is_valid(token) else None)
     app.include_router(create_realtime_router(config, stats, app.state.realtime_keys))
-    app.include_router(create_webrtc_router(config, app.state.realtime_keys))   # WebRTC: /v1/realtime/calls
+    app.include_router(create_webrtc_router(config, app.state.realtime_keys, calls))   # WebRTC: /v1/realtime/calls
     app.include_router(create_room_router(config, rooms))
     app.include_router(create_admin_router(config, participants, app.state))
     app.include_router(create_voice_router(config))

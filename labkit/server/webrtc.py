@@ -46,7 +46,7 @@ from ..realtime.session import SAMPLE_RATE, RealtimeError
 from .realtime import SessionDriver, SessionRefused, open_session
 from .state import ServerConfig
 
-__all__ = ["create_webrtc_router", "OutputTrack", "FRAME_MS", "CONNECT_TIMEOUT_S"]
+__all__ = ["create_webrtc_router", "WebRTCCalls", "OutputTrack", "FRAME_MS", "CONNECT_TIMEOUT_S"]
 
 FRAME_MS = 20
 CONNECT_TIMEOUT_S = 30.0         # a call whose peer never connects is closed after this
@@ -57,9 +57,18 @@ def _error(status: int, message: str, param: str | None = None, code: str | None
     return JSONResponse(error_body(message, param=param, code=code), status_code=status)
 
 
-def create_webrtc_router(config: ServerConfig, keys: EphemeralKeys) -> APIRouter:
+class WebRTCCalls(dict):
+    """The open calls by id; :meth:`aclose` hangs them all up (the server's shutdown)."""
+
+    async def aclose(self) -> None:
+        for call in list(self.values()):
+            await call.close()
+        self.clear()
+
+
+def create_webrtc_router(config: ServerConfig, keys: EphemeralKeys, calls: WebRTCCalls | None = None) -> APIRouter:
     router = APIRouter()
-    calls: dict[str, _Call] = {}
+    calls = calls if calls is not None else WebRTCCalls()
 
     @router.post("/v1/realtime/calls")
     async def create_call(request: Request):
