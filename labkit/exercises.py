@@ -196,7 +196,8 @@ def _threshold(answer) -> Result:
         return _no("The threshold is an RMS level between 0 and 1, e.g. 0.02.")
     clean, utterances = load_clean()
     mixture, _ = condition_audio("white", 10, clean, utterances)
-    result = score(LabkitDetector(VADConfig(threshold=float(answer), **DEFAULT_SEGMENTATION)).run(mixture),
+    result = score(LabkitDetector(VADConfig(method="rms", frame_ms=10, threshold=float(answer),
+                                                  **DEFAULT_SEGMENTATION)).run(mixture),
                    utterances, mixture.size)
     if result["f1"] >= 0.9:
         return _ok(f"F1 = {result['f1']:.3f} at 10 dB white noise with threshold {answer}.")

@@ -29,7 +29,7 @@ from .tutorial import TutorialVAD, TutorialVADConfig, TutorialVADFixedClock
 from .vad import SpeechEnd, SpeechSegmenter, VADConfig, VoiceActivityDetector
 
 __all__ = ["Detection", "LabkitDetector", "TutorialDetector", "WebRTCDetector", "SileroDetector", "PeerUnavailable",
-           "score", "false_alarms_per_minute", "BEST_CONFIG", "DEFAULT_SEGMENTATION", "all_detectors"]
+           "score", "pooled", "evaluate", "false_alarms_per_minute", "BEST_CONFIG", "DEFAULT_SEGMENTATION", "all_detectors"]
 
 #: Segmentation rules shared by every detector in the comparison (the OpenAI server-VAD defaults).
 DEFAULT_SEGMENTATION = dict(min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300)
@@ -207,34 +207,67 @@ def _segment_frames(segments: list[tuple[float, float]], n_samples: int, frame_m
     return frame_labels(utterances, n_samples, frame_ms)
 
 
-def score(det: Detection, utterances: list[Utterance], n_samples: int) -> dict:
-    """Frame P/R/F1, utterances found, onset error and end-of-speech latency (ms) for one recording."""
+def _counts(det: Detection, utterances: list[Utterance], n_samples: int) -> dict:
+    """Frame counts and per-utterance timings of one recording (pooled over recordings by :func:`pooled`)."""
     truth = frame_labels(utterances, n_samples)
     pred = _segment_frames(det.segments, n_samples)
-    tp, fp, fn = int(np.sum(truth & pred)), int(np.sum(~truth & pred)), int(np.sum(truth & ~pred))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    onsets, ends, never = [], [], 0
-    found = 0
+    onsets, offsets, ends, never, found = [], [], [], 0, 0
     for u in utterances:
         hits = [k for k, (s, e) in enumerate(det.segments) if s < u.end_s and e > u.start_s]
         if not hits:
             continue
         found += 1
         onsets.append(1000 * (det.segments[hits[0]][0] - u.start_s))
+        offsets.append(1000 * (det.segments[hits[-1]][1] - u.end_s))
         known = det.end_known_s[hits[-1]]
         if known is None:
             never += 1
         else:
             ends.append(1000 * (known - u.end_s))
+    return {"tp": int(np.sum(truth & pred)), "fp": int(np.sum(~truth & pred)), "fn": int(np.sum(truth & ~pred)),
+            "utterances": len(utterances), "found": found, "segments": len(det.segments),
+            "onsets": onsets, "offsets": offsets, "ends": ends, "never": never}
+
+
+def pooled(parts: list[dict]) -> dict:
+    """Frame P/R/F1 over all recordings' frames, utterances found, onset/offset errors, end latency (ms)."""
+    tp, fp, fn = (sum(p[k] for p in parts) for k in ("tp", "fp", "fn"))
+    onsets, offsets, ends = ([x for p in parts for x in p[k]] for k in ("onsets", "offsets", "ends"))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
         "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-        "utterances": len(utterances), "found": found, "segments": len(det.segments),
+        "utterances": sum(p["utterances"] for p in parts), "found": sum(p["found"] for p in parts),
+        "segments": sum(p["segments"] for p in parts),
         "onset_error_ms_median": _median(onsets), "onset_error_ms_mean_abs": _mean(np.abs(onsets)),
+        "offset_error_ms_median": _median(offsets), "offset_error_ms_mean_abs": _mean(np.abs(offsets)),
         "end_latency_ms_median": _median(ends), "end_latency_ms_max": round(max(ends), 1) if ends else None,
-        "ends_never_reported": never,
+        "ends_never_reported": sum(p["never"] for p in parts),
     }
+
+
+def score(det: Detection, utterances: list[Utterance], n_samples: int) -> dict:
+    """Frame P/R/F1, utterances found, onset/offset error and end-of-speech latency (ms) for one recording."""
+    return pooled([_counts(det, utterances, n_samples)])
+
+
+def evaluate(detector, runs: list[tuple[np.ndarray, np.ndarray | None, list[Utterance]]]) -> dict:
+    """A detector over several recordings of one condition (``labkit.speechsets.condition``), pooled;
+    false alarms per minute from the same noise alone (None when clean); and its speed."""
+    parts, false_alarms, noise_s, cpu, audio_s = [], 0, 0.0, 0.0, 0.0
+    for mixture, noise_only, utterances in runs:
+        detection = detector.run(mixture)
+        parts.append(_counts(detection, utterances, mixture.size))
+        cpu += detection.cpu_s
+        audio_s += mixture.size / SAMPLE_RATE
+        if noise_only is not None:
+            false_alarms += len(detector.run(noise_only).segments)
+            noise_s += noise_only.size / SAMPLE_RATE
+    result = pooled(parts)
+    result["false_alarms_per_min"] = round(false_alarms / (noise_s / 60), 2) if noise_s else None
+    result["x_real_time"] = round(audio_s / max(cpu, 1e-9))
+    return result
 
 
 def false_alarms_per_minute(det: Detection, n_samples: int) -> float:

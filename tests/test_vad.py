@@ -1,4 +1,5 @@
-"""The VAD's timing, exactly: synthetic signals, sample counts, no clocks, no sleeping."""
+"""The VAD's timing, exactly: synthetic signals, sample counts, no clocks, no sleeping; then the
+default (spectral) detector on speech in noise."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,8 @@ from labkit.tutorial import TutorialVAD, TutorialVADConfig, TutorialVADFixedCloc
 from labkit.vad import SpeechEnd, SpeechStart, VADConfig, VoiceActivityDetector, detect_segments, frame_rms
 
 SR = 16_000
+#: chapter 04's first steps: frame energy, 10 ms frames (the default detector is spectral, below)
+RMS = dict(method="rms", frame_ms=10)
 
 
 def tone(seconds: float, amplitude: float = 0.3, freq: float = 440.0) -> np.ndarray:
@@ -19,7 +22,7 @@ def silence(seconds: float) -> np.ndarray:
 
 
 def run(signal, config=None, chunk=320):
-    vad = VoiceActivityDetector(config or VADConfig())
+    vad = VoiceActivityDetector(config or VADConfig(**RMS))
     events = []
     for i in range(0, len(signal), chunk):
         events += vad.process(signal[i:i + chunk])
@@ -36,7 +39,7 @@ def test_rms_of_a_sine_is_amplitude_over_root_two():
 
 
 def test_sample_accurate_start_and_end_on_frame_aligned_tone():
-    cfg = VADConfig(min_speech_ms=200, min_silence_ms=500)
+    cfg = VADConfig(**RMS, min_speech_ms=200, min_silence_ms=500)
     events, _ = run(np.concatenate([silence(1.0), tone(1.0), silence(1.0)]), cfg)
     start, end = events
     assert isinstance(start, SpeechStart) and isinstance(end, SpeechEnd)
@@ -50,7 +53,7 @@ def test_unaligned_onset_is_found_within_one_frame():
     offset = 16_000 + 37                                        # not on a 10 ms frame boundary
     signal = np.concatenate([silence(offset / SR), tone(0.8), silence(1.0)])
     start = run(signal)[0][0]
-    assert 0 <= offset - start.start_sample < VADConfig().frame_samples
+    assert 0 <= offset - start.start_sample < VADConfig(**RMS).frame_samples
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 159, 160, 320, 333, 1600, 10_000, 10**9])
@@ -68,7 +71,7 @@ def test_the_same_events_whatever_the_chunk_size(chunk):
 
 
 def test_prefix_padding_keeps_the_audio_before_the_onset():
-    cfg = VADConfig(prefix_padding_ms=300)
+    cfg = VADConfig(**RMS, prefix_padding_ms=300)
     signal = np.concatenate([silence(1.0), tone(0.5), silence(1.0)])
     end = [e for e in run(signal, cfg)[0] if isinstance(e, SpeechEnd)][0]
     assert end.audio_start_sample == 16_000 - 300 * 16
@@ -82,14 +85,14 @@ def test_prefix_padding_keeps_the_audio_before_the_onset():
 @pytest.mark.parametrize("burst_ms, expected", [(190, 0), (200, 1), (600, 1)])
 def test_min_speech_edge(burst_ms, expected):
     signal = np.concatenate([silence(0.5), tone(burst_ms / 1000), silence(1.0)])
-    ends = [e for e in run(signal, VADConfig(min_speech_ms=200))[0] if isinstance(e, SpeechEnd)]
+    ends = [e for e in run(signal, VADConfig(**RMS, min_speech_ms=200))[0] if isinstance(e, SpeechEnd)]
     assert len(ends) == expected
 
 
 @pytest.mark.parametrize("gap_ms, utterances", [(490, 1), (500, 2), (800, 2)])
 def test_min_silence_edge(gap_ms, utterances):
     signal = np.concatenate([silence(0.5), tone(0.5), silence(gap_ms / 1000), tone(0.5), silence(1.0)])
-    ends = [e for e in run(signal, VADConfig(min_silence_ms=500))[0] if isinstance(e, SpeechEnd)]
+    ends = [e for e in run(signal, VADConfig(**RMS, min_silence_ms=500))[0] if isinstance(e, SpeechEnd)]
     assert len(ends) == utterances
     if utterances == 1:
         assert (ends[0].start_s, ends[0].end_s) == (0.5, 1.5 + gap_ms / 1000)
@@ -98,8 +101,8 @@ def test_min_silence_edge(gap_ms, utterances):
 def test_hysteresis_keeps_speech_that_dips_below_the_start_threshold():
     dip = tone(0.8, amplitude=0.02)                     # RMS 0.014: below start 0.02, above stop 0.01
     signal = np.concatenate([silence(0.5), tone(0.4, 0.1), dip, tone(0.4, 0.1), silence(1.0)])
-    with_h = [e for e in run(signal, VADConfig(threshold=0.02))[0] if isinstance(e, SpeechEnd)]
-    without = [e for e in run(signal, VADConfig(threshold=0.02, stop_threshold=0.02))[0] if isinstance(e, SpeechEnd)]
+    with_h = [e for e in run(signal, VADConfig(**RMS, threshold=0.02))[0] if isinstance(e, SpeechEnd)]
+    without = [e for e in run(signal, VADConfig(**RMS, threshold=0.02, stop_threshold=0.02))[0] if isinstance(e, SpeechEnd)]
     assert len(with_h) == 1 and with_h[0].duration_s == pytest.approx(1.6)
     assert len(without) == 2                            # without hysteresis the dip splits it
 
@@ -110,8 +113,8 @@ def test_adaptive_noise_floor_ignores_steady_noise_and_finds_speech_over_it():
     speech = np.zeros(6 * SR)
     speech[3 * SR:4 * SR] = tone(1.0, 0.4)
     signal = np.clip(noise + speech, -32768, 32767).astype(np.int16)
-    fixed = [e for e in run(signal, VADConfig(threshold=0.02))[0] if isinstance(e, SpeechEnd)]
-    adaptive_cfg = VADConfig(threshold=0.02, adaptive=True)
+    fixed = [e for e in run(signal, VADConfig(**RMS, threshold=0.02))[0] if isinstance(e, SpeechEnd)]
+    adaptive_cfg = VADConfig(**RMS, threshold=0.02, adaptive=True)
     adaptive = [e for e in run(signal, adaptive_cfg)[0] if isinstance(e, SpeechEnd)]
     assert len(fixed) == 1 and fixed[0].duration_s > 5          # the fixed threshold calls all of it speech
     assert len(adaptive) == 1 and abs(adaptive[0].start_s - 3.0) <= 0.02 and abs(adaptive[0].end_s - 4.0) <= 0.02
@@ -128,28 +131,28 @@ def test_adaptive_floor_learns_a_step_up_in_noise():
     quiet = rng.normal(0, 0.003 * 32767, 2 * SR)
     loud = rng.normal(0, 0.05 * 32767, 10 * SR)
     signal = np.clip(np.concatenate([quiet, loud]), -32768, 32767).astype(np.int16)
-    ends = [e for e in run(signal, VADConfig(adaptive=True, floor_window_ms=2000))[0] if isinstance(e, SpeechEnd)]
+    ends = [e for e in run(signal, VADConfig(**RMS, adaptive=True, floor_window_ms=2000))[0] if isinstance(e, SpeechEnd)]
     assert sum(e.duration_s for e in ends) <= 2.5           # at most about one window of false speech
-    _, vad = run(signal, VADConfig(adaptive=True, floor_window_ms=2000))
+    _, vad = run(signal, VADConfig(**RMS, adaptive=True, floor_window_ms=2000))
     assert vad.noise_floor > 0.03 and not vad.in_speech
 
 
 def test_bytes_int16_and_float_input_agree():
     signal = np.concatenate([silence(0.5), tone(0.5), silence(1.0)])
     as_int, _ = run(signal)
-    vad = VoiceActivityDetector()
+    vad = VoiceActivityDetector(VADConfig(**RMS))
     as_bytes = vad.process(signal.tobytes()) + vad.flush()
-    vad = VoiceActivityDetector()
+    vad = VoiceActivityDetector(VADConfig(**RMS))
     as_float = vad.process(signal / 32767.0) + vad.flush()
     assert summary(as_int) == summary(as_bytes) == summary(as_float)
     with pytest.raises(ValueError):
-        VoiceActivityDetector().process(b"\x00\x01\x02")
+        VoiceActivityDetector(VADConfig(**RMS)).process(b"\x00\x01\x02")
     with pytest.raises(ValueError):
-        VoiceActivityDetector().process(np.zeros((2, 160)))
+        VoiceActivityDetector(VADConfig(**RMS)).process(np.zeros((2, 160)))
 
 
 def test_long_speech_is_cut_so_memory_stays_bounded():
-    cfg = VADConfig(max_speech_ms=2000)
+    cfg = VADConfig(**RMS, max_speech_ms=2000)
     events, vad = run(np.concatenate([silence(0.2), tone(5.0), silence(1.0)]), cfg)
     ends = [e for e in events if isinstance(e, SpeechEnd)]
     assert [round(e.duration_s, 2) for e in ends] == [2.0, 2.0, 1.0]
@@ -159,13 +162,13 @@ def test_long_speech_is_cut_so_memory_stays_bounded():
 
 def test_flush_closes_open_speech_and_detect_segments_matches_streaming():
     signal = np.concatenate([silence(0.5), tone(0.7), silence(0.6), tone(0.5)])     # ends mid-speech
-    assert detect_segments(signal, SR) == [(0.5, 1.2), (1.8, 2.3)]
+    assert detect_segments(signal, SR, VADConfig(**RMS)) == [(0.5, 1.2), (1.8, 2.3)]
     events, _ = run(signal)
     assert [(e.start_s, e.end_s) for e in events if isinstance(e, SpeechEnd)] == [(0.5, 1.2), (1.8, 2.3)]
 
 
 def test_retuning_a_running_detector():
-    vad = VoiceActivityDetector(VADConfig(threshold=0.5))
+    vad = VoiceActivityDetector(VADConfig(**RMS, threshold=0.5))
     assert vad.process(np.concatenate([silence(0.2), tone(0.5, 0.3)])) == []      # too quiet for 0.5
     vad.update(threshold=0.1)
     assert any(isinstance(e, SpeechStart) for e in vad.process(tone(0.5, 0.3)))

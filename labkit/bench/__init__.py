@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-BENCHMARKS = {"transports": "labkit.bench.transports", "vad": "labkit.bench.vad", "realtime": "labkit.bench.realtime",
+BENCHMARKS = {"transports": "labkit.bench.transports", "vad": "labkit.bench.vad", "vad-tune": "labkit.bench.vadtune", "realtime": "labkit.bench.realtime",
               "latency": "labkit.bench.latency", "load": "labkit.bench.load"}
 
 

@@ -1,44 +1,73 @@
-"""Benchmark: voice activity detectors on the lab's labelled speech, clean and in four noises.
+"""Benchmark: voice activity detectors on the held-out speech set, clean and in eight noises.
 
-For each detector (the tutorial's, as written and with its clock fixed; labkit's with a fixed
-threshold and its best adaptive configuration; webrtcvad modes 0-3; Silero through onnxruntime)
-and each condition (clean; white, pink, hum and babble noise at 20, 10, 5 and 0 dB SNR) it reports
-the metrics of :mod:`labkit.vadeval`, plus the speed of labkit's streaming detector in 20 ms chunks.
+Every parameter of labkit's default detector was chosen on the *tuning* set (:mod:`labkit.vadtune`;
+``python -m labkit bench vad-tune`` reruns that search); this benchmark reports on the *held-out* set only
+(:mod:`labkit.speechsets`: other sentences, voices, levels and noise recordings). For each detector
+(labkit's default, sub-band SNR; labkit's RMS detector with a fixed threshold and with an adaptive
+floor, chapter 04's first steps; webrtcvad modes 0-3; Silero through onnxruntime) and each
+condition (clean; white, pink, brown, hum, fan, babble, keyboard and music noise at 20, 10, 5 and
+0 dB SNR) it reports the metrics of :mod:`labkit.vadeval` pooled over the set's six recordings:
+frame P/R/F1, onset and offset errors, end-of-speech latency, false alarms per minute in the same
+noise alone; and the streaming speed of labkit's default detector.
 
-Targets (issue #3), evaluated from the measurements in the JSON's ``targets``:
+Targets (issue #17), evaluated in the JSON's ``targets``:
 
-* labkit's best configuration has an F1 at least that of webrtcvad's best mode for that
-  condition, at every condition of 5 dB SNR or more (clean included);
-* its F1 is at least 0.95 on clean audio and at every 20 dB condition;
-* its median end-of-speech latency is at most min_silence + one 20 ms chunk at every condition of
-  5 dB SNR or more;
-* the streaming detector runs at least 1000x faster than real time on one core.
+* labkit's default has an F1 at least that of webrtcvad's best mode for that condition, at every
+  held-out condition of 5 dB SNR or more (clean included);
+* its mean F1 over those conditions is within 0.05 of Silero's;
+* the streaming detector runs at least 1000x faster than real time on one core (20 ms chunks, as a
+  Realtime client sends them; 100 ms chunks are reported too).
 
-Where Silero beats labkit's best, the JSON lists it under ``silero_ahead``: a finding, not a failure.
+No installed package ships recorded human speech (searched: every ``.wav``/``.flac``/``.ogg``/``.mp3``
+under site-packages), so there is no recorded-speech set; the JSON says so.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 import time
+from pathlib import Path
 
 import numpy as np
 
-from ..speechdata import CONDITIONS, SAMPLE_RATE, condition_audio, load_clean
+from .. import speechsets
+from ..speechdata import SAMPLE_RATE
 from ..vad import VADConfig, VoiceActivityDetector
-from ..vadeval import (BEST_CONFIG, DEFAULT_SEGMENTATION, all_detectors, false_alarms_per_minute, score)
+from ..vadeval import (BEST_CONFIG, DEFAULT_SEGMENTATION, LabkitDetector, PeerUnavailable, SileroDetector,
+                       WebRTCDetector, evaluate)
 
-BEST = "labkit (best: adaptive)"
-CHUNK_MS = 20
-QUICK_CONDITIONS = (("clean", None), ("white", 10), ("babble", 5))
+DEFAULT = "labkit (default: sub-band SNR)"
+FIXED = "labkit (RMS, fixed threshold)"
+ADAPTIVE = "labkit (RMS, adaptive floor)"
+SILERO = "silero (onnx)"
+#: The reduced grid for CI (``--quick``): one stationary and one non-stationary noise, two SNRs.
+QUICK_CONDITIONS = (("clean", None), ("pink", 10), ("babble", 5))
 
 
-def streaming_speed(config: VADConfig, seconds: float = 300.0, chunk_ms: int = CHUNK_MS) -> dict:
-    """Real-time factor of the streaming detector: ``seconds`` of speech-like audio in ``chunk_ms`` chunks."""
-    clean, _ = load_clean()
-    reps = int(np.ceil(seconds * SAMPLE_RATE / clean.size))
-    audio = np.tile(clean, reps)[: int(seconds * SAMPLE_RATE)]
+def detectors() -> tuple[list, dict[str, str]]:
+    found: list = [LabkitDetector(VADConfig(**DEFAULT_SEGMENTATION), DEFAULT),
+                   LabkitDetector(VADConfig(method="rms", frame_ms=10, **DEFAULT_SEGMENTATION), FIXED),
+                   LabkitDetector(BEST_CONFIG, ADAPTIVE)]
+    missing: dict[str, str] = {}
+    for mode in range(4):
+        try:
+            found.append(WebRTCDetector(mode))
+        except PeerUnavailable as e:
+            missing[f"webrtcvad mode {mode}"] = str(e)
+    try:
+        found.append(SileroDetector())
+    except PeerUnavailable as e:
+        missing[SILERO] = str(e)
+    return found, missing
+
+
+def streaming_speed(config: VADConfig, seconds: float = 300.0, chunk_ms: int = 20) -> dict:
+    """CPU time of the streaming detector over ``seconds`` of held-out speech in pink noise, in ``chunk_ms`` chunks."""
+    runs = speechsets.condition(speechsets.load("heldout"), "pink", 10)
+    audio = np.concatenate([mix for mix, _n, _u in runs])
+    audio = np.tile(audio, int(np.ceil(seconds * SAMPLE_RATE / audio.size)))[: int(seconds * SAMPLE_RATE)]
     n = SAMPLE_RATE * chunk_ms // 1000
     chunks = [audio[i:i + n] for i in range(0, audio.size, n)]
     vad = VoiceActivityDetector(config)
@@ -50,89 +79,83 @@ def streaming_speed(config: VADConfig, seconds: float = 300.0, chunk_ms: int = C
             "x_real_time": round(seconds / cpu), "us_per_chunk": round(1e6 * cpu / len(chunks), 2)}
 
 
+def recorded_speech() -> dict:
+    """Look for recorded speech shipped by an installed package (none was found when this was written)."""
+    root = Path(sysconfig.get_paths()["purelib"])
+    audio = [str(p.relative_to(root)) for ext in ("wav", "flac", "ogg", "mp3") for p in root.rglob(f"*.{ext}")]
+    return {"searched": str(root.name), "audio_files_found": audio[:20], "used": False,
+            "note": "no installed package ships recorded human speech" if not audio else
+                    "audio files exist but none is labelled speech the benchmark can score"}
+
+
 def run(quick: bool = False) -> dict:
-    clean, utterances = load_clean()
-    detectors, missing = all_detectors()
-    conditions = QUICK_CONDITIONS if quick else CONDITIONS
-    print(f"VAD benchmark: {len(detectors)} detectors x {len(conditions)} conditions "
-          f"({clean.size / SAMPLE_RATE:.0f} s of speech each)", file=sys.stderr, flush=True)
+    heldout = speechsets.load("heldout")
+    found, missing = detectors()
+    conditions = QUICK_CONDITIONS if quick else speechsets.CONDITIONS
+    print(f"VAD benchmark (held-out set): {len(found)} detectors x {len(conditions)} conditions "
+          f"({heldout.duration_s:.0f} s of speech in {len(heldout.sessions)} recordings each)", file=sys.stderr, flush=True)
     rows = []
     for noise, snr in conditions:
-        mixture, noise_only = condition_audio(noise, snr, clean, utterances)
+        runs = speechsets.condition(heldout, noise, snr)
+        for det in found:
+            rows.append({"detector": det.name, "noise": noise, "snr_db": snr, **evaluate(det, runs)})
+        get = {r["detector"]: r["f1"] for r in rows if (r["noise"], r["snr_db"]) == (noise, snr)}
         label = noise if snr is None else f"{noise} {snr} dB"
-        for det in detectors:
-            detection = det.run(mixture)
-            row = {"detector": det.name, "noise": noise, "snr_db": snr, **score(detection, utterances, mixture.size),
-                   "x_real_time": round(mixture.size / SAMPLE_RATE / max(detection.cpu_s, 1e-9))}
-            row["false_alarms_per_min"] = (false_alarms_per_minute(det.run(noise_only), noise_only.size)
-                                           if noise_only is not None else None)
-            rows.append(row)
-        best = next(r for r in rows if r["detector"] == BEST and r["noise"] == noise and r["snr_db"] == snr)
-        print(f"  {label:14} labkit best F1 {best['f1']:.3f}", file=sys.stderr, flush=True)
-    speed = streaming_speed(BEST_CONFIG, seconds=60 if quick else 300)
-    speed_fixed = streaming_speed(VADConfig(**DEFAULT_SEGMENTATION), seconds=60 if quick else 300)
+        webrtc = max((v for k, v in get.items() if k.startswith("webrtcvad")), default=float("nan"))
+        print(f"  {label:14} labkit {get[DEFAULT]:.3f}  webrtc best {webrtc:.3f}  silero {get.get(SILERO, float('nan')):.3f}",
+              file=sys.stderr, flush=True)
+    seconds = 30 if quick else 300
+    speed = {f"chunks_{ms}_ms": streaming_speed(VADConfig(**DEFAULT_SEGMENTATION), seconds, ms) for ms in (20, 100)}
     return {
         "benchmark": "vad",
         "description": __doc__.strip().splitlines()[0],
-        "setup": {"sample_rate": SAMPLE_RATE, "audio_s_per_condition": round(clean.size / SAMPLE_RATE, 2),
-                  "utterances": len(utterances), "frame_metrics_ms": 10, "segmentation": DEFAULT_SEGMENTATION,
-                  "best_config": {k: v for k, v in BEST_CONFIG.__dict__.items()}, "cpus": os.cpu_count(),
-                  "conditions": [{"noise": n, "snr_db": s} for n, s in conditions]},
+        "setup": {"sample_rate": SAMPLE_RATE, "set": speechsets.describe(heldout), "frame_metrics_ms": 10,
+                  "segmentation": DEFAULT_SEGMENTATION, "default_config": dict(VADConfig().__dict__),
+                  "cpus": os.cpu_count(), "conditions": [{"noise": n, "snr_db": s} for n, s in conditions],
+                  "tuned_on": "the tuning set (labkit.vadtune); nothing here was used to choose a parameter"},
         "missing_peers": missing,
+        "recorded_speech": recorded_speech(),
         "results": rows,
-        "speed": {"best_config": speed, "fixed_threshold": speed_fixed},
+        "speed": speed,
         "targets": _targets(rows, speed),
-        "silero_ahead": _silero_ahead(rows),
     }
 
 
 def _targets(rows: list[dict], speed: dict) -> dict:
-    best = {(r["noise"], r["snr_db"]): r for r in rows if r["detector"] == BEST}
+    scope = lambda r: r["snr_db"] is None or r["snr_db"] >= 5  # noqa: E731
+    ours = {(r["noise"], r["snr_db"]): r for r in rows if r["detector"] == DEFAULT}
     webrtc: dict = {}
     for r in rows:
-        if r["detector"].startswith("webrtcvad"):
+        if r["detector"].startswith("webrtcvad") and scope(r):
             key = (r["noise"], r["snr_db"])
             if key not in webrtc or r["f1"] > webrtc[key]["f1"]:
                 webrtc[key] = r
-    vs_webrtc = [{"noise": n, "snr_db": s, "labkit_f1": best[(n, s)]["f1"], "webrtc_best_f1": w["f1"],
-                  "webrtc_best_mode": w["detector"], "margin": round(best[(n, s)]["f1"] - w["f1"], 4),
-                  "met": best[(n, s)]["f1"] >= w["f1"]}
-                 for (n, s), w in webrtc.items() if s is None or s >= 5]
-    # the same against the one webrtcvad mode with the best mean F1 over those conditions
-    modes = {r["detector"] for r in rows if r["detector"].startswith("webrtcvad")}
-    keys = [(x["noise"], x["snr_db"]) for x in vs_webrtc]
-    mean_f1 = {m: np.mean([r["f1"] for r in rows if r["detector"] == m and (r["noise"], r["snr_db"]) in keys])
-               for m in modes}
-    overall = max(mean_f1, key=mean_f1.get) if mean_f1 else None
-    vs_overall = [{"noise": n, "snr_db": s, "labkit_f1": best[(n, s)]["f1"], "webrtc_f1": r["f1"],
-                   "met": best[(n, s)]["f1"] >= r["f1"]}
-                  for r in rows if r["detector"] == overall for (n, s) in [(r["noise"], r["snr_db"])] if (n, s) in keys]
-    high = [{"noise": n, "snr_db": s, "f1": r["f1"], "met": r["f1"] >= 0.95}
-            for (n, s), r in best.items() if s is None or s == 20]
-    bound = DEFAULT_SEGMENTATION["min_silence_ms"] + CHUNK_MS
-    latency = [{"noise": n, "snr_db": s, "median_ms": r["end_latency_ms_median"], "max_ms": r["end_latency_ms_max"],
-                "met": r["end_latency_ms_median"] is not None and r["end_latency_ms_median"] <= bound}
-               for (n, s), r in best.items()]
-    latency_scope = [x for x in latency if x["snr_db"] is None or x["snr_db"] >= 5]
+    vs_webrtc = [{"noise": n, "snr_db": s, "labkit_f1": ours[(n, s)]["f1"], "webrtc_best_f1": w["f1"],
+                  "webrtc_best_mode": w["detector"], "margin": round(ours[(n, s)]["f1"] - w["f1"], 4),
+                  "met": ours[(n, s)]["f1"] >= w["f1"]} for (n, s), w in webrtc.items()]
+    silero = {(r["noise"], r["snr_db"]): r["f1"] for r in rows if r["detector"] == SILERO and scope(r)}
+    keys = [k for k in silero if k in ours]
+    vs_silero = None
+    if keys:
+        ours_mean = float(np.mean([ours[k]["f1"] for k in keys]))
+        silero_mean = float(np.mean([silero[k] for k in keys]))
+        all_ours = [r["f1"] for r in rows if r["detector"] == DEFAULT]
+        all_silero = [r["f1"] for r in rows if r["detector"] == SILERO]
+        vs_silero = {"labkit_mean_f1": round(ours_mean, 4), "silero_mean_f1": round(silero_mean, 4),
+                     "gap": round(silero_mean - ours_mean, 4), "met": silero_mean - ours_mean <= 0.05,
+                     "value": f"labkit {ours_mean:.3f} vs silero {silero_mean:.3f}",
+                     "conditions": len(keys),
+                     "all_snrs_including_0_db": {"labkit_mean_f1": round(float(np.mean(all_ours)), 4),
+                                                 "silero_mean_f1": round(float(np.mean(all_silero)), 4)}}
+    x20 = speed["chunks_20_ms"]["x_real_time"]
     return {
         "f1_vs_webrtc_best_mode_per_condition_at_snr_5_or_more": {
             "met": all(x["met"] for x in vs_webrtc) if vs_webrtc else None,
             "met_in": f"{sum(x['met'] for x in vs_webrtc)} of {len(vs_webrtc)}", "conditions": vs_webrtc},
-        "f1_vs_webrtc_best_overall_mode_at_snr_5_or_more": {
-            "mode": overall, "met": all(x["met"] for x in vs_overall) if vs_overall else None,
-            "met_in": f"{sum(x['met'] for x in vs_overall)} of {len(vs_overall)}", "conditions": vs_overall},
-        "f1_at_least_0.95_clean_and_20db": {"met": all(x["met"] for x in high), "conditions": high},
-        "end_latency_median_within_min_silence_plus_chunk_at_snr_5_or_more": {
-            "bound_ms": bound, "met": all(x["met"] for x in latency_scope),
-            "note": "at 0 dB the noise is as loud as the talker; with babble, utterances merge and their ends "
-                    "cannot be seen (those rows are listed too, outside the target)",
-            "conditions": latency},
-        "speed_at_least_1000x_real_time": {"x_real_time": speed["x_real_time"], "met": speed["x_real_time"] >= 1000},
+        "mean_f1_within_0.05_of_silero_at_snr_5_or_more": vs_silero or {"met": None, "note": "Silero not installed"},
+        "speed_at_least_1000x_real_time": {"x_real_time": x20, "chunk_ms": 20,
+                                           "x_real_time_100_ms_chunks": speed["chunks_100_ms"]["x_real_time"],
+                                           "met": x20 >= 1000},
     }
 
 
-def _silero_ahead(rows: list[dict]) -> list[dict]:
-    best = {(r["noise"], r["snr_db"]): r["f1"] for r in rows if r["detector"] == BEST}
-    return [{"noise": r["noise"], "snr_db": r["snr_db"], "silero_f1": r["f1"], "labkit_f1": best[(r["noise"], r["snr_db"])],
-             "gap": round(r["f1"] - best[(r["noise"], r["snr_db"])], 4)}
-            for r in rows if r["detector"].startswith("silero") and r["f1"] > best[(r["noise"], r["snr_db"])]]

@@ -28,15 +28,19 @@ import numpy as np
 
 from ..protocol import safejson
 from ..model.tools import ToolCall, ToolSpecError, decide_tool_calls, parse_tool_choice, parse_tools
-from ..vad import SpeechEnd, SpeechStart, VADConfig, VoiceActivityDetector
+from ..vad import SpeechEnd, SpeechStart, VADConfig
+from .inputaudio import InputAudio
 from .params import parse_response_params
 from .session import SAMPLE_RATE, RealtimeError, SessionConfig, apply_update, render_session, threshold_to_vad
 
-__all__ = ["RealtimeSession", "StartResponse", "CancelResponse", "StartTranscription", "MAX_APPEND_BYTES"]
+__all__ = ["RealtimeSession", "StartResponse", "CancelResponse", "StartTranscription", "MAX_APPEND_BYTES",
+           "MAX_UTTERANCE_MS"]
 
 log = logging.getLogger("labkit.realtime")
 
 MAX_APPEND_BYTES = 15 * 1024 * 1024          # OpenAI's limit for one append's base64 payload
+#: With server VAD, an utterance this long is committed even if it has not ended (see ``InputAudio``).
+MAX_UTTERANCE_MS = 60_000
 MIN_COMMIT_MS = 100
 #: Text one item may carry, and the whole conversation (what a reply's prompt is built from): far
 #: beyond any context window, but bounded, so memory and tokenizing time are too.
@@ -111,7 +115,7 @@ def random_id(prefix: str) -> str:
 
 class RealtimeSession:
     def __init__(self, model: str, *, beta: bool = False, vad_frame_ms: int = 20,
-                 ids: Callable[[str], str] | None = None):
+                 max_utterance_ms: int = MAX_UTTERANCE_MS, ids: Callable[[str], str] | None = None):
         """``ids(prefix)`` makes every id (``sess``, ``item``, ``resp``); tests inject a counter so that
         whole event streams can be compared. By default ids are random, as OpenAI's are."""
         self.beta = beta
@@ -119,11 +123,8 @@ class RealtimeSession:
         self.config = SessionConfig(id=self._new_id("sess"), model=model)
         self._event_ids = itertools.count(1)
         self.items: list[dict] = []                # the conversation, GA-shaped items
-        self._audio = bytearray()                  # the input buffer since the last commit/clear
-        self._buffer_start = 0                     # input-clock sample where the buffer begins
-        self.samples_in = 0                        # input clock: all samples ever appended
-        self._vad_frame_ms = vad_frame_ms
-        self._vad = self._new_vad()
+        self._vad_frame_ms, self._max_utterance_ms = vad_frame_ms, max_utterance_ms
+        self.input = InputAudio(SAMPLE_RATE, self._vad_config())     # the input buffer and server VAD
         self._speech_item: str | None = None       # item id announced by speech_started
         self.response: _Response | None = None
         self.transcripts: dict[str, str] = {}
@@ -139,14 +140,18 @@ class RealtimeSession:
         return self._event("error", error={"type": err.type, "code": err.code, "message": err.message,
                                            "param": err.param, "event_id": client_event_id})
 
-    def _new_vad(self) -> VoiceActivityDetector | None:
+    @property
+    def samples_in(self) -> int:
+        """The input clock: all samples ever appended."""
+        return self.input.samples_in
+
+    def _vad_config(self) -> VADConfig | None:
         td = self.config.turn_detection
         if td is None:
             return None
-        return VoiceActivityDetector(VADConfig(
-            sample_rate=SAMPLE_RATE, frame_ms=self._vad_frame_ms, adaptive=True, floor_quantile=0.1,
-            floor_window_ms=5000, min_speech_ms=200, min_silence_ms=td.silence_duration_ms,
-            prefix_padding_ms=td.prefix_padding_ms, max_speech_ms=None, **threshold_to_vad(td.threshold)))
+        return VADConfig(sample_rate=SAMPLE_RATE, frame_ms=self._vad_frame_ms, min_speech_ms=200,
+                         min_silence_ms=td.silence_duration_ms, prefix_padding_ms=td.prefix_padding_ms,
+                         max_speech_ms=self._max_utterance_ms, **threshold_to_vad(td.threshold))
 
     def _ms(self, samples: int) -> int:
         return samples * 1000 // SAMPLE_RATE
@@ -219,9 +224,8 @@ class RealtimeSession:
         vad_changed = new.turn_detection != self.config.turn_detection
         self.config = new
         if vad_changed:
-            self._vad, self._speech_item = self._new_vad(), None
-            if self._vad is not None:          # the new detector's clock starts where the stream is now
-                self._vad.segmenter.samples_seen = self.samples_in
+            self.input.restart_vad(self._vad_config())
+            self._speech_item = None
         return [self._event("session.updated", session=render_session(new, beta=self.beta))], []
 
     def _on_transcription_session_update(self, event: dict):
@@ -249,12 +253,8 @@ class RealtimeSession:
 
     def append_pcm(self, pcm: bytes):
         """Add PCM16 24 kHz audio to the input buffer and run server VAD over it."""
-        self._audio += pcm
-        self.samples_in += len(pcm) // 2
-        if self._vad is None:
-            return [], []
         events, orders = [], []
-        for vad_event in self._vad.process(pcm):
+        for vad_event in self.input.append(pcm):
             if isinstance(vad_event, SpeechStart):
                 e, o = self._speech_started(vad_event)
             else:
@@ -282,36 +282,32 @@ class RealtimeSession:
         self._speech_item = None
         audio_end_ms = self._ms(end.detected_sample)
         events = [self._event("input_audio_buffer.speech_stopped", audio_end_ms=audio_end_ms, item_id=item_id)]
-        # commit what the detector kept: from prefix_padding before the onset to where silence was confirmed
-        first = max(end.audio_start_sample, self._buffer_start) - self._buffer_start
-        last = end.detected_sample - self._buffer_start
-        audio = np.frombuffer(bytes(self._audio[2 * first: 2 * last]), dtype="<i2")
-        e, o = self._commit(item_id, audio)
+        # commit from prefix_padding before the onset to where silence was confirmed (or the cut)
+        e, o = self._commit(item_id, self.input.take(end.audio_start_sample, end.detected_sample))
         events += e
         orders = o
-        if td.create_response and self.response is None:
+        # an utterance cut at the maximum length goes on: the reply waits for its real end
+        if td.create_response and self.response is None and not end.forced:
             e, o = self._start_response(None)
             events += e
             orders += o
         return events, orders
 
     def _on_input_audio_buffer_commit(self, event: dict):
-        samples = len(self._audio) // 2
+        samples = self.input.buffered_samples
         if self._ms(samples) < MIN_COMMIT_MS:
             raise RealtimeError("input_audio_buffer_commit_empty",
                                 f"Error committing input audio buffer: buffer too small. Expected at least "
                                 f"{MIN_COMMIT_MS}ms of audio, but buffer only has {self._ms(samples)}ms of audio.")
         item_id = self._speech_item or self._new_id("item")
         self._speech_item = None
-        return self._commit(item_id, np.frombuffer(bytes(self._audio), dtype="<i2"))
+        return self._commit(item_id, self.input.take_all())
 
     def _commit(self, item_id: str, audio: np.ndarray):
         previous = self._previous_item_id()
         item = {"id": item_id, "object": "realtime.item", "type": "message", "status": "completed", "role": "user",
                 "content": [{"type": "input_audio", "transcript": None}]}
         self.items.append(item)
-        self._audio.clear()
-        self._buffer_start = self.samples_in
         events = [self._event("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)]
         events += self._item_events(item, previous)
         orders = []
@@ -321,8 +317,7 @@ class RealtimeSession:
         return events, orders
 
     def _on_input_audio_buffer_clear(self, event: dict):
-        self._audio.clear()
-        self._buffer_start = self.samples_in
+        self.input.clear()
         return [self._event("input_audio_buffer.cleared")], []
 
     def _on_output_audio_buffer_clear(self, event: dict):

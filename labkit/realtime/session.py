@@ -67,23 +67,21 @@ class SessionConfig:
 
 
 def threshold_to_vad(threshold: float) -> dict:
-    """How OpenAI's ``threshold`` (0..1, higher = less sensitive) drives labkit's energy detector.
+    """How OpenAI's ``threshold`` (0..1, higher = less sensitive) drives labkit's detector.
 
-    The detector adapts to the background (chapter 04), so ``threshold`` sets how far above the
-    noise floor speech must rise: the start ratio is ``1 + 2 x threshold`` (0.5 gives 2x, labkit's
-    best setting), the stop ratio ``1 + 0.6 x threshold``. It also sets the absolute minimum level,
-    from -60 dBFS at 0 to -10 dBFS at 1 (-35 dBFS at the default 0.5), so digital silence and faint
-    hiss never count as speech.
-
-    The floor itself is the 10th percentile of frame levels over the last 5 s. Chapter 04 measured
-    the trade-off: a higher quantile (its benchmark's best, 0.4 over 3 s) survives babble noise but
-    rises into long speech and clips soft word endings by up to ~200 ms; the low quantile finds the
-    end of speech within ~50 ms in a quiet room or steady noise, which is what turn-taking needs.
+    The server VAD is labkit's default detector (chapter 04): sub-band SNR over a per-band noise
+    floor, which holds in stationary noise down to 5 dB SNR. Its two settings, the SNR (dB) that
+    starts an utterance and the one that continues it, were tuned on the lab's tuning set and are
+    what ``threshold=0.5`` (OpenAI's default) gives. ``threshold`` scales both by
+    ``2 ** (2 * (threshold - 0.5))``: 0 halves them (speech is found sooner, noise is taken for it
+    more often), 1 doubles them (only clear speech counts). The detector adapts to the background,
+    so the absolute level of speech does not enter into it.
     """
-    floor_db = -60 + 50 * threshold
-    level = 10 ** (floor_db / 20)
-    return {"threshold": level, "stop_threshold": level / 2, "start_ratio": 1 + 2 * threshold,
-            "stop_ratio": 1 + 0.6 * threshold}
+    from ..vad import VADConfig
+
+    default = VADConfig()
+    scale = 2 ** (2 * (threshold - 0.5))
+    return {"start_snr_db": default.start_snr_db * scale, "stop_snr_db": default.stop_snr_db * scale}
 
 
 # ------------------------------------------------------------------------------------------ parsing

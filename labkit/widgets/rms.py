@@ -38,7 +38,7 @@ class LiveVAD:
     def __init__(self, source: AudioSource | None = None, config: VADConfig | None = None, *, window_s: float = 8.0,
                  fps: float = 6.0, max_seconds: float = 120.0):
         self.source = source or open_input(max_seconds=max_seconds)
-        self.config = config or VADConfig(sample_rate=self.source.sample_rate)
+        self.config = config or VADConfig(method="rms", frame_ms=10, sample_rate=self.source.sample_rate)
         self.window_s, self.fps, self.max_seconds = window_s, fps, max_seconds
         self.vad = VoiceActivityDetector(self.config)
         self.trace: deque[tuple[float, float, float, float]] = deque()   # (t, rms, start thr, stop thr)
@@ -59,7 +59,7 @@ class LiveVAD:
 
     def _build_controls(self) -> None:
         cfg = self.config
-        self.threshold = widgets.FloatLogSlider(value=cfg.threshold, base=10, min=-3, max=-0.5, step=0.05,
+        self.threshold = widgets.FloatLogSlider(value=cfg.threshold, base=10, min=-3, max=-0.5, step=0.001,
                                                 description="threshold", readout_format=".4f")
         self.min_speech = widgets.IntSlider(value=cfg.min_speech_ms, min=0, max=1000, step=10, description="min speech")
         self.min_silence = widgets.IntSlider(value=cfg.min_silence_ms, min=50, max=2000, step=10,
