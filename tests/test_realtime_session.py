@@ -166,23 +166,27 @@ def test_the_beta_dialect_names_events_its_way():
 
 
 def test_server_vad_ends_a_turn_and_starts_the_reply():
+    """A labelled utterance from data/ (real speech: a detector rightly treats a steady tone as noise)."""
+    from labkit.audio.pcm import resample
+    from labkit.speechdata import SAMPLE_RATE as SPEECH_RATE, load_clean
+
     s = session()
     send(s, {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
-    rng = np.random.default_rng(0)
-    quiet = (rng.normal(0, 30, 24_000)).astype("<i2")                       # 1 s of room noise
-    t = np.arange(int(0.8 * 24_000)) / 24_000
-    voice = (6000 * np.sin(2 * np.pi * 220 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))).astype("<i2")
+    samples, utterances = load_clean()
+    u = utterances[0]
+    clip = samples[: int((u.end_s + 1.5) * SPEECH_RATE)]
+    audio = resample(clip, SPEECH_RATE, 24_000).astype("<i2")
     out, orders = [], []
-    for chunk in (quiet, voice, quiet):
-        for i in range(0, chunk.size, 2400):                                 # 100 ms appends
-            e, o = send(s, {"type": "input_audio_buffer.append",
-                            "audio": base64.b64encode(chunk[i:i + 2400].tobytes()).decode()})
-            out += e
-            orders += o
+    for i in range(0, audio.size, 2400):                                     # 100 ms appends
+        e, o = send(s, {"type": "input_audio_buffer.append",
+                        "audio": base64.b64encode(audio[i:i + 2400].tobytes()).decode()})
+        out += e
+        orders += o
     kinds = [e["type"] for e in out]
     assert kinds[:2] == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"]
     assert "input_audio_buffer.committed" in kinds and "response.created" in kinds
     start, stop = out[0], out[1]
-    assert 900 <= start["audio_start_ms"] + 300 <= 1100                      # onset at 1.0 s, minus 300 ms padding
-    assert 1800 <= stop["audio_end_ms"] <= 2600                              # after 0.8 s of voice and the silence
+    padding, silence = 300, 500                                               # the server VAD's defaults
+    assert abs(start["audio_start_ms"] + padding - 1000 * u.start_s) <= 150
+    assert abs(stop["audio_end_ms"] - silence - 1000 * u.end_s) <= 150
     assert any(isinstance(o, StartResponse) for o in orders)
