@@ -26,5 +26,7 @@ async def test_buffering_turns_a_stream_into_a_burst(nginx_binary, make_server):
         assert result[name]["reads"] >= 20, (name, result[name]["reads"])
     # buffered: everything arrives in a burst at the end
     assert buffered["reads"] <= 3
-    assert buffered["ttft_ms"] > direct["ttft_ms"] + 300          # ~30 tokens x 16 ms held back
+    # the first token waits for most of the stream (a ratio of the direct stream's own duration, so a
+    # busy machine that slows both does not change the verdict)
+    assert buffered["ttft_ms"] - direct["ttft_ms"] > 0.5 * (direct["total_ms"] - direct["ttft_ms"])
     assert abs(buffered["ttft_ms"] - buffered["total_ms"]) < 50
