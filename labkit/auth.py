@@ -30,7 +30,7 @@ import hmac
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .ephemeral import KEY_SUBPROTOCOL
 
@@ -50,6 +50,10 @@ class Identity:
     """Who a request comes from: the user name (rooms' author, limits' key) and the role."""
     user: str
     role: str = STUDENT
+    #: True when a secret proved it (LAB_TOKEN, a signed user token, the instructor key, a verifier's
+    #: credential); False for an open loopback server's self-declared names, which any web page can
+    #: send too: only those requests need the Origin check (see labkit.server.identity).
+    proven: bool = False
 
     @property
     def is_instructor(self) -> bool:
@@ -130,12 +134,12 @@ class Authenticator:
     def authenticate(self, token: str | None) -> Identity | None:
         """The one check every request goes through (see :class:`~labkit.server.identity.IdentityMiddleware`)."""
         if token is not None and self.instructor_key and _same(token, self.instructor_key):
-            return Identity(INSTRUCTOR_USER, INSTRUCTOR)
+            return Identity(INSTRUCTOR_USER, INSTRUCTOR, proven=True)
         if token is not None:
             for verify in self._verifiers:
                 identity = verify(token)
                 if identity is not None:
-                    return identity
+                    return replace(identity, proven=True)
         if not self.secret:
             if token is None:
                 return Identity(LOCAL_USER, INSTRUCTOR)      # loopback only: nobody else can connect
@@ -144,10 +148,10 @@ class Authenticator:
         if token is None:
             return None
         if _same(token, self.secret):
-            return Identity(SHARED_USER, CLASS if self.instructor_key else INSTRUCTOR)
+            return Identity(SHARED_USER, CLASS if self.instructor_key else INSTRUCTOR, proven=True)
         if any(_same(token, key) for key in self.api_keys):
-            return Identity("api", STUDENT)
+            return Identity("api", STUDENT, proven=True)
         name, _, signature = token.partition(".")
         if USER_NAME.match(name) and signature and _same(signature, _signature(self.secret, name)):
-            return Identity(name, STUDENT)
+            return Identity(name, STUDENT, proven=True)
         return None

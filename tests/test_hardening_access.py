@@ -243,7 +243,13 @@ async def test_a_web_page_cannot_drive_a_loopback_server(server):
         # a cross-site "simple request": text/plain, no preflight
         r = await client.post("/lab/admin/model", content=b'{"model": "gpt-4"}',
                               headers={"content-type": "text/plain", "origin": "http://evil.example"})
+        assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
+        r = await client.post("/lab/admin/model", json={"model": "gpt-4"}, headers={"origin": "http://evil.example"})
         assert r.status_code == 403 and r.json()["error"]["code"] == "invalid_origin"
+        r = await client.post("/api/chat", json={"message": "hi"},                 # a self-declared name proves nothing
+                              headers={"origin": "http://evil.example", "Authorization": "Bearer alice"})
+        assert r.status_code == 403
+        assert (await client.get("/lab/participants")).json()["model"] == "gpt-4o-mini"     # nothing changed
         r = await client.post("/lab/admin/model", content=b'{"model": "gpt-4"}', headers={"content-type": "text/plain"})
         assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
         r = await client.post("/api/chat", json={"message": "hi"}, headers={"origin": "null"})
@@ -298,3 +304,17 @@ async def test_only_the_webrtc_signalling_route_takes_a_body_that_is_not_json(se
         r = await client.post("/v1/realtime/calls?model=gpt-realtime", content=b"v=0",
                               headers={"content-type": "application/sdp", "origin": "http://evil.example"})
         assert r.status_code == 403                                # a web page elsewhere still cannot
+
+
+async def test_a_page_that_holds_a_secret_may_call_from_another_origin(networked):
+    """The Origin check is against forgery: a request proven by a secret (the token, an ephemeral
+    key) is no forgery, whatever page sends it; on an open server nothing proves a request."""
+    async with websockets.connect(networked.ws_url + f"/v1/realtime?model=gpt-realtime&token={SECRET}",
+                                  origin="http://localhost:5173") as ws:
+        assert json.loads(await ws.recv())["type"] == "session.created"
+    async with httpx.AsyncClient(base_url=networked.url) as client:
+        r = await client.post("/api/chat", json={"message": "hi", "max_tokens": 2},
+                              headers={"origin": "http://localhost:5173", "Authorization": f"Bearer {SECRET}"})
+        assert r.status_code == 200
+    with pytest.raises(websockets.InvalidStatus):
+        await websockets.connect(networked.ws_url + "/v1/realtime?model=gpt-realtime", origin="http://localhost:5173")

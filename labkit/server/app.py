@@ -85,10 +85,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     authenticator = Authenticator(config.lab_token, instructor_key=config.instructor_key,
                                   api_keys=(config.api_key,) if config.api_key else ())
     app.state.authenticator = authenticator      # add_verifier() here accepts other credentials
-    app.add_middleware(IdentityMiddleware, authenticator=authenticator)
+    app.add_middleware(IdentityMiddleware, authenticator=authenticator, allowed_origins=config.allowed_origins)
     app.add_middleware(RequestGuard, token_required=authenticator.required, max_body_bytes=config.max_body_bytes,
-                       body_timeout_s=config.body_timeout_s,
-                       allowed_hosts=config.allowed_hosts, allowed_origins=config.allowed_origins)
+                       body_timeout_s=config.body_timeout_s, allowed_hosts=config.allowed_hosts)
 
     app.include_router(create_model_router(config, stats))
     app.include_router(create_chat_router(config, stats, upstream, manager, hub))

@@ -6,9 +6,11 @@ can send requests to ``127.0.0.1`` as easily as to their own site:
 * **Host** (DNS rebinding): a page on ``evil.example`` whose name now resolves to 127.0.0.1 sends
   ``Host: evil.example``. An open (token-less) server accepts only IP addresses, names without a dot
   (``localhost``, ``app``) or under ``.localhost``, and the names in ``allowed_hosts``; a server with a token needs no such list (the page has no token).
-* **Origin**: browsers name the page behind every WebSocket handshake and every cross-site POST. A
+* **Origin** (:func:`origin_is_allowed`, checked in :mod:`labkit.server.identity`, which knows who
+  is asking): browsers name the page behind every WebSocket handshake and every cross-site POST. A
   state-changing request (not GET/HEAD/OPTIONS) or a WebSocket whose ``Origin`` is not this server
-  itself (nor in ``allowed_origins``) is refused. Programs that send no ``Origin`` are not browsers.
+  itself (nor in ``allowed_origins``) is refused, unless a secret proves who sends it (a page that
+  holds the token or an ephemeral key is no forgery). Programs that send no ``Origin`` are not browsers.
 * **Content-Type**: a state-changing request with a body must say ``application/json``. A web page
   can only send that cross-site after a CORS preflight, which this server never approves, so a
   ``text/plain`` "simple request" can no longer flip a switch. The one exception is OpenAI's WebRTC
@@ -30,7 +32,8 @@ from urllib.parse import urlsplit
 from ..auth import is_loopback
 from ..protocol.openai_chat import error_body
 
-__all__ = ["RequestGuard", "host_is_allowed", "origin_is_allowed", "body_type_is_allowed", "OTHER_BODY_TYPES"]
+__all__ = ["RequestGuard", "host_is_allowed", "origin_is_allowed", "body_type_is_allowed", "OTHER_BODY_TYPES",
+           "SAFE_METHODS"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -95,10 +98,10 @@ def body_type_is_allowed(path: str, content_type: str) -> bool:
 
 class RequestGuard:
     def __init__(self, app, *, token_required: bool, max_body_bytes: int, body_timeout_s: float = 30.0,
-                 allowed_hosts: tuple[str, ...] = (), allowed_origins: tuple[str, ...] = ()):
+                 allowed_hosts: tuple[str, ...] = ()):
         self.app, self.token_required, self.max_body_bytes = app, token_required, max_body_bytes
         self.body_timeout_s = body_timeout_s
-        self.allowed_hosts, self.allowed_origins = tuple(allowed_hosts), tuple(allowed_origins)
+        self.allowed_hosts = tuple(allowed_hosts)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -109,9 +112,6 @@ class RequestGuard:
             return await self._refuse(scope, send, 403, f"Host {host!r} is not this server (a DNS rebinding "
                                                         f"attempt?); use 127.0.0.1 or localhost.", "invalid_host")
         state_changing = scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS
-        if state_changing and not origin_is_allowed(headers.get("origin"), host, self.allowed_origins):
-            return await self._refuse(scope, send, 403, f"Requests from the page at {headers.get('origin')!r} are "
-                                                        f"not allowed (cross-origin).", "invalid_origin")
         if scope["type"] == "websocket" or not state_changing:
             return await self.app(scope, receive, send)
         length = headers.get("content-length")

@@ -8,6 +8,8 @@ It runs before routing, for HTTP and WebSocket alike, so no route can forget the
   ``/lab`` and the API docs (``/docs``, ``/openapi.json``). Only :data:`OPEN_PATHS` stay open:
   ``/health`` (load balancers poll it) and the browser page, which holds no secret (it asks for one).
 * On an open loopback server, a token only names the user; the model API keeps its own key check.
+  Such requests are proven by no secret, so a state-changing one (or a WebSocket) from another
+  site's page (its ``Origin``) is refused with 403: see :mod:`labkit.server.guard`.
 
 Refusals are protocol-correct: HTTP gets 401 with an OpenAI-style error body; a WebSocket handshake
 gets HTTP 403 (an ASGI app that closes before accepting makes the server answer the upgrade with 403).
@@ -20,6 +22,7 @@ from urllib.parse import parse_qs
 
 from ..auth import LOCAL_USER, Authenticator, Identity, token_from
 from ..protocol.openai_chat import error_body
+from .guard import SAFE_METHODS, origin_is_allowed
 
 __all__ = ["IdentityMiddleware", "APP_PREFIXES", "OPEN_PATHS", "is_open_path"]
 
@@ -35,8 +38,8 @@ def is_open_path(path: str) -> bool:
 
 
 class IdentityMiddleware:
-    def __init__(self, app, authenticator: Authenticator):
-        self.app, self.auth = app, authenticator
+    def __init__(self, app, authenticator: Authenticator, allowed_origins: tuple[str, ...] = ()):
+        self.app, self.auth, self.allowed_origins = app, authenticator, tuple(allowed_origins)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket") or is_open_path(scope["path"]):
@@ -48,9 +51,24 @@ class IdentityMiddleware:
             identity = Identity(LOCAL_USER, "anonymous")     # open server, model API: /v1 checks its own key
         if identity is None:
             return await self._refuse(scope, send, headers, query)
+        state_changing = scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS
+        if state_changing and not identity.proven and not origin_is_allowed(headers.get("origin"), headers.get("host"),
+                                                                           self.allowed_origins):
+            # no secret proves this request: it could come from any web page the user has open
+            return await self._deny(scope, send, f"Requests from the page at {headers.get('origin')!r} are not "
+                                                 f"allowed (cross-origin).", "invalid_origin")
         state = scope.setdefault("state", {})
         state["identity"], state["user"] = identity, identity.user
         await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _deny(scope, send, message: str, code: str) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+            return
+        body = json.dumps(error_body(message, code=code)).encode()
+        await send({"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
 
     async def _refuse(self, scope, send, headers, query) -> None:
         sent = "authorization" in headers or "token" in query

@@ -146,7 +146,8 @@ class LabServer:
         """An ``openai`` client for this server's ``/v1`` (async by default)."""
         import openai
         cls = openai.OpenAI if sync else openai.AsyncOpenAI
-        return cls(base_url=self.base_url, api_key=kwargs.pop("api_key", LOCAL_API_KEY), **kwargs)
+        default_key = self.config.api_key or self.config.lab_token or LOCAL_API_KEY    # what this server accepts
+        return cls(base_url=self.base_url, api_key=kwargs.pop("api_key", default_key), **kwargs)
 
     def __enter__(self) -> "LabServer":
         return self
@@ -225,7 +226,8 @@ def run_forever(config: ServerConfig, host: str, port: int, app_kind: str = "lab
     if config.upstream_base_url is None:
         config = _own_upstream(config, url + "/v1")
     print(f"labkit server listening on {url}", flush=True)
-    print(f"  OpenAI SDK:  OpenAI(base_url=\"{url}/v1\", api_key=\"any\")", flush=True)
+    key = "<LAB_TOKEN or a user token>" if config.lab_token else "any"
+    print(f"  OpenAI SDK:  OpenAI(base_url=\"{url}/v1\", api_key=\"{key}\")", flush=True)
     print(f"  chat:        POST {url}/api/chat   POST {url}/api/chat/stream   ws{url[4:]}/ws/chat", flush=True)
     print("  Ctrl+C to stop.", flush=True)
     server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="info", **uvicorn_options(config)))
