@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 # Jupyter's start-up log is for administrators: warnings and errors only, and the link to open.
 lab: $(STAMP)
 	@echo "Starting JupyterLab on chapter 00 (it opens in your browser; if not, open the link below). Ctrl+C stops it."
-	@$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.log_level=WARN notebooks/00_orientation.ipynb
+	@$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.log_level=WARN --LabApp.log_level=WARN notebooks/00_orientation.ipynb
 
 # Two workers, one file each at a time (--dist loadfile): a notebook's cells must stay in one kernel.
 test: $(STAMP)
