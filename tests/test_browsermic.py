@@ -62,3 +62,25 @@ async def test_the_widget_feeds_live_vad_from_binary_comm_buffers():
     assert mic.chunks_received == -(-piece.size // 320) and mic.seconds_received == pytest.approx(piece.size / 16_000)
     assert len(starts) == 1 and abs(starts[0].start_s - 0.8) < 0.1
     scope.close()
+
+
+async def test_realtime_client_streams_the_browser_microphone_to_the_server(server):
+    from labkit.audio import resample
+    from labkit.realtime.client import RealtimeClient
+
+    audio, utterances = load_clean()
+    u = utterances[0]
+    speech = resample(audio[int((u.start_s - 0.5) * 16_000): int((u.end_s + 1.0) * 16_000)], 16_000, 24_000)
+    mic = BrowserMicrophone(sample_rate=24_000, chunk_ms=20)
+    async with RealtimeClient.local(server) as client:
+        await client.update_session(audio={"input": {"transcription": None}})
+        sending = asyncio.ensure_future(client.stream_input(mic.source))
+        for i in range(0, speech.size, 2400):              # 100 ms per comm message, as the front end sends
+            mic._handle_custom_msg({"type": "pcm"}, [memoryview(speech[i:i + 2400].tobytes())])
+            await asyncio.sleep(0)
+        mic._handle_custom_msg({"type": "end"}, [])
+        sent = await asyncio.wait_for(sending, 10)
+        started = await client.wait_for("input_audio_buffer.speech_started")
+        stopped = await client.wait_for("input_audio_buffer.speech_stopped")
+    assert sent == speech.size // 480 * 480
+    assert abs(started["audio_start_ms"] - (500 - 300)) <= 60 and stopped["audio_end_ms"] > started["audio_start_ms"]

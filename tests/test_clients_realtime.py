@@ -81,9 +81,9 @@ async def _session(server, agent, **settings):
                                           "api_key": "sk-any", "initial_model_settings": _settings(**settings)})
 
 
-async def _until(session, stop, raw: list, timeout: float = 30):
-    """Session events until ``stop(event)``; every raw server event validated on the way."""
-    got = []
+async def _until(session, stop, raw: list, timeout: float = 30, got: list | None = None):
+    """Session events until ``stop(event)`` (also appended to ``got``); every raw server event validated."""
+    got = [] if got is None else got
 
     async def loop():
         async for event in session:
@@ -100,7 +100,9 @@ async def _until(session, stop, raw: list, timeout: float = 30):
     return got
 
 
-def _assistant_texts(history):
+def _assistant_texts(events):
+    """The assistant's words in the session's history, as its last ``history_updated`` event shows it."""
+    history = next(e.history for e in reversed(events) if e.type == "history_updated")
     out = []
     for item in history:
         if getattr(item, "role", None) == "assistant":
@@ -114,36 +116,36 @@ def _assistant_texts(history):
 async def test_agents_realtime_text_turn(server):
     from agents.realtime import RealtimeAgent
 
-    raw = []
+    raw, seen = [], []
     session = await _session(server, RealtimeAgent(name="lab", instructions="Be brief."),
                              output_modalities=["text"])
     async with session:
         await session.send_message("What is SSE?")
-        await _until(session, lambda e: e.type == "raw_model_event" and e.data.type == "raw_server_event"
-                     and e.data.data["type"] == "response.done", raw)
-    assert raw[-1]["response"]["status"] == "completed"
-    assert any("SSE" in t or "Server-Sent" in t for t in _assistant_texts(session._history))
+        await _until(session, lambda e: any(r["type"] == "response.done" for r in raw), raw, got=seen)
+    assert next(e for e in raw if e["type"] == "response.done")["response"]["status"] == "completed"
+    assert any("SSE" in t or "Server-Sent" in t for t in _assistant_texts(seen))
 
 
 async def test_agents_realtime_voice_turn_from_data(server):
     from agents.realtime import RealtimeAgent
 
-    raw = []
+    raw, seen = [], []
     session = await _session(server, RealtimeAgent(name="lab", instructions="Be brief."))
     async with session:
         await session.send_audio(utterance_24k(1))
-        events = await _until(session, lambda e: e.type == "audio_end", raw, timeout=60)
+        await _until(session, lambda e: e.type == "audio_end", raw, timeout=60, got=seen)
+        await _until(session, lambda e: e.type == "history_updated" and _assistant_texts([e]), raw, got=seen)
     kinds = [e["type"] for e in raw]
     assert "input_audio_buffer.speech_started" in kinds and "input_audio_buffer.committed" in kinds
-    assert sum(1 for e in events if e.type == "audio") > 5                  # the spoken answer arrived
-    assert _assistant_texts(session._history)
+    assert sum(1 for e in seen if e.type == "audio") > 5                    # the spoken answer arrived
+    assert _assistant_texts(seen)
 
 
 async def test_agents_realtime_interrupt_while_the_answer_plays(make_server):
     from agents.realtime import RealtimeAgent
 
     server = make_server(time_scale=1.0)                   # the answer is spoken at the pace of speech
-    raw = []
+    raw, seen = [], []
     session = await _session(server, RealtimeAgent(name="lab", instructions="Explain at length."))
     async with session:
         await session.send_message("Tell me about rooms.")
@@ -151,11 +153,11 @@ async def test_agents_realtime_interrupt_while_the_answer_plays(make_server):
         await _until(session, lambda e: e.type == "audio" and audio.append(e) is None and len(audio) >= 8, raw)
         await session.interrupt()                          # about 0.8 s of a longer answer has played
         await _until(session, lambda e: e.type == "raw_model_event" and e.data.type == "raw_server_event"
-                     and e.data.data["type"] == "conversation.item.retrieved", raw)
+                     and e.data.data["type"] == "conversation.item.retrieved", raw, got=seen)
         spoken_after = len([e for e in raw if e["type"] == "response.output_audio.delta"])
-        await asyncio.sleep(0.5)                           # nothing more of that answer is sent
-        with pytest.raises(asyncio.TimeoutError):
-            await _until(session, lambda e: False, raw, timeout=0.5)
+        with pytest.raises(asyncio.TimeoutError):          # then nothing more of that answer, for a second
+            await _until(session, lambda e: e.type == "raw_model_event" and e.data.type == "raw_server_event"
+                         and e.data.data["type"].startswith("response."), raw, timeout=1.0, got=seen)
     done = next(e for e in raw if e["type"] == "response.done")["response"]
     truncated = next(e for e in raw if e["type"] == "conversation.item.truncated")
     assert done["status"] == "cancelled" and truncated["audio_end_ms"] > 0
@@ -167,7 +169,7 @@ async def test_agents_realtime_interrupt_while_the_answer_plays(make_server):
 
     answers = default_responder().topic_for("Tell me about rooms.").answers
     assert any(a.startswith(full) and len(heard) < len(a) for a in answers)      # cut short of the whole answer
-    assert _assistant_texts(session._history)[-1] == heard           # the history holds what was heard
+    assert _assistant_texts(seen)[-1] == heard                        # the history holds what was heard
 
 
 async def test_agents_realtime_function_tool_in_a_voice_turn(server):

@@ -150,3 +150,20 @@ def test_with_tools_a_voice_answer_waits_for_the_transcript_before_deciding():
     assert events[-1]["response"]["status"] == "cancelled" and events[-1]["response"]["output"] == []
     assert s.transcription_done(second.item_id, "hello", 0.1)[-1]["type"].endswith("completed")
     assert s.take_orders() == []
+
+
+def test_response_level_tools_override_the_session():
+    s = RealtimeSession("gpt-realtime")
+    plain = ask(s, "What was the time to first token?")
+    assert plain.tool_calls == ()                          # no tools in the session
+    s.finish_response(plain.response_id)
+    order = ask(s, "What was the time to first token?", tools=[MEASUREMENT_TOOL],
+                tool_choice={"type": "function", "name": "lookup_measurement"})
+    assert [c.name for c in order.tool_calls] == ["lookup_measurement"]
+    s.finish_response(order.response_id)
+    feed(s, {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                                          "content": [{"type": "input_text", "text": "hi"}]}})
+    (err,), orders = feed(s, {"type": "response.create", "response": {"tools": [MEASUREMENT_TOOL],
+                                                                      "tool_choice": {"type": "function",
+                                                                                      "name": "nope"}}})
+    assert err["error"]["param"] == "response.tool_choice" and orders == [] and s.response is None

@@ -182,3 +182,16 @@ def test_whole_completion_with_a_forced_tool_then_a_tool_message(server):
     assert answer.choices[0].finish_reason == "stop" and "Sunny, 24 degrees" in answer.choices[0].message.content
     bad = _post(server, tools=[WEATHER], tool_choice="always", messages=user("Hi"))
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "tool_choice"
+
+
+def test_json_object_and_json_schema_replies_on_the_wire(server):
+    whole = ChatCompletion.model_validate_json(_post(server, seed=1, response_format={"type": "json_object"},
+                                                     messages=user("What is SSE? Answer in JSON.")).text, strict=True)
+    assert "answer" in json.loads(whole.choices[0].message.content)
+    schema = Report.model_json_schema()
+    chunks = _stream(server, seed=2, messages=user("Report on SSE"), response_format={
+        "type": "json_schema", "json_schema": {"name": "report", "strict": True, "schema": schema}})
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    jsonschema.validate(json.loads(text), schema)
+    refused = _post(server, response_format={"type": "json_object"}, messages=user("What is SSE?"))
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "messages"

@@ -42,6 +42,8 @@ class Context:
     answer: str | None = None
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     _numbers: list[float] | None = None
+    #: words the value is about (a tool's name and description): the question's words among them come first
+    topic: frozenset[str] = frozenset()
 
     def numbers(self) -> list[float]:
         if self._numbers is None:
@@ -164,7 +166,8 @@ def _array(schema: dict, ctx: Context, root: dict, name: str) -> list:
         want = min(want, hi)
     out: list = []
     for i in range(want):
-        sub = Context(ctx.question, sentences[i] if i < len(sentences) else ctx.answer, ctx.rng, ctx._numbers)
+        sub = Context(ctx.question, sentences[i] if i < len(sentences) else ctx.answer, ctx.rng, ctx._numbers,
+                      ctx.topic)
         value = value_for(items, sub, root=root, name=name)
         tries = 0
         while schema.get("uniqueItems") and value in out and tries < 20:
@@ -232,7 +235,11 @@ def _string(schema: dict, ctx: Context, name: str) -> str:
     if set(words) & _QUESTION_FIELDS:
         candidates += quoted + [" ".join(keys) or ctx.question.strip()]
     candidates += quoted + nouns
-    # the question's significant words, without the field's own name ("time first token" for "metric")
+    # the question's words that the tool is about ("first token" for a latency lookup), then all of its
+    # significant words without the field's own name
+    about = [w for w in keys if w.lower() in ctx.topic and w.lower() not in set(words)]
+    if about:
+        candidates.append(" ".join(about[:6]))
     subject = [w for w in keys if w.lower() not in set(words)]
     if subject:
         candidates.append(" ".join(subject[:6]))

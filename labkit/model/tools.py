@@ -161,7 +161,9 @@ def decide_tool_calls(messages: list[dict], tools: tuple[Tool, ...], tool_choice
         chosen = ranked if parallel else ranked[:1]
     calls = []
     for tool in chosen:
-        arguments = value_for(tool.parameters, Context(question=question, rng=rng))
+        name_words, description_words = tool.words()
+        context = Context(question=question, rng=rng, topic=frozenset(name_words | description_words))
+        arguments = value_for(tool.parameters, context)
         call_id = "call_" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
                                     for _ in range(24))
         calls.append(ToolCall(call_id, tool.name, json.dumps(arguments, ensure_ascii=False)))
