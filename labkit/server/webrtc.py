@@ -197,8 +197,9 @@ class _Call:
             if channel.label != "oai-events" or self.channel is not None:
                 return
             self.channel = channel
-            channel.on("message", lambda message: self._spawn(self._on_client_event(message)))
-            self._spawn(self.driver.emit(self.session.opened()))
+            inbox: asyncio.Queue = asyncio.Queue()         # one reader: client events keep their order
+            channel.on("message", inbox.put_nowait)
+            self._spawn(self._read_client_events(inbox))
 
         @self.pc.on("track")
         def on_track(track):
@@ -274,6 +275,11 @@ class _Call:
         return events + [e for e in truncated if e["type"] != "error"]
 
     # ------------------------------------------------------------------ client events and audio in
+    async def _read_client_events(self, inbox: asyncio.Queue) -> None:
+        await self.driver.emit(self.session.opened())
+        while True:
+            await self._on_client_event(await inbox.get())
+
     async def _on_client_event(self, message) -> None:
         raw = message if isinstance(message, str) else bytes(message)
         try:
