@@ -195,3 +195,33 @@ def test_json_object_and_json_schema_replies_on_the_wire(server):
     jsonschema.validate(json.loads(text), schema)
     refused = _post(server, response_format={"type": "json_object"}, messages=user("What is SSE?"))
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "messages"
+
+
+def test_a_pattern_nothing_matches_is_a_clear_client_error_and_a_catastrophic_one_is_bounded(server):
+    """The model takes values from the conversation: a `pattern` it cannot meet is the request's fault
+    (400 naming the schema, not a 500), and a pattern built to backtrack forever costs a bounded time."""
+    from labkit.model.schema_values import PATTERN_BUDGET_S, Context, UnsatisfiableSchema, value_for
+
+    def ask(pattern, question="look up the zip code", n=1):
+        props = {f"p{k}": {"type": "string", "pattern": pattern} for k in range(n)}
+        tool = {"type": "function", "function": {"name": "zip", "description": "zip code lookup", "parameters": {
+            "type": "object", "properties": props, "required": list(props)}}}
+        return httpx.post(server.base_url + "/chat/completions", timeout=30, json={
+            "model": "gpt-4o-mini", "messages": [{"role": "user", "content": question}],
+            "tools": [tool], "tool_choice": "required"})
+
+    r = ask("^[0-9]{5}$")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_schema", r.text
+    assert "pattern" in r.json()["error"]["message"] and r.json()["error"]["param"] == "tools"
+    r = ask("^[0-9]{5}$", "look up the zip code 94110")
+    assert r.status_code == 200
+    assert json.loads(r.json()["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]) == {"p0": "94110"}
+    assert ask("([").status_code == 400                                         # not a regular expression at all
+    # (a|aa)+$ against a long run of a's backtracks exponentially: each of 50 fields first meets that
+    # token (a timeout), then "b" fits; the fields share one budget, so once it is spent nothing matches
+    evil = "^(a|aa)+$|^b$"
+    ctx = Context(question="a" * 40 + "b " * 3)
+    with pytest.raises(UnsatisfiableSchema):
+        value_for({"type": "object", "properties": {f"p{k}": {"type": "string", "pattern": evil} for k in range(50)},
+                   "required": [f"p{k}" for k in range(50)]}, ctx)
+    assert ctx.budget.seconds <= 0 < PATTERN_BUDGET_S                            # spent, and then no more

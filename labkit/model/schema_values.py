@@ -15,12 +15,47 @@ from __future__ import annotations
 
 import random
 import re
+import time
+
+import regex
 from dataclasses import dataclass, field
 
-__all__ = ["Context", "value_for"]
+__all__ = ["Context", "value_for", "UnsatisfiableSchema", "PATTERN_TIMEOUT_S"]
+
+#: A schema's ``pattern`` comes from the client: matching it is bounded in time (the ``regex``
+#: package's timeout), per candidate value and in all for one schema, so a catastrophic pattern (or
+#: thousands of them) costs at most this much, never a frozen server.
+PATTERN_TIMEOUT_S = 0.02
+PATTERN_BUDGET_S = 0.2
+
+
+@dataclass
+class PatternBudget:
+    """Seconds of pattern matching left for one schema (shared by every value made from it)."""
+    seconds: float = PATTERN_BUDGET_S
+
+
+class UnsatisfiableSchema(ValueError):
+    """No value the simulated model can produce validates against the schema (say, a ``pattern`` that
+    nothing in the conversation matches). Servers answer it as a client error, naming the schema."""
+
+
+def _matches(pattern: str, value: str, budget: PatternBudget) -> bool:
+    if budget.seconds <= 0:
+        return False
+    t0 = time.perf_counter()
+    try:
+        return regex.search(pattern, value, timeout=min(PATTERN_TIMEOUT_S, budget.seconds)) is not None
+    except TimeoutError:
+        return False
+    except regex.error as e:
+        raise UnsatisfiableSchema(f"invalid 'pattern' {pattern[:80]!r}: {e}") from None
+    finally:
+        budget.seconds -= time.perf_counter() - t0
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_TOKEN = re.compile(r"[^\s,;:!?()\[\]{}\"'“”]+")
 _QUOTED = re.compile(r"[\"“']([^\"”']{1,80})[\"”']")
 _NAME_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _FORMATS = {"date": "2026-01-15", "date-time": "2026-01-15T09:30:00Z", "time": "09:30:00", "email": "learner@example.com",
@@ -44,6 +79,7 @@ class Context:
     _numbers: list[float] | None = None
     #: words the value is about (a tool's name and description): the question's words among them come first
     topic: frozenset[str] = frozenset()
+    budget: PatternBudget = field(default_factory=PatternBudget)
 
     def numbers(self) -> list[float]:
         if self._numbers is None:
@@ -167,7 +203,7 @@ def _array(schema: dict, ctx: Context, root: dict, name: str) -> list:
     out: list = []
     for i in range(want):
         sub = Context(ctx.question, sentences[i] if i < len(sentences) else ctx.answer, ctx.rng, ctx._numbers,
-                      ctx.topic)
+                      ctx.topic, ctx.budget)
         value = value_for(items, sub, root=root, name=name)
         tries = 0
         while schema.get("uniqueItems") and value in out and tries < 20:
@@ -245,6 +281,8 @@ def _string(schema: dict, ctx: Context, name: str) -> str:
         candidates.append(" ".join(subject[:6]))
     candidates += keys
     candidates.append(name.replace("_", " ") if name else "example")
+    if pattern is not None:                  # any token of the question may be the one that fits (a zip code)
+        candidates += _TOKEN.findall(ctx.question)[:200]
     lo, hi = schema.get("minLength", 0), schema.get("maxLength")
     for value in candidates:
         value = value.strip()
@@ -252,10 +290,12 @@ def _string(schema: dict, ctx: Context, name: str) -> str:
             value = value[:hi]
         if len(value) < lo:
             value = value + "x" * (lo - len(value))
-        if pattern is not None and not re.search(pattern, value):
+        if pattern is not None and not _matches(pattern, value, ctx.budget):
             continue
         if value or lo == 0:
             return value
     if pattern is not None:
-        raise ValueError(f"no value for pattern {pattern!r} could be found in the conversation")
+        raise UnsatisfiableSchema(f"the simulated model found no value for {name or 'a string'!r} that matches "
+                                  f"the pattern {pattern[:80]!r}: it takes values from the conversation, so "
+                                  f"mention one in the question")
     return "x" * lo

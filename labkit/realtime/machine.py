@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..protocol import safejson
+from ..model.schema_values import UnsatisfiableSchema
 from ..model.tools import ToolCall, ToolSpecError, decide_tool_calls, parse_tool_choice, parse_tools
 from ..vad import SpeechEnd, SpeechStart, VADConfig
 from .inputaudio import InputAudio
@@ -521,7 +522,11 @@ class RealtimeSession:
         r.waiting = False
         messages = self._messages(r.instructions)
         rng = random.Random(zlib.crc32(json.dumps(messages, sort_keys=True).encode()))
-        calls = decide_tool_calls(messages, r.tools, r.tool_choice, r.parallel, rng) if r.tools else ()
+        try:
+            calls = decide_tool_calls(messages, r.tools, r.tool_choice, r.parallel, rng) if r.tools else ()
+        except UnsatisfiableSchema as e:          # the client's schema, not the server, is at fault: say so
+            return self.fail_response(r.id, f"Invalid tool schema: {e}.", code="invalid_tool_schema",
+                                      type="invalid_request_error"), []
         if calls:
             items = [{"id": r.item_id if k == 0 else self._new_id("item"), "object": "realtime.item",
                       "type": "function_call", "status": "in_progress", "name": c.name, "call_id": c.id,

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ..model import UnknownModelError, list_models, resolve_model
 from ..model.schedule import CompletionPlan
+from ..model.schema_values import UnsatisfiableSchema
 from ..protocol import openai_chat as oc
 from ..protocol.sse import encode_comment, encode_event
 from ..ratelimit import KeyedBuckets
@@ -97,6 +98,9 @@ def create_model_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
                                     parallel_tool_calls=req.parallel_tool_calls, response_format=req.response_format)
         except ContextLengthExceeded as e:
             raise oc.APIError(400, str(e), param="messages", code="context_length_exceeded") from None
+        except UnsatisfiableSchema as e:
+            raise oc.APIError(400, f"Invalid schema: {e}.", param="response_format" if req.response_format
+                              and not req.tools else "tools", code="invalid_schema") from None
         cid, created = oc.completion_id(), int(time.time())
         if req.stream:
             body = _stream_chunks(plan, req, cid, created, arrived, stats, config.fail_after_tokens, config.heartbeat_s)
