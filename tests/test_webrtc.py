@@ -168,3 +168,40 @@ async def test_bad_offers_and_keys_get_openai_errors(make_server):
     with pytest.raises(openai.NotFoundError):
         await good.realtime.calls.hangup(client.call_id)
     await client.close(hangup=False)
+
+
+@pytest.mark.timeout(90)
+async def test_a_barge_in_stops_playback_and_truncates_where_it_was(make_server):
+    server = make_server(time_scale=0.05)            # the answer is generated fast, but played in real time
+    _, speech = _utterance(5)
+    client = WebRTCRealtimeClient(server.url)
+    await client.connect()
+    try:
+        client.update_session(max_output_tokens=40, audio={"input": {"turn_detection": {
+            "type": "server_vad", "create_response": False, "interrupt_response": True}}})
+        await client.wait_for("session.updated")
+        client.send({"type": "conversation.item.create",
+                     "item": {"type": "message", "role": "user", "content": [{"type": "input_text",
+                                                                              "text": "Tell me about streaming."}]}})
+        client.send({"type": "response.create"})
+        started = await client.wait_for("output_audio_buffer.started", 30)
+        done = await client.wait_for("response.done", 30)           # fully generated, still playing
+        client.say(speech)                                          # the user talks over it
+        await client.wait_for("input_audio_buffer.speech_started", 30)
+        cleared = await client.wait_for("output_audio_buffer.cleared", 10)
+        truncated = await client.wait_for("conversation.item.truncated", 10)
+        client.send({"type": "conversation.item.retrieve", "item_id": truncated["item_id"]})
+        kept = (await client.wait_for("conversation.item.retrieved", 10))["item"]["content"][0]["transcript"]
+    finally:
+        await client.close()
+    for _, event in client.events:
+        validate_server_event(event)
+    types = [e["type"] for _, e in client.events]
+    assert types.index("input_audio_buffer.speech_started") < types.index("output_audio_buffer.cleared")
+    assert cleared["response_id"] == started["response_id"] == done["response"]["id"]
+    assert "output_audio_buffer.stopped" not in types                # cut, not played to its end
+    said = done["response"]["output"][0]["content"][0]["transcript"]
+    print(f"barge-in truncated the answer at {truncated['audio_end_ms']} ms: kept {kept!r} of {said!r}")
+    assert truncated["item_id"] == done["response"]["output"][0]["id"]
+    # the answer was generated in full long before; the server cut it where its playback was, not there
+    assert truncated["audio_end_ms"] > 0 and said.startswith(kept) and len(kept) < len(said)

@@ -18,9 +18,8 @@ from labkit.services import ServiceUnavailable, ensure_binary
 playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-        # host candidates as IP addresses, not mDNS names (the lab's peer resolves no .local names)
-        "--disable-features=WebRtcHideLocalIpsWithMdns"]
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+# (no WebRTC flags: Chromium's default ICE behaviour; with the microphone granted it offers its host addresses)
 PREFIX_MS, SILENCE_MS = 300, 500                  # what the page asks for in session.update
 TOLERANCE_MS = 150
 
