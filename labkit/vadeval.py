@@ -34,12 +34,13 @@ __all__ = ["Detection", "LabkitDetector", "TutorialDetector", "WebRTCDetector", 
 #: Segmentation rules shared by every detector in the comparison (the OpenAI server-VAD defaults).
 DEFAULT_SEGMENTATION = dict(min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300)
 
-#: labkit's best configuration: 20 ms frames; start at 2x and stop below 1.3x a noise floor that is
+#: The best configuration of chapter 04's *energy* detector (RMS over an adaptive floor; the default
+#: detector is the sub-band one, ``VADConfig()``): 20 ms frames; start at 2x and stop below 1.3x a noise floor that is
 #: the 40th percentile of frame levels over the last 3 s. Chosen by grid search over the floor's
 #: quantile and window, the two ratios, frame length and pre-emphasis on this speech set, for the
 #: best worst-case margin over webrtcvad and then the best mean F1 (pre-emphasis never helped).
 #: Tuned and scored on the same 75 s of speech: a real product would hold out a test set.
-BEST_CONFIG = VADConfig(threshold=0.01, stop_threshold=0.005, adaptive=True, start_ratio=2.0, stop_ratio=1.3,
+BEST_CONFIG = VADConfig(method="rms", threshold=0.01, stop_threshold=0.005, adaptive=True, start_ratio=2.0, stop_ratio=1.3,
                         floor_quantile=0.4, floor_window_ms=3000, frame_ms=20, **DEFAULT_SEGMENTATION)
 
 
@@ -68,6 +69,8 @@ class Detection:
 
 
 class LabkitDetector:
+    """labkit's streaming detector, fed ``chunk_ms`` at a time (the events do not depend on it)."""
+
     def __init__(self, config: VADConfig | None = None, name: str = "labkit", chunk_ms: int = 20):
         self.config, self.name, self.chunk_ms = config or VADConfig(**DEFAULT_SEGMENTATION), name, chunk_ms
 
@@ -187,8 +190,10 @@ class SileroDetector(_FrameClassifierDetector):
 def all_detectors() -> tuple[list, dict[str, str]]:
     """Every detector of the comparison that can run here, and a reason for each that cannot."""
     detectors: list = [TutorialDetector(False), TutorialDetector(True),
-                       LabkitDetector(VADConfig(**DEFAULT_SEGMENTATION), "labkit (fixed threshold)"),
-                       LabkitDetector(BEST_CONFIG, "labkit (best: adaptive)")]
+                       LabkitDetector(VADConfig(method="rms", frame_ms=10, **DEFAULT_SEGMENTATION),
+                                      "labkit (fixed threshold)"),
+                       LabkitDetector(BEST_CONFIG, "labkit (best: adaptive)"),
+                       LabkitDetector(VADConfig(**DEFAULT_SEGMENTATION), "labkit (default: sub-band SNR)")]
     missing: dict[str, str] = {}
     for mode in range(4):
         try:

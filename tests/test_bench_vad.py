@@ -43,3 +43,13 @@ def test_metrics_separate_a_good_detector_from_a_broken_one():
     assert good["f1"] > 0.9 and good["found"] == len(utterances) and good["ends_never_reported"] == 0
     assert broken["ends_never_reported"] >= 1 and broken["precision"] < 0.8
     assert 400 <= good["end_latency_ms_median"] <= 520
+
+
+def test_eagerness_trades_turn_end_latency_for_cut_offs():
+    from labkit.bench.vad import eagerness
+
+    rows = {r["eagerness"]: r for r in eagerness("pink", 10)}
+    assert rows["high"]["turn_end_latency_ms_median"] < rows["medium"]["turn_end_latency_ms_median"] \
+        < rows["low"]["turn_end_latency_ms_median"]
+    assert rows["high"]["utterances_cut_off"] > rows["low"]["utterances_cut_off"] == 0
+    assert rows["low"]["utterances_merged_with_the_next"] > rows["medium"]["utterances_merged_with_the_next"]

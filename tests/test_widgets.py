@@ -28,7 +28,7 @@ async def test_live_vad_runs_bounded_draws_without_leaking_figures():
 async def test_sliders_retune_the_running_detector_and_stop_ends_it():
     silence_then_tone = np.concatenate([np.zeros(16_000, np.int16),
                                         (0.01 * 32767 * np.sin(np.arange(16_000 * 30) / 5)).astype(np.int16)])
-    scope = LiveVAD(ArraySource(silence_then_tone, realtime=True), VADConfig(method="rms", threshold=0.05))
+    scope = LiveVAD(ArraySource(silence_then_tone, realtime=True), VADConfig(method="rms", frame_ms=10, threshold=0.05))
     scope.start()
     await _until(lambda: scope.vad.time_s >= 0.2)         # running: the detector has heard some audio
     scope.threshold.value = 0.003                        # the quiet tone (RMS 0.007) now counts as speech

@@ -10,6 +10,10 @@ condition (clean; white, pink, brown, hum, fan, babble, keyboard and music noise
 frame P/R/F1, onset and offset errors, end-of-speech latency, false alarms per minute in the same
 noise alone; and the streaming speed of labkit's default detector.
 
+It also measures ``semantic_vad``'s eagerness levels (which set how long a pause ends the turn, the
+emulator having no semantic model): turn-end latency after each utterance's true end, utterances
+cut off at an inner pause, and utterances merged with the next.
+
 Targets (issue #17), evaluated in the JSON's ``targets``:
 
 * labkit's default has an F1 at least that of webrtcvad's best mode for that condition, at every
@@ -118,6 +122,7 @@ def run(quick: bool = False) -> dict:
         "results": rows,
         "speed": speed,
         "targets": _targets(rows, speed),
+        "semantic_vad_eagerness": [] if quick else eagerness() + eagerness("pink", 10),
     }
 
 
@@ -159,3 +164,43 @@ def _targets(rows: list[dict], speed: dict) -> dict:
     }
 
 
+
+
+def eagerness(noise: str = "clean", snr_db: float | None = None) -> list[dict]:
+    """``semantic_vad``'s eagerness levels on the held-out set, through the Realtime session machine:
+    how long after each utterance's true end the turn ends, and how many utterances are cut off
+    (ended early, at a pause inside them, so the assistant would answer half a sentence)."""
+    import base64
+    import json
+
+    from ..audio.pcm import resample
+    from ..realtime.machine import RealtimeSession
+
+    runs = speechsets.condition(speechsets.load("heldout"), noise, snr_db)
+    rows = []
+    for level in ("high", "medium", "auto", "low"):
+        latencies, cut, merged, utterances = [], 0, 0, 0
+        for mixture, _noise, labels in runs:
+            session = RealtimeSession("gpt-realtime")
+            session.receive(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+                "turn_detection": {"type": "semantic_vad", "eagerness": level, "create_response": False}}}}}))
+            audio, n, ends = resample(mixture, SAMPLE_RATE, 24_000), 2400, []
+            for i in range(0, audio.size, n):
+                events, _ = session.receive(json.dumps({"type": "input_audio_buffer.append",
+                                                        "audio": base64.b64encode(audio[i:i + n].tobytes()).decode()}))
+                ends += [e["audio_end_ms"] / 1000 for e in events if e["type"] == "input_audio_buffer.speech_stopped"]
+            for k, u in enumerate(labels):
+                utterances += 1
+                inside = [t for t in ends if u.start_s < t < u.end_s]          # a turn ended mid-utterance
+                after = [t for t in ends if t >= u.end_s]
+                cut += bool(inside)
+                following = labels[k + 1].start_s if k + 1 < len(labels) else float("inf")
+                if after and min(after) < following:
+                    latencies.append(1000 * (min(after) - u.end_s))
+                else:                           # the pause after it was too short: one turn with the next
+                    merged += 1
+        rows.append({"eagerness": level, "noise": noise, "snr_db": snr_db,
+                     "turn_end_latency_ms_median": round(float(np.median(latencies)), 0) if latencies else None,
+                     "turn_end_latency_ms_p90": round(float(np.percentile(latencies, 90)), 0) if latencies else None,
+                     "utterances_cut_off": cut, "utterances_merged_with_the_next": merged, "utterances": utterances})
+    return rows
