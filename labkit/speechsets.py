@@ -176,7 +176,7 @@ def load(name: str) -> SpeechSet:
     else:
         audios, labels = _build(recipe)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")     # one per process: test workers may race
         np.savez_compressed(tmp, labels=json.dumps(labels), **{f"s{k}": a for k, a in enumerate(audios)})
         os.replace(tmp, path)                     # atomic: parallel test workers never see half a file
     sessions = []
