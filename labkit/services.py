@@ -15,7 +15,8 @@ import subprocess
 import tempfile
 import time
 
-__all__ = ["ServiceUnavailable", "ensure_binary", "free_port", "stop_process", "RedisServer"]
+__all__ = ["ServiceUnavailable", "ensure_binary", "chromium_path", "CHROMIUM_ARGS", "free_port", "stop_process",
+           "RedisServer"]
 
 
 class ServiceUnavailable(RuntimeError):
@@ -64,6 +65,17 @@ def ensure_binary(name: str, package: str, candidates: tuple[str, ...] = (), ins
         if candidate and os.path.exists(candidate):
             return candidate
     raise ServiceUnavailable(f"apt-get installed {package} but no {name} binary was found")
+
+
+#: Headless Chromium as it runs on these machines: as root (no sandbox), no GPU, and none of its
+#: background connections (a closed network refuses them, many at a time).
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+def chromium_path() -> str:
+    """Debian's Chromium, installed with apt-get if needed and allowed (else ServiceUnavailable)."""
+    return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
 
 
 class RedisServer:

@@ -14,18 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fakemic import FakeMicScript, chromium_fake_mic_args, locate
-from .services import ensure_binary
+from .services import CHROMIUM_ARGS, chromium_path
 
 __all__ = ["VoiceRun", "talk_in_the_page", "CHROMIUM_ARGS", "chromium_path"]
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 RATE = 24_000
-
-
-def chromium_path() -> str:
-    """Debian's Chromium, installed with apt-get if needed and allowed (else ServiceUnavailable)."""
-    return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
 
 
 @dataclass

@@ -30,3 +30,14 @@ def make_server():
     yield make
     for s in started:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium for Playwright (installed by the test setup when root; else a stated skip)."""
+    from labkit.services import ServiceUnavailable, chromium_path
+
+    try:
+        return chromium_path()
+    except ServiceUnavailable as e:
+        pytest.skip(f"Chromium cannot be had here: {e}")

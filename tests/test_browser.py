@@ -6,26 +6,17 @@ import httpx
 import pytest
 
 from labkit.netem import NetemProxy
-from labkit.services import ServiceUnavailable, ensure_binary
+from labkit.services import CHROMIUM_ARGS
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
-
-@pytest.fixture(scope="module")
-def chromium_path():
-    try:
-        return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
-    except ServiceUnavailable as e:
-        pytest.skip(f"Chromium cannot be had here: {e}")
 
 
 @pytest.fixture
-async def browser(chromium_path):
+async def browser(chromium):
     async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS)
+        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield browser
         await browser.close()
 

@@ -5,26 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.services import ServiceUnavailable, ensure_binary
+from labkit.services import CHROMIUM_ARGS
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
-
-@pytest.fixture(scope="module")
-def chromium_path():
-    try:
-        return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
-    except ServiceUnavailable as e:
-        pytest.skip(f"Chromium cannot be had here: {e}")
 
 
 @pytest.fixture
-async def page(chromium_path, tmp_path_factory):
+async def page(chromium, tmp_path_factory):
     async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS)
+        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = await browser.new_page(viewport={"width": 420, "height": 800})
         page.errors = []
         page.on("pageerror", lambda e: page.errors.append(str(e)))

@@ -12,12 +12,10 @@ import pytest
 from openai import AsyncOpenAI
 
 from labkit.realtime import validate_server_event
-from labkit.services import ServiceUnavailable, ensure_binary
+from labkit.services import CHROMIUM_ARGS
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 KEY = "sk-lab-server-only"
 
 TEXT_TURN = """async ([url, key]) => {
@@ -44,21 +42,14 @@ TEXT_TURN = """async ([url, key]) => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def chromium_path():
-    try:
-        return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
-    except ServiceUnavailable as e:
-        pytest.skip(f"Chromium cannot be had here: {e}")
 
-
-async def test_browser_websocket_with_an_ephemeral_key_then_refused_once_expired(chromium_path, make_server):
+async def test_browser_websocket_with_an_ephemeral_key_then_refused_once_expired(chromium, make_server):
     server = make_server(api_key=KEY)                          # the page never sees this key
     minted = await AsyncOpenAI(base_url=server.base_url, api_key=KEY).realtime.client_secrets.create(
         expires_after={"anchor": "created_at", "seconds": 10})
     url = server.ws_url + "/v1/realtime?model=gpt-realtime"
     async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS)
+        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = await browser.new_page()
         await page.goto(server.url + "/health")               # a page of the lab's own origin
         result = await page.evaluate(TEXT_TURN, [url, minted.value])

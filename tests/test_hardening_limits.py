@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import websockets
 
-import labkit
 
 
 def _raw(port: int) -> socket.socket:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from jupyterlab_ui import jupyterlab, lab_page
-from labkit.services import ServiceUnavailable, ensure_binary
 
 pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed")
@@ -17,18 +16,11 @@ pytest.importorskip("jupyterlab", reason="JupyterLab is not installed")
 ROWS = "[...document.querySelectorAll('[class^=labkit-chat-]')].map(r => [r.className.slice(12), r.textContent])"
 
 
-@pytest.fixture(scope="module")
-def chromium_path():
-    try:
-        return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
-    except ServiceUnavailable as e:
-        pytest.skip(f"Chromium cannot be had here: {e}")
-
 
 @pytest.mark.timeout(400)                    # JupyterLab and Chromium on a shared CPU: slow, not stuck
-async def test_run_all_then_two_questions_in_the_chat_box(chromium_path, tmp_path):
+async def test_run_all_then_two_questions_in_the_chat_box(chromium, tmp_path):
     with jupyterlab(tmp_path, ["03_websockets.ipynb"]) as (url, token):
-        async with lab_page(chromium_path, url, token, "chapter03") as lab:
+        async with lab_page(chromium, url, token, "chapter03") as lab:
             page = lab.page
             await lab.open("03_websockets.ipynb")
             await lab.run_all()

@@ -6,20 +6,12 @@ import nbformat
 import pytest
 
 from jupyterlab_ui import ROOT, jupyterlab, lab_page
-from labkit.services import ServiceUnavailable, ensure_binary
 
 pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed")
 
 NOTEBOOK = "04_voice_activity_detection.ipynb"
 
-
-@pytest.fixture(scope="module")
-def chromium_path():
-    try:
-        return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
-    except ServiceUnavailable as e:
-        pytest.skip(f"Chromium cannot be had here: {e}")
 
 
 def _closes_its_widget() -> bool:
@@ -28,11 +20,11 @@ def _closes_its_widget() -> bool:
 
 
 @pytest.mark.timeout(400)                    # JupyterLab and Chromium on a shared CPU: slow, not stuck
-async def test_run_all_then_start_the_live_rms_plot(chromium_path, tmp_path):
+async def test_run_all_then_start_the_live_rms_plot(chromium, tmp_path):
     if _closes_its_widget():
         pytest.xfail("chapter 04's last cell still closes the RMS widget (issue 13 item 1, the VAD helper's part)")
     with jupyterlab(tmp_path, [NOTEBOOK]) as (url, token):
-        async with lab_page(chromium_path, url, token, "chapter04") as lab:
+        async with lab_page(chromium, url, token, "chapter04") as lab:
             page = lab.page
             await lab.open(NOTEBOOK)
             await lab.run_all(timeout_s=300)

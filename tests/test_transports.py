@@ -1,6 +1,5 @@
 """The app server's HTTP, SSE and WebSocket transports, with the real clients over real sockets."""
 
-import asyncio
 import json
 
 import httpx

@@ -12,8 +12,7 @@ import pytest
 
 from labkit.audio._sphinx import normalise
 from labkit.fakemic import fake_mic_wav
-from labkit.services import ServiceUnavailable
-from labkit.voicepage import chromium_path, talk_in_the_page
+from labkit.voicepage import talk_in_the_page
 
 pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 
@@ -21,13 +20,6 @@ RATE = 24_000
 PREFIX_MS, SILENCE_MS = 300, 500          # what the page asks for in session.update
 EDGE_TOLERANCE_MS = 150
 
-
-@pytest.fixture(scope="module")
-def chromium():
-    try:
-        return chromium_path()
-    except ServiceUnavailable as e:
-        pytest.skip(f"Chromium cannot be had here: {e}")
 
 
 def _words_found(heard: str, said: str) -> float:

@@ -6,20 +6,11 @@ import pytest
 
 from labkit.classroom import Classroom, lan_address
 from labkit.fakemic import chromium_fake_mic_args, fake_mic_wav
-from labkit.services import ServiceUnavailable, ensure_binary
+from labkit.services import CHROMIUM_ARGS
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
-
-@pytest.fixture(scope="module")
-def chromium_path():
-    try:
-        return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
-    except ServiceUnavailable as e:
-        pytest.skip(f"Chromium cannot be had here: {e}")
 
 
 def test_the_certificate_is_fresh_for_this_address_and_the_banner_says_what_to_tap():
@@ -34,16 +25,16 @@ def test_the_certificate_is_fresh_for_this_address_and_the_banner_says_what_to_t
 
 
 @pytest.mark.timeout(120)
-async def test_a_lan_browser_gets_the_microphone_over_https_only(chromium_path, tmp_path):
+async def test_a_lan_browser_gets_the_microphone_over_https_only(chromium, tmp_path):
     address = lan_address()
     if address.startswith("127."):
         pytest.skip("this machine has no non-loopback address, and loopback is a secure context anyway")
     script = fake_mic_wav(tmp_path / "mic.wav", [1], tail_s=3.0)
     with Classroom(host=address, port=0, https=True) as secure, Classroom(host=address, port=0) as plain:
-        args = ARGS + chromium_fake_mic_args(script.path) + [
+        args = CHROMIUM_ARGS + chromium_fake_mic_args(script.path) + [
             f"--ignore-certificate-errors-spki-list={secure.certificate.spki_sha256}"]   # this certificate only
         async with playwright_api.async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=chromium_path, args=args)
+            browser = await p.chromium.launch(executable_path=chromium, args=args)
             context = await browser.new_context(permissions=["microphone"])
             page = await context.new_page()
             errors = []

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from labkit.fakemic import chromium_fake_mic_args, fake_mic_wav, locate
-from labkit.services import ServiceUnavailable, free_port, stop_process
-from labkit.voicepage import CHROMIUM_ARGS, chromium_path
+from labkit.services import free_port, stop_process
+from labkit.voicepage import CHROMIUM_ARGS
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 
@@ -51,13 +51,6 @@ watcher = asyncio.ensure_future(report())
 scope""",
 ]
 
-
-@pytest.fixture(scope="module")
-def chromium():
-    try:
-        return chromium_path()
-    except ServiceUnavailable as e:
-        pytest.skip(f"Chromium cannot be had here: {e}")
 
 
 @pytest.fixture

@@ -13,32 +13,23 @@ import pytest
 
 from labkit.audio._sphinx import normalise
 from labkit.fakemic import chromium_fake_mic_args, fake_mic_wav
-from labkit.services import ServiceUnavailable, ensure_binary
+from labkit.services import CHROMIUM_ARGS
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 # (no WebRTC flags: Chromium's default ICE behaviour; with the microphone granted it offers its host addresses)
 PREFIX_MS, SILENCE_MS = 300, 500                  # what the page asks for in session.update
 TOLERANCE_MS = 150
 
 
-@pytest.fixture(scope="module")
-def chromium_path():
-    try:
-        return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
-    except ServiceUnavailable as e:
-        pytest.skip(f"Chromium cannot be had here: {e}")
-
 
 @pytest.mark.timeout(150)
-async def test_chromium_holds_a_voice_turn_over_webrtc(chromium_path, make_server, tmp_path):
+async def test_chromium_holds_a_voice_turn_over_webrtc(chromium, make_server, tmp_path):
     script = fake_mic_wav(tmp_path / "mic.wav", [1], lead_s=1.0, tail_s=6.0)   # "Send a heartbeat every ..."
     line = script.lines[0]
     server = make_server()
     async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS + chromium_fake_mic_args(script.path))
+        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS + chromium_fake_mic_args(script.path))
         context = await browser.new_context(permissions=["microphone"])
         page = await context.new_page()
         errors = []

@@ -24,7 +24,6 @@ One AI reply at a time per room: messages that arrive while it answers wait thei
 
 from __future__ import annotations
 
-import json
 
 from ..protocol import safejson
 import re
