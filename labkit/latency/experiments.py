@@ -95,6 +95,9 @@ async def ttft_vs_prompt_length(base_url: str, *, model: str = "slow-large", len
 async def model_table(base_url: str, *, models=("gpt-4o-mini", "gpt-4o", "gpt-4"), runs: int = 5) -> list[dict]:
     """Measured TTFT and TPOT per model, the numbers a model selector should use."""
     client = AsyncOpenAI(base_url=base_url, api_key="lab-local-key")
+    # warm up the connections first: otherwise the first model measured also pays for connecting
+    await asyncio.gather(*(collect(sdk_chat(client, PROMPT, model=models[0], seed=s, max_tokens=1))
+                           for s in range(runs)))
     rows = []
     for model in models:
         streams = await asyncio.gather(*(collect(sdk_chat(client, PROMPT, model=model, seed=s, max_tokens=40))
