@@ -32,6 +32,10 @@ async def test_run_all_then_two_questions_in_the_chat_box(chromium, tmp_path):
             for question in ("What is SSE?", "What is TTFT?"):          # the second while the first streams
                 await box.fill(question)
                 await box.press("Enter")
+                # as a person would: type the next one once the box has taken this one (the kernel
+                # empties it; typing before that lands would be overwritten by the emptying)
+                await page.wait_for_function("el => el.value === ''", arg=await box.element_handle(),
+                                             timeout=60_000, polling=100)
             await page.wait_for_function(
                 f"(() => {{ const rows = {ROWS}; const status = [...document.querySelectorAll('.widget-html-content')]"
                 ".map(e => e.textContent).join(' ');"
