@@ -10,7 +10,10 @@ from labkit.server.process import ServerProcess
 
 async def test_streaming_and_prompt_length_and_models(make_server):
     server = make_server(time_scale=0.2)
-    s = await streaming_vs_not(server.base_url, runs=3)
+    # at the model's real pace (TTFT about 250 ms, the whole reply about 1.5 s), so that a busy machine's
+    # pause of a few hundred milliseconds cannot reverse the lesson
+    real_pace = make_server(time_scale=1.0)
+    s = await streaming_vs_not(real_pace.base_url, runs=3)
     assert s["streamed_ttft_ms"]["p50"] < s["not_streamed_total_ms"]["p50"] / 3
     p = await ttft_vs_prompt_length(server.base_url, lengths=(0, 1000, 2000), reps=2)
     expected = 1e6 * PROFILES["slow-large"].prefill_s_per_token * 0.2           # the server runs 5x faster
