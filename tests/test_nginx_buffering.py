@@ -19,14 +19,13 @@ async def test_buffering_turns_a_stream_into_a_burst(nginx_binary, make_server):
 
     server = make_server(time_scale=1.0, http="h11")      # close-delimited HTTP/1.0 responses, as many servers send
     result = await proxy_buffering(server.port, max_tokens=30)
-    direct, buffered = result["direct"], result["buffered"]
+    buffered = result["buffered"]
     assert all(r["tokens"] == 30 for r in result.values())
     # directly, and through nginx without buffering or with the header honoured: token by token
     for name in ("direct", "unbuffered", "honoured"):
         assert result[name]["reads"] >= 20, (name, result[name]["reads"])
     # buffered: everything arrives in a burst at the end
     assert buffered["reads"] <= 3
-    # the first token waits for most of the stream (a ratio of the direct stream's own duration, so a
-    # busy machine that slows both does not change the verdict)
-    assert buffered["ttft_ms"] - direct["ttft_ms"] > 0.5 * (direct["total_ms"] - direct["ttft_ms"])
+    # the burst is judged within the buffered stream itself (its first token comes with its last, in at
+    # most 3 reads): comparing its times with another stream's is at the mercy of a busy machine
     assert abs(buffered["ttft_ms"] - buffered["total_ms"]) < 50
