@@ -294,19 +294,21 @@ class StreamMachine:
     * readers: :meth:`open_reader` / :meth:`close_reader`, which says when a running reply has nobody
       left reading it (the adapter then gives it ``resume_grace_s`` before :meth:`orphan_due`).
 
-    ``clock`` gives wall-clock seconds (token times, expiry); ``new_id`` names streams.
+    ``clock`` gives wall-clock seconds (token times, expiry); ``new_id`` names streams; ``on_forget``
+    hears the ids of streams no longer kept, so an adapter can drop what it holds for them.
     """
 
     def __init__(self, *, keep_s: float = 120.0, max_streams: int = 10_000, max_chars: int = 64_000,
                  max_streams_per_user: int | None = None, limit_policy: str = "reject",
                  resume_grace_s: float = 30.0, clock: Callable[[], float] = time.time,
-                 new_id: Callable[[], str] = new_stream_id):
+                 new_id: Callable[[], str] = new_stream_id,
+                 on_forget: Callable[[list[str]], None] | None = None):
         if limit_policy not in ("reject", "replace"):
             raise ValueError(f"limit_policy is 'reject' or 'replace', not {limit_policy!r}")
         self.registry = StreamRegistry(keep_s=keep_s, max_streams=max_streams, max_chars=max_chars)
         self.max_streams_per_user, self.limit_policy = max_streams_per_user, limit_policy
         self.resume_grace_s = resume_grace_s
-        self.clock, self.new_id = clock, new_id
+        self.clock, self.new_id, self.on_forget = clock, new_id, on_forget
         self._readers: dict[str, int] = {}
         self._cancel_reasons: dict[str, tuple[str, str]] = {}
         self.typical_tokens = 80.0      # a running average of reply lengths, for progress estimates
@@ -410,9 +412,12 @@ class StreamMachine:
         if len(self._readers) <= len(self.registry):
             return
         kept = {log.id for log in self.registry}
-        for stream_id in [k for k in self._readers if k not in kept]:
+        gone = [k for k in self._readers if k not in kept]
+        for stream_id in gone:
             del self._readers[stream_id]
             self._cancel_reasons.pop(stream_id, None)
+        if self.on_forget is not None:
+            self.on_forget(gone)
 
 
 class TooManyStreams(Exception):

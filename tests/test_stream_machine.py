@@ -156,3 +156,16 @@ def test_the_plain_view_sends_tokens_and_complete_only():
     m.finished(log, "stop")
     sent = [a.message["type"] for e in reader.drain() for a in view.render(e)]
     assert sent == ["token", "complete"]
+
+
+def test_streams_no_longer_kept_are_forgotten_everywhere():
+    gone: list[str] = []
+    clock = Clock()
+    ids = (f"st_{i}" for i in itertools.count())
+    m = StreamMachine(keep_s=10, clock=clock, new_id=lambda: next(ids), on_forget=gone.extend)
+    old = m.start("ann", []).log
+    m.open_reader(old)
+    m.finished(old, "stop")
+    clock.now += 30
+    m.start("ann", [])                                   # a later call sweeps the expired one
+    assert gone == ["st_0"] and m.readers(old) == 0

@@ -44,7 +44,8 @@ class StreamHub:
         self.participants = participants or Participants()
         self.machine = StreamMachine(keep_s=config.stream_keep_s, max_streams=config.max_kept_streams,
                                      max_streams_per_user=config.max_streams_per_user,
-                                     limit_policy=config.stream_limit_policy, resume_grace_s=config.resume_grace_s)
+                                     limit_policy=config.stream_limit_policy, resume_grace_s=config.resume_grace_s,
+                                     on_forget=self._forget)
         self.registry = self.machine.registry
         self.buckets = (KeyedBuckets(rate=config.user_requests_per_min / 60.0,
                                      capacity=max(1.0, config.user_requests_per_min / 60.0))
@@ -75,7 +76,6 @@ class StreamHub:
         for old in started.superseded:
             self._stop_task(old)
         log = started.log
-        self._forget_swept()
         self._signals[log.id] = asyncio.Event()
         accepted = asyncio.get_running_loop().create_future()
         accepted.add_done_callback(lambda f: f.cancelled() or f.exception())   # WebSocket readers never await it
@@ -96,8 +96,6 @@ class StreamHub:
             log = self.machine.get(stream_id)
         except StreamGone as e:
             raise APIError(410 if e.code == "stream_expired" else 404, e.message, code=e.code) from None
-        finally:
-            self._forget_swept()
         if user is not None and log.user != user:
             raise APIError(404, f"No stream with id {stream_id!r}.", code="stream_not_found")
         return log
@@ -248,10 +246,7 @@ class StreamHub:
         if self.machine.orphan_due(log):
             self._stop_task(log)
 
-    def _forget_swept(self) -> None:
-        """Drop the wake-ups of streams the registry no longer keeps (memory stays bounded)."""
-        if len(self._signals) <= len(self.registry):
-            return
-        kept = {log.id for log in self.registry}
-        for stream_id in [k for k in self._signals if k not in kept]:
-            del self._signals[stream_id]
+    def _forget(self, stream_ids: list[str]) -> None:
+        """Drop the wake-ups of streams the machine no longer keeps (memory stays bounded)."""
+        for stream_id in stream_ids:
+            self._signals.pop(stream_id, None)
