@@ -150,3 +150,14 @@ async def test_the_hub_replays_exactly_or_says_which_events_are_gone():
         assert not any(e["type"] == "user_message" for e in late.sent)         # no replay with a hole in it
     finally:
         await hub.aclose()
+
+
+def test_who_may_join_as_whom():
+    from labkit.rooms.machine import JoinRequest, check_join
+
+    assert check_join("lab", "local", "ann", None, open_server=True) == JoinRequest("ann", None)
+    assert check_join("lab", "ann", None, "1-2", open_server=False) == JoinRequest("ann", "1-2")
+    assert check_join("lab", "ann", "ben", None, open_server=False)[0] == "name_mismatch"
+    assert check_join("no spaces", "ann", None, None, open_server=False)[0] == "invalid_room_id"
+    assert check_join("lab", "local", "a b", None, open_server=True)[0] == "invalid_name"
+    assert check_join("lab", "ann", None, "yesterday", open_server=False)[0] == "invalid_after"

@@ -25,10 +25,11 @@ import json
 from collections import deque
 from dataclasses import dataclass
 
-from .protocol import event_key
+from ..auth import USER_NAME
+from .protocol import event_key, valid_room_id
 
 __all__ = ["MemberState", "RoomStateError", "RoomMember", "RoomFanout", "Replay", "Snapshot", "plan_replay",
-           "RoomAI", "Turn", "encode", "room_state", "error", "HISTORY_TYPES", "CONTEXT_MESSAGES"]
+           "RoomAI", "Turn", "JoinRequest", "check_join", "encode", "room_state", "error", "HISTORY_TYPES", "CONTEXT_MESSAGES"]
 
 #: The events a joining member's ``room_state`` shows as the room's story.
 HISTORY_TYPES = ("user_message", "ai_complete")
@@ -58,6 +59,34 @@ def room_state(room: str, members: int, history: list[tuple[str, dict]], gap: di
     if gap is not None:
         message["replay_gap"] = gap
     return json.dumps(message), last
+
+
+# ---- who may join, as whom ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JoinRequest:
+    """A member's name and where its replay starts, once the handshake checks passed."""
+    name: str
+    after: str | None
+
+
+def check_join(room_id: str, token_user: str, asked: str | None, after: str | None, open_server: bool
+               ) -> JoinRequest | tuple[str, str]:
+    """The author is who the token says; only an open loopback server (no token: every name is
+    self-declared there anyway) lets ``?name=`` choose one. Returns the request, or (code, message)."""
+    name = (asked or token_user) if open_server else token_user
+    if not valid_room_id(room_id):
+        return "invalid_room_id", "A room id is 1-64 letters, digits, '_' or '-'."
+    if asked is not None and asked != name:
+        return "name_mismatch", f"Your token is for {name!r}: you cannot speak as {asked!r}."
+    if not USER_NAME.match(name):
+        return "invalid_name", "A name is 1-32 letters, digits, '_' or '-'."
+    if after is not None:
+        try:
+            event_key(after)
+        except ValueError:
+            return "invalid_after", "'after' must be an event id from this room."
+    return JoinRequest(name, after)
 
 
 # ---- members ---------------------------------------------------------------------------------------

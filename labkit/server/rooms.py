@@ -32,13 +32,12 @@ import time
 
 from fastapi import APIRouter, WebSocket
 
-from ..auth import USER_NAME
 from ..protocol.openai_chat import APIError
 from ..ratelimit import KeyedBuckets
 from ..rooms.broker import Broker
-from ..rooms.machine import (CONTEXT_MESSAGES, MemberState, Replay, RoomAI, RoomFanout, RoomMember, Turn, error,
-                             plan_replay, room_state)
-from ..rooms.protocol import RoomProtocolError, event_key, parse_room_message, valid_room_id
+from ..rooms.machine import (CONTEXT_MESSAGES, JoinRequest, MemberState, Replay, RoomAI, RoomFanout, RoomMember, Turn,
+                             check_join, error, plan_replay, room_state)
+from ..rooms.protocol import RoomProtocolError, parse_room_message
 from .participants import Participants
 from .state import ServerConfig, ServerStats
 from .upstream import Upstream
@@ -407,27 +406,13 @@ def create_room_router(config: ServerConfig, hub: RoomHub) -> APIRouter:
     @router.websocket("/ws/room/{room_id}")
     async def room(ws: WebSocket, room_id: str) -> None:
         await ws.accept()
-        # The author is who the token says. Only an open loopback server (no token: every name is
-        # self-declared there anyway) lets ``?name=`` choose one.
-        asked = ws.query_params.get("name")
-        name = asked or ws.state.user if config.lab_token is None else ws.state.user
-        after = ws.query_params.get("after")
-        problem = None
-        if not valid_room_id(room_id):
-            problem = ("invalid_room_id", "A room id is 1-64 letters, digits, '_' or '-'.")
-        elif asked is not None and asked != name:
-            problem = ("name_mismatch", f"Your token is for {name!r}: you cannot speak as {asked!r}.")
-        elif not USER_NAME.match(name):
-            problem = ("invalid_name", "A name is 1-32 letters, digits, '_' or '-'.")
-        elif after is not None:
-            try:
-                event_key(after)
-            except ValueError:
-                problem = ("invalid_after", "'after' must be an event id from this room.")
-        if problem:
-            await ws.send_text(error(*problem))
-            await ws.close(1008, problem[1])
+        checked = check_join(room_id, ws.state.user, ws.query_params.get("name"), ws.query_params.get("after"),
+                             open_server=config.lab_token is None)
+        if not isinstance(checked, JoinRequest):
+            await ws.send_text(error(*checked))
+            await ws.close(1008, checked[1])
             return
+        name, after = checked.name, checked.after
         member = Member(ws, name, config.member_queue_size)
         member.handler = asyncio.current_task()
         try:
