@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .protocol import app_chat as proto
-from .streams import DONE, End, Heartbeat, Stage, StreamEvent, StreamStage, Token
+from .streams import DONE, End, Heartbeat, Stage, StreamEvent, StreamLog, StreamStage, Token
 
-__all__ = ["Send", "StartTyping", "StopTyping", "ChatAction", "PlainChatView", "ProgressiveChatView", "chat_view"]
+__all__ = ["Send", "StartTyping", "StopTyping", "ChatAction", "PlainChatView", "ProgressiveChatView", "chat_view",
+           "ChatConnection", "Ask", "Resume", "Cancel", "Reply"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,74 @@ class ProgressiveChatView(PlainChatView):
 def chat_view(progressive: bool, stream_id: str, expected_tokens: float) -> PlainChatView:
     """The style of one connection, chosen once (by its route)."""
     return (ProgressiveChatView if progressive else PlainChatView)(stream_id, expected_tokens)
+
+
+# ---- one connection's turns -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Ask:
+    """Start a reply to ``messages`` (the connection's conversation, then the question)."""
+    messages: list[dict]
+    options: dict
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Look up ``stream_id`` and follow it after ``last_seq`` (then :meth:`ChatConnection.resuming`)."""
+    stream_id: str
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Stop the reply being followed."""
+    log: StreamLog
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answer this client message directly."""
+    message: dict
+
+
+class ChatConnection:
+    """What one ``/ws/chat`` connection does with each client message, and its conversation.
+
+    At most one reply is followed at a time (:meth:`following` ... :meth:`ended`); a message that
+    asks for another meanwhile gets ``busy``. The conversation grows by each reply that completes; a
+    ``resume`` on a new connection restores it from the reply it resumes."""
+
+    def __init__(self) -> None:
+        self.history: list[dict] = []
+        self.current: StreamLog | None = None
+        self.busy = False
+
+    def on_message(self, msg: proto.ClientMessage) -> Ask | Resume | Cancel | Reply | None:
+        if msg.type == "ping":
+            return Reply(proto.pong())
+        if msg.type == "cancel":
+            return Cancel(self.current) if self.busy and self.current is not None else None
+        if self.busy:
+            return Reply(proto.error("busy", "A reply is still streaming; wait for 'complete'."))
+        if msg.type == "resume":
+            return Resume(msg.stream_id, msg.last_seq)
+        return Ask([*self.history, {"role": "user", "content": msg.content}], msg.options)
+
+    def resuming(self, log: StreamLog, last_seq: int) -> dict | None:
+        """Check a resume against the stream found: an error message to send, or None (then follow it)."""
+        if last_seq > len(log.tokens) - 1:
+            return proto.error("invalid_last_seq", f"last_seq {last_seq} is beyond this stream's "
+                                                   f"{len(log.tokens)} tokens.", log.id)
+        self.history = log.messages[:-1]
+        return None
+
+    def following(self, log: StreamLog) -> None:
+        self.current, self.busy = log, True
+
+    def saw(self, event: StreamEvent) -> None:
+        """Every event of the followed reply: a completed one joins the conversation."""
+        if isinstance(event, End) and event.log.status == DONE:
+            self.history = [*event.log.messages, {"role": "assistant", "content": event.log.text}]
+
+    def ended(self) -> None:
+        self.busy = False

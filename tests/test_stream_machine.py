@@ -169,3 +169,31 @@ def test_streams_no_longer_kept_are_forgotten_everywhere():
     clock.now += 30
     m.start("ann", [])                                   # a later call sweeps the expired one
     assert gone == ["st_0"] and m.readers(old) == 0
+
+
+def test_a_chat_connection_follows_one_reply_at_a_time_and_keeps_its_conversation():
+    from labkit.chatview import Ask, Cancel, ChatConnection, Reply, Resume
+    from labkit.protocol.app_chat import ClientMessage
+
+    m, _ = machine()
+    conn = ChatConnection()
+    assert conn.on_message(ClientMessage("ping")) == Reply({"type": "pong"})
+    assert conn.on_message(ClientMessage("cancel")) is None                 # nothing to cancel
+    ask = conn.on_message(ClientMessage("message", "hi", {"seed": 1}))
+    assert ask == Ask([{"role": "user", "content": "hi"}], {"seed": 1})
+    log = m.start("ann", ask.messages).log
+    conn.following(log)
+    assert conn.on_message(ClientMessage("message", "again")).message["code"] == "busy"
+    assert conn.on_message(ClientMessage("cancel")) == Cancel(log)
+    m.token(log, "hello")
+    m.finished(log, "stop")
+    for event in m.open_reader(log).drain():
+        conn.saw(event)
+    conn.ended()
+    nxt = conn.on_message(ClientMessage("message", "more"))
+    assert [t["content"] for t in nxt.messages] == ["hi", "hello", "more"]
+    # a new connection resumes the reply: its conversation comes back, a seq beyond it is refused
+    other = ChatConnection()
+    assert other.on_message(ClientMessage("resume", stream_id=log.id, last_seq=0)) == Resume(log.id, 0)
+    assert other.resuming(log, 5)["code"] == "invalid_last_seq" and other.history == []
+    assert other.resuming(log, 0) is None and other.history == []            # the question's context: none before it
