@@ -29,7 +29,8 @@ from ..auth import USER_NAME
 from .protocol import event_key, valid_room_id
 
 __all__ = ["MemberState", "RoomStateError", "RoomMember", "RoomFanout", "Replay", "Snapshot", "plan_replay",
-           "RoomAI", "Turn", "JoinRequest", "check_join", "encode", "room_state", "error", "HISTORY_TYPES", "CONTEXT_MESSAGES"]
+           "RoomAI", "Turn", "JoinRequest", "check_join", "encode", "room_state", "error", "HISTORY_TYPES",
+           "CONTEXT_MESSAGES"]
 
 #: The events a joining member's ``room_state`` shows as the room's story.
 HISTORY_TYPES = ("user_message", "ai_complete")
