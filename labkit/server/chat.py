@@ -27,14 +27,15 @@ from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
 from ..auth import CLASS, INSTRUCTOR, RESERVED_NAMES, USER_NAME, issue_user_token
+from ..chatview import Ask, Cancel, ChatConnection, Reply, Resume, StartTyping, StopTyping, chat_view
 from ..protocol import app_chat as proto
 from ..protocol import safejson
 from ..protocol.openai_chat import APIError
 from ..protocol.sse import encode_comment, encode_event
-from ..streams import DONE, StreamLog
+from ..streams import DONE, End, Heartbeat, StreamLog, Token
 from .connections import ConnectionManager
 from .state import ServerConfig, ServerStats
-from .streamhub import STREAMING, WAITING, StreamHub
+from .streamhub import StreamHub
 from .streaming import sse_response
 from .upstream import Upstream
 
@@ -205,13 +206,13 @@ async def _sse_follow(hub: StreamHub, log: StreamLog, after: int, heartbeat_s: f
     """The SSE body of one reader: ``retry``, the tokens after ``after`` (each with ``id: seq``), then
     ``done`` or ``error`` with ``id: end``. A silent model gets keep-alive comments."""
     yield b"retry: 1000\n\n"
-    async for item in hub.follow(log, after, heartbeat_s):
-        if item[0] == "heartbeat":
+    async for event in hub.follow(log, after, heartbeat_s):
+        if isinstance(event, Heartbeat):
             yield encode_comment("ping")
-        elif item[0] == "token":
-            _, seq, content, t = item
-            yield encode_event(json.dumps({"seq": seq, "content": content, "t": t}), event="token", id=seq)
-        elif item[0] == "end":
+        elif isinstance(event, Token):
+            yield encode_event(json.dumps({"seq": event.seq, "content": event.content, "t": event.t}),
+                               event="token", id=event.seq)
+        elif isinstance(event, End):
             if log.status == DONE:
                 yield encode_event(json.dumps({"content": log.text, "tokens": len(log.tokens),
                                                "finish_reason": log.finish_reason}), event="done", id=END_ID)
@@ -232,14 +233,17 @@ class _WSChatSession:
                  manager: ConnectionManager, progressive: bool):
         self.ws, self.user, self.config, self.stats, self.hub, self.manager = ws, user, config, stats, hub, manager
         self.progressive = progressive
-        self.history: list[dict] = []
+        self.turns = ChatConnection()
         self.reader: asyncio.Task | None = None
-        self.current: StreamLog | None = None
         self.clean_close = False
 
     @property
-    def busy(self) -> bool:
-        return self.reader is not None and not self.reader.done()
+    def current(self) -> StreamLog | None:
+        return self.turns.current
+
+    @property
+    def history(self) -> list[dict]:
+        return self.turns.history
 
     async def send(self, message: dict) -> bool:
         return await self.manager.send(self.ws, message)
@@ -266,85 +270,60 @@ class _WSChatSession:
                 await self.send(proto.error("server_error", "The server had an error handling that message."))
 
     async def _handle(self, msg: proto.ClientMessage) -> None:
-        if msg.type == "ping":
-            await self.send(proto.pong())
-        elif msg.type == "cancel":
-            if self.busy:
-                self.hub.cancel(self.current, "cancelled", "The client cancelled the reply.")
-        elif self.busy:
-            await self.send(proto.error("busy", "A reply is still streaming; wait for 'complete'."))
-        elif msg.type == "resume":
-            await self._resume(msg)
-        else:
-            await self._ask(msg)
+        action = self.turns.on_message(msg)
+        if isinstance(action, Reply):
+            await self.send(action.message)
+        elif isinstance(action, Cancel):
+            self.hub.cancel(action.log, "cancelled", "The client cancelled the reply.")
+        elif isinstance(action, Resume):
+            await self._resume(action)
+        elif isinstance(action, Ask):
+            await self._ask(action)
 
-    async def _ask(self, msg: proto.ClientMessage) -> None:
-        messages = [*self.history, {"role": "user", "content": msg.content}]
+    async def _ask(self, ask: Ask) -> None:
         try:
-            log = self.hub.start(self.user, messages, msg.options)
+            log = self.hub.start(self.user, ask.messages, ask.options)
         except APIError as e:
             retry = e.headers.get("retry-after")
             await self.send(proto.error(e.code or "error", e.message, None, float(retry) if retry else None))
             return
         await self.send(proto.ack(log.id))
-        self._follow(log, -1, self.hub.expected_tokens(msg.options))
+        self._follow(log, -1, self.hub.expected_tokens(ask.options))
 
-    async def _resume(self, msg: proto.ClientMessage) -> None:
+    async def _resume(self, resume: Resume) -> None:
         try:
-            log = self.hub.get(msg.stream_id, self.user)
+            log = self.hub.get(resume.stream_id, self.user)
         except APIError as e:
-            await self.send(proto.error(e.code, e.message, msg.stream_id))
+            await self.send(proto.error(e.code, e.message, resume.stream_id))
             return
-        if msg.last_seq > len(log.tokens) - 1:
-            await self.send(proto.error("invalid_last_seq", f"last_seq {msg.last_seq} is beyond this stream's "
-                                                            f"{len(log.tokens)} tokens.", log.id))
+        problem = self.turns.resuming(log, resume.last_seq)
+        if problem is not None:
+            await self.send(problem)
             return
         self.stats.resumes += 1
-        self.history = log.messages[:-1]
-        self._follow(log, msg.last_seq, self.hub.expected_tokens({}))
+        self._follow(log, resume.last_seq, self.hub.expected_tokens({}))
 
     def _follow(self, log: StreamLog, after: int, expected_tokens: float) -> None:
-        self.current = log
+        self.turns.following(log)
         self.reader = asyncio.create_task(self._forward(log, after, expected_tokens))
 
     async def _forward(self, log: StreamLog, after: int, expected_tokens: float) -> None:
-        """Send the reply's tokens (and, if progressive, typing and progress) until it ends."""
-        typing = _Typing(self, self.config.typing_interval_s) if self.progressive else None
+        """Send the reply as this connection's view renders it, until it ends (or the client is gone)."""
+        view = chat_view(self.progressive, log.id, expected_tokens)
+        typing = _Typing(self, self.config.typing_interval_s)
         try:
-            async for item in self.hub.follow(log, after):
-                kind = item[0]
-                if kind == "stage" and self.progressive:
-                    stage = item[1]
-                    if stage in ("queued", WAITING):
+            async for event in self.hub.follow(log, after):
+                self.turns.saw(event)
+                for action in view.render(event):
+                    if isinstance(action, StartTyping):
                         typing.start()
-                        await self.send(proto.progress(stage, 0.0 if stage == "queued" else 0.1))
-                    elif stage == STREAMING:
+                    elif isinstance(action, StopTyping):
                         await typing.stop()
-                elif kind == "token":
-                    _, seq, content, t = item
-                    message = proto.token(log.id, seq, content, t)
-                    if self.progressive:
-                        message["index"] = seq
-                        if typing.active:
-                            await typing.stop()
-                    if not await self.send(message):
+                    elif not await self.send(action.message):
                         return          # the client is gone: leaving follow() starts the grace period
-                    if self.progressive and seq % 8 == 7:
-                        fraction = 0.1 + 0.9 * min(0.99, (seq + 1) / expected_tokens)
-                        await self.send(proto.progress(STREAMING, fraction))
-                elif kind == "end":
-                    if typing is not None:
-                        await typing.stop()
-                    if log.status == DONE:
-                        self.history = [*log.messages, {"role": "assistant", "content": log.text}]
-                        if self.progressive:
-                            await self.send(proto.progress("complete", 1.0))
-                        await self.send(proto.complete(log.id, log.text, len(log.tokens), log.finish_reason))
-                    else:
-                        await self.send(proto.error(log.error_code or "error", log.error_message or "", log.id))
         finally:
-            if typing is not None:
-                await typing.stop(notify=False)
+            self.turns.ended()
+            await typing.stop(notify=False)
 
     async def stop(self) -> None:
         if self.reader is not None and not self.reader.done():
