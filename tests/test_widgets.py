@@ -139,3 +139,16 @@ async def test_live_vad_shows_a_source_error_in_its_status():
     await asyncio.wrap_future(scope._task)
     assert scope.error == "OSError: the microphone went away"
     assert "the microphone went away" in scope.status.value and "color:#b00" in scope.status.value
+
+
+def test_the_dashboard_shows_a_failed_switch_in_the_widget(make_server):
+    """The network menu's callback runs inside ipywidgets, which only logs an exception: the failure must
+    be shown in the dashboard instead (here its server has gone)."""
+    from labkit.widgets import Dashboard
+    gone = make_server()
+    url = gone.url
+    gone.stop()
+    dash = Dashboard(url, "instructor-key-not-shown")
+    dash.set_network("3g")                      # what picking 3g in the menu does
+    assert "cannot switch the network" in dash.message.value and "instructor-key-not-shown" not in dash.message.value
+    dash.close()
