@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from jupyterlab_ui import jupyterlab, lab_page
+from jupyterlab_ui import jupyterlab, lab_page, shut_down_kernels
 
 pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed")
@@ -28,9 +28,16 @@ ROWS = "[...document.querySelectorAll('.labkit-chatbox .lc-row')].map(r => [r.da
 
 
 @pytest.fixture(scope="module")
-def lab_server(tmp_path_factory):
+def jupyterlab_server(tmp_path_factory):
     with jupyterlab(tmp_path_factory.mktemp("jupyterlab"), [CHAPTER03, CHAPTER04, CHAPTER10]) as (url, token):
         yield url, token
+
+
+@pytest.fixture
+def lab_server(jupyterlab_server):
+    """The shared JupyterLab; each test's kernels end with the test."""
+    yield jupyterlab_server
+    shut_down_kernels(*jupyterlab_server)
 
 
 @pytest.mark.timeout(400)                    # JupyterLab and Chromium on a shared CPU: slow, not stuck
