@@ -82,6 +82,13 @@ def jupyterlab(tmp: Path, notebooks: list[str], timeout_s: float = 60):
         log.close()
 
 
+def shut_down_kernels(url: str, token: str) -> None:
+    """End every kernel of this JupyterLab (and with it whatever its notebook started): the next test
+    then has the CPU to itself."""
+    for session in httpx.get(f"{url}/api/sessions", params={"token": token}, timeout=10).json():
+        httpx.delete(f"{url}/api/sessions/{session['id']}", params={"token": token}, timeout=30)
+
+
 class Lab:
     """One notebook open in JupyterLab in a Playwright page (async API)."""
 
@@ -89,13 +96,17 @@ class Lab:
         self.page, self.url, self.token = page, url, token
 
     async def open(self, name: str) -> None:
-        await self.page.goto(f"{self.url}/lab/tree/{name}?token={self.token}")
+        """Open ``name`` alone, in a fresh workspace of its own (one JupyterLab serves several tests:
+        without it, the last test's tabs reopen too), and wait for its kernel."""
+        workspace = Path(name).stem.replace(".", "-")
+        await self.page.goto(f"{self.url}/lab/workspaces/{workspace}/tree/{name}?reset&token={self.token}")
         await self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=180_000)
         await self.page.wait_for_function(
             """() => {
-                const accept = document.querySelector('.jp-Dialog .jp-Dialog-button.jp-mod-accept');
-                if (accept && /Select Kernel/.test(document.querySelector('.jp-Dialog').textContent)) accept.click();
-                return /\\| Idle/.test(document.getElementById('jp-main-statusbar').textContent);
+                const dialog = document.querySelector('.jp-Dialog');
+                const accept = dialog && dialog.querySelector('.jp-Dialog-button.jp-mod-accept');
+                if (accept && /Select Kernel/.test(dialog.textContent)) { accept.click(); return false; }
+                return !dialog && /\\| Idle/.test(document.getElementById('jp-main-statusbar').textContent);
             }""", timeout=180_000, polling=250)
 
     async def menu(self, menu: str, item: str) -> None:

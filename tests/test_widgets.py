@@ -52,8 +52,8 @@ async def test_chat_box_works_headless(server):
     box = ChatBox(server.url)
     reply = await box.ask("What is a WebSocket?")
     assert "WebSocket" in reply and box.transcript[0] == ("you", "What is a WebSocket?")
-    assert box.last_ttft_s is not None and "first token" in box._status.value
-    assert "WebSocket" in box._history.value
+    assert box.last_ttft_s is not None and "first token" in box.status and box.widget.status_kind == "idle"
+    assert box.widget.rows == [["you", "What is a WebSocket?"], ["assistant", reply]]      # what the page shows
     await box.close()
 
 
@@ -90,7 +90,30 @@ async def test_chat_box_answers_questions_submitted_from_another_thread_in_order
     assert box.transcript[0][1] == "What is a WebSocket?" and box.transcript[2][1] == "What is SSE?"
     assert "WebSocket" in replies[0] and ("SSE" in replies[1] or "Server-Sent" in replies[1]), replies
     assert replies[0] != replies[1]
-    assert box.errors == [] and "first token after" in box._status.value
+    assert box.errors == [] and "first token after" in box.status
+    await box.close()
+
+
+async def test_chat_box_answers_questions_the_page_sends_in_order_and_says_when_each_starts(server):
+    """The page empties its own text box and sends each question as a message; two sent back to back (the
+    second while the first streams) are both answered, in order, and the page is told when each leaves its
+    queue. The messages arrive on another thread, as ipykernel 7 delivers them."""
+    import threading
+    box = ChatBox(server.url)
+    sent_to_page = []
+    box.widget.send = lambda content, buffers=None: sent_to_page.append(content)
+    for n, question in enumerate(("What is a WebSocket?", "What is SSE?", "   ")):
+        thread = threading.Thread(target=box.widget._handle_custom_msg,
+                                  args=({"type": "ask", "id": f"q{n}", "text": question}, []))
+        thread.start()
+        thread.join()
+    await _until(lambda: len(box.transcript) == 4 and box.widget.status_kind == "idle")
+    assert [who for who, _ in box.widget.rows] == ["you", "assistant", "you", "assistant"], box.widget.rows
+    assert [text for who, text in box.widget.rows if who == "you"] == ["What is a WebSocket?", "What is SSE?"]
+    answers = [text for who, text in box.widget.rows if who == "assistant"]
+    assert "WebSocket" in answers[0] and ("SSE" in answers[1] or "Server-Sent" in answers[1]), answers
+    assert sent_to_page == [{"type": "started", "id": "q0"}, {"type": "started", "id": "q1"}]   # blank: ignored
+    assert box.errors == []
     await box.close()
 
 
@@ -101,7 +124,8 @@ async def test_chat_box_shows_a_connection_error_in_the_widget(make_server):
     box = ChatBox(url)
     reply = await asyncio.wrap_future(box.submit("hello?"))
     assert box.transcript[-1][0] == "error" and reply == box.transcript[-1][1] and box.errors
-    assert "error:" in box._status.value and "color:#b00" in box._history.value
+    assert "error:" in box.status and box.widget.status_kind == "error"
+    assert box.widget.rows[-1] == ["error", reply]                                       # shown in red by the page
 
 
 async def test_live_vad_shows_a_source_error_in_its_status():
@@ -115,3 +139,16 @@ async def test_live_vad_shows_a_source_error_in_its_status():
     await asyncio.wrap_future(scope._task)
     assert scope.error == "OSError: the microphone went away"
     assert "the microphone went away" in scope.status.value and "color:#b00" in scope.status.value
+
+
+def test_the_dashboard_shows_a_failed_switch_in_the_widget(make_server):
+    """The network menu's callback runs inside ipywidgets, which only logs an exception: the failure must
+    be shown in the dashboard instead (here its server has gone)."""
+    from labkit.widgets import Dashboard
+    gone = make_server()
+    url = gone.url
+    gone.stop()
+    dash = Dashboard(url, "instructor-key-not-shown")
+    dash.set_network("3g")                      # what picking 3g in the menu does
+    assert "cannot switch the network" in dash.message.value and "instructor-key-not-shown" not in dash.message.value
+    dash.close()

@@ -1,9 +1,13 @@
 """An interactive WebSocket chat for notebooks, that also runs headless (in CI, under nbval).
 
-Typing in the box and pressing Enter (or Send) calls :meth:`ChatBox.ask` on the kernel's event
-loop; a notebook or a test can ``await box.ask("...")`` directly, with no browser at all.
+The box is an ``anywidget`` (front end: ``chat.js``) and the browser owns its text box: Enter (or
+Send) empties the box in the page at once and sends the question to the kernel as a message, so a
+question typed while the kernel is busy is never overwritten or lost (the earlier ipywidgets box was
+emptied by the kernel, and whatever was typed before that landed vanished). Questions asked while an
+answer streams wait in the page, shown as *queued*, and are answered in the order they were asked.
+A notebook or a test can ``await box.ask("...")`` directly, with no browser at all.
 
-Widget callbacks may run on another thread and loop than the cell that made the box (ipykernel 7
+Widget messages may arrive on another thread and loop than the cell that made the box (ipykernel 7
 dispatches comm messages on its shell-channel thread or a subshell). The WebSocket belongs to the loop
 it was opened on, so every question is handed to *the loop the box was made on*, in order; running
 the second one on another loop was what raised "Future attached to a different loop" and lost it.
@@ -13,17 +17,31 @@ Whatever goes wrong is shown in the box (the transcript and the status line), ne
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
+from pathlib import Path
 
-import ipywidgets as widgets
+import anywidget
+import traitlets
 
 from ..clients.app import ChatError, WSChat
 from .loop import kernel_loop
 
-__all__ = ["ChatBox"]
+__all__ = ["ChatBox", "ChatView"]
 
 log = logging.getLogger(__name__)
+
+
+class ChatView(anywidget.AnyWidget):
+    """What the browser shows: the transcript's rows, a status line; it sends ``{"type": "ask"}``."""
+
+    _esm = Path(__file__).with_name("chat.js")
+    title = traitlets.Unicode("").tag(sync=True)
+    placeholder = traitlets.Unicode("").tag(sync=True)
+    #: ``[[who, text], ...]`` with ``who`` in you / assistant / error
+    rows = traitlets.List().tag(sync=True)
+    status = traitlets.Unicode("not connected").tag(sync=True)
+    #: idle, busy or error (the page colours the status line by it)
+    status_kind = traitlets.Unicode("idle").tag(sync=True)
 
 
 class ChatBox:
@@ -31,36 +49,32 @@ class ChatBox:
         self.base_url = base_url
         self.transcript: list[tuple[str, str]] = []
         self.last_ttft_s: float | None = None
+        self.errors: list[str] = []
         self._chat: WSChat | None = None
         self._loop = kernel_loop()
         self._lock = asyncio.Lock()
-        self.errors: list[str] = []
-        self._history = widgets.HTML(layout=widgets.Layout(height="220px", overflow="auto", border="1px solid #ccc",
-                                                           padding="4px"))
-        self._input = widgets.Text(placeholder="Ask about SSE, WebSockets, latency, VAD…",
-                                   layout=widgets.Layout(width="70%"))
-        self._send = widgets.Button(description="Send", button_style="primary")
-        self._status = widgets.HTML("<i>not connected</i>")
-        self._input.continuous_update = False
-        self._input.observe(self._on_submit, names="value")
-        self._send.on_click(lambda _: self._on_submit({"new": self._input.value}))
-        self.widget = widgets.VBox([widgets.HTML(f"<b>{html.escape(title)}</b>"), self._history,
-                                    widgets.HBox([self._input, self._send]), self._status])
+        self.widget = ChatView(title=title, placeholder="Ask about SSE, WebSockets, latency, VAD…")
+        self.widget.on_msg(self._on_message)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
         display(self.widget)
 
-    def _on_submit(self, change) -> None:
-        text = (change.get("new") or "").strip()
-        if text:
-            self._input.value = ""
-            self.submit(text)
+    @property
+    def status(self) -> str:
+        """The status line as the page shows it (``first token after … ms``, ``error: …``)."""
+        return self.widget.status
 
-    def submit(self, text: str):
+    def _on_message(self, _widget, content, _buffers) -> None:
+        if isinstance(content, dict) and content.get("type") == "ask":
+            text = str(content.get("text") or "").strip()
+            if text:
+                self.submit(text, request_id=content.get("id"))
+
+    def submit(self, text: str, request_id=None):
         """What Enter and Send do: queue ``text`` on the box's own loop (safe from any thread).
         Returns a ``concurrent.futures.Future`` of the reply."""
-        future = asyncio.run_coroutine_threadsafe(self.ask(text), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self.ask(text, request_id=request_id), self._loop)
         future.add_done_callback(self._report_crash)
         return future
 
@@ -68,14 +82,16 @@ class ChatBox:
         if not future.cancelled() and future.exception() is not None:     # ask() shows its own errors;
             self._show_error(f"{type(future.exception()).__name__}: {future.exception()}")   # this is the rest
 
-    async def ask(self, text: str) -> str:
+    async def ask(self, text: str, *, request_id=None) -> str:
         """Send ``text`` over the WebSocket and stream the reply into the transcript; returns the reply
-        (or the error's message, which the box then shows in red)."""
+        (or the error's message, which the box then shows in red). Questions wait their turn, in order."""
         async with self._lock:
             self.transcript.append(("you", text))
             self.transcript.append(("assistant", ""))
             self._render()
-            self._status.value = "<i>assistant is typing…</i>"
+            if request_id is not None:                 # the page takes it out of its queue
+                self.widget.send({"type": "started", "id": request_id})
+            self._set_status("assistant is typing…", "busy")
             ttft_s = None
             try:
                 if self._chat is None:
@@ -86,8 +102,8 @@ class ChatBox:
                     self.transcript[-1] = ("assistant", self.transcript[-1][1] + tok.text)
                     self._render()
                 self.last_ttft_s = ttft_s
-                self._status.value = (f"first token after {1000 * ttft_s:.0f} ms" if ttft_s is not None
-                                      else "the reply was empty")
+                self._set_status(f"first token after {1000 * ttft_s:.0f} ms" if ttft_s is not None
+                                 else "the reply was empty", "idle")
             except ChatError as e:
                 self._show_error(e.message)
             except Exception as e:             # a dropped socket, a stopped server: say so, and reconnect next time
@@ -95,6 +111,9 @@ class ChatBox:
                 await self._drop_connection()
             self._render()
             return self.transcript[-1][1]
+
+    def _set_status(self, text: str, kind: str) -> None:
+        self.widget.status, self.widget.status_kind = text, kind
 
     def _show_error(self, message: str) -> None:
         log.warning("chat box: %s", message)
@@ -104,7 +123,7 @@ class ChatBox:
         else:
             self.transcript.append(("error", message))
         self._render()
-        self._status.value = f"<span style='color:#b00'>error: {html.escape(message)}</span>"
+        self._set_status(f"error: {message}", "error")
 
     async def _drop_connection(self) -> None:
         chat, self._chat = self._chat, None
@@ -115,14 +134,10 @@ class ChatBox:
                 pass
 
     def _render(self) -> None:
-        colour = {"error": " style='color:#b00'"}
-        rows = [f"<div class='labkit-chat-{who}'{colour.get(who, '')}><b>{who}:</b> {html.escape(text)}</div>"
-                for who, text in self.transcript]
-        self._history.value = "".join(rows)
+        self.widget.rows = [[who, text] for who, text in self.transcript]
 
     async def close(self) -> None:
         if self._chat is not None:
             await self._chat.__aexit__(None, None, None)
             self._chat = None
-            self._status.value = "<i>disconnected</i>"
-
+            self._set_status("disconnected", "idle")

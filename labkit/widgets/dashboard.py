@@ -93,7 +93,12 @@ class Dashboard:
         return self.state
 
     def _switch(self, what: str, body: dict) -> None:
-        r = httpx.post(f"{self.url}/lab/admin/{what}", json=body, headers=self.headers, timeout=10)
+        try:                                    # a menu's callback: an error must show here, not vanish in a log
+            r = httpx.post(f"{self.url}/lab/admin/{what}", json=body, headers=self.headers, timeout=10)
+        except httpx.HTTPError as e:
+            self.message.value = (f"<span style='color:#b00020'>cannot switch the {what}: "
+                                  f"{html.escape(self.masked(str(e)))}</span>")
+            return
         if r.status_code >= 400:
             self.message.value = f"<span style='color:#b00020'>{html.escape(self.masked(r.json()['error']['message']))}</span>"
         else:
