@@ -71,14 +71,17 @@ class VADConfig:
     envelope_ms: int = 100
     #: spectral: the envelope keeps the score up for up to ``envelope_ms`` after a voice stops; an
     #: utterance's end is dated this much earlier, and the silence wait counts it as waited.
-    end_correction_ms: int = 0
+    end_correction_ms: int = 40
     #: spectral: the floor is the lowest ``"min"`` (minimum statistics) or ``"mean"`` level of the
     #: sub-windows of ``floor_window_ms``.
     floor_statistic: str = "mean"
     #: spectral: the transient guard: a band counts at its lowest level over this long, so a click
     #: shorter than that (a key, a tap) scores nothing; ``frame_ms`` (one frame) turns it off. The
     #: onset it delays is dated back.
-    transient_ms: int = 20
+    transient_ms: int = 40
+    #: spectral: the guard applies to the bands from this frequency up (clicks are bright; below,
+    #: the lower of two noisy levels would only bias a quiet voice down in pink or brown noise).
+    transient_hz: float = 1200.0
     #: spectral: no band's floor is taken below that of white noise at this level, so digital
     #: silence and faint hiss never count as speech.
     min_level_dbfs: float = -75.0
@@ -354,7 +357,7 @@ class VoiceActivityDetector:
                           hi_hz=cfg.band_hi_hz, floor_window_frames=cfg.floor_window_ms // cfg.frame_ms,
                           bias_db=cfg.floor_bias_db, min_level_dbfs=cfg.min_level_dbfs,
                           envelope_frames=max(1, cfg.envelope_ms // cfg.frame_ms), floor_statistic=cfg.floor_statistic,
-                          transient_frames=max(1, cfg.transient_ms // cfg.frame_ms))
+                          transient_frames=max(1, cfg.transient_ms // cfg.frame_ms), transient_hz=cfg.transient_hz)
 
     # -- tuning a running detector -----------------------------------------------------------
     def update(self, **changes) -> None:
@@ -365,7 +368,7 @@ class VoiceActivityDetector:
         if new.end_correction_ms != self.config.end_correction_ms:
             self.segmenter.end_lag = new.end_correction_ms * new.sample_rate // 1000
         features = ("method", "bands", "envelope_ms", "floor_statistic",
-                    "transient_ms", "band_lo_hz", "band_hi_hz", "floor_window_ms", "floor_bias_db", "min_level_dbfs")
+                    "transient_ms", "transient_hz", "band_lo_hz", "band_hi_hz", "floor_window_ms", "floor_bias_db", "min_level_dbfs")
         rebuild = any(getattr(new, k) != getattr(self.config, k) for k in features)
         self.config = self.segmenter.config = new
         if rebuild:                      # the band analysis changed: its floors are learnt again

@@ -7,8 +7,8 @@ same bands all the time. So, per frame:
 
 1. the power spectrum (Hann window, FFT), summed into ``bands`` log-spaced bands between ``lo_hz``
    and ``hi_hz`` (the voice's range: mains hum below it and hiss above it carry no speech);
-2. a **transient guard**: each band's lowest level over the last ``transient_frames`` frames (a
-   morphological erosion). A key click lasts a few milliseconds and is gone by the next frame; a
+2. a **transient guard**: each band from ``transient_hz`` up counts at its lowest level over the
+   last ``transient_frames`` frames (a morphological erosion). A key click lasts a few milliseconds and is gone by the next frame; a
    syllable holds its bands for tens of milliseconds, so it passes. The onset this delays
    (``transient_frames - 1`` frames, :attr:`onset_lag_frames`) is dated back by the detector;
 3. each band's guarded level, smoothed over the last two frames;
@@ -41,7 +41,7 @@ class SubbandSNR:
     def __init__(self, sample_rate: int, frame_samples: int, *, bands: int = 8, lo_hz: float = 200.0,
                  hi_hz: float = 4000.0, floor_window_frames: int = 250, subwindows: int = 5, bias_db: float = 0.0,
                  min_level_dbfs: float = -75.0, envelope_frames: int = 5, transient_frames: int = 1,
-                 floor_statistic: str = "mean"):
+                 transient_hz: float = 0.0, floor_statistic: str = "mean"):
         if floor_statistic not in ("mean", "min"):
             raise ValueError("floor_statistic must be 'mean' or 'min'")
         self.frame_samples = frame_samples
@@ -76,6 +76,9 @@ class SubbandSNR:
         self.floor_statistic = floor_statistic
         self.envelope_frames = max(1, envelope_frames)
         self.transient_frames = max(1, transient_frames)
+        #: the guard covers the bands from ``transient_hz`` up (clicks are bright; below, a band's
+        #: lowest of two noisy levels would only bias a quiet voice down)
+        self.unguarded = int(np.searchsorted(edges[:-1], transient_hz, side="left"))
         # state, carried across chunks
         self._previous: np.ndarray | None = None            # the last frame's band levels
         self._guard = np.zeros((self.transient_frames, bands))   # ring: band levels, for the erosion
@@ -143,6 +146,7 @@ class SubbandSNR:
             if k_guard > 1:                           # the transient guard, then the two-frame mean
                 guard[n % k_guard] = level
                 np.minimum.reduce(guard, axis=0, out=scratch)
+                scratch[:self.unguarded] = level[:self.unguarded]
             else:
                 scratch[:] = level
             smooth = envelope[n % k_env]
