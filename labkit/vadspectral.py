@@ -88,6 +88,7 @@ class SubbandSNR:
         self._acc = np.zeros(bands) if floor_statistic == "mean" else np.full(bands, np.inf)
         self._in_current = 0
         self._next_slot = 0
+        self._warm = False                                  # a sub-window has completed
         self._floor = np.full(bands, np.inf)                # the floor in force for the next frame
         self._weights = np.zeros(bands)                     # 1 / (bands * noise), from that floor
         self._scratch = np.empty(bands)
@@ -136,7 +137,7 @@ class SubbandSNR:
         trace = self.keep_trace
         self._last_levels, self._last_floors = [], []
         guard, envelope, previous, scratch = self._guard, self._envelope, self._previous, self._scratch
-        k_guard, k_env = self.transient_frames, self.envelope_frames
+        k_guard, k_env, unguarded = self.transient_frames, self.envelope_frames, self.unguarded
         scores = []
         band_level = self._band_level
         for frame in frames:
@@ -146,7 +147,7 @@ class SubbandSNR:
             if k_guard > 1:                           # the transient guard, then the two-frame mean
                 guard[n % k_guard] = level
                 np.minimum.reduce(guard, axis=0, out=scratch)
-                scratch[:self.unguarded] = level[:self.unguarded]
+                scratch[:unguarded] = level[:unguarded]
             else:
                 scratch[:] = level
             smooth = envelope[n % k_env]
@@ -181,7 +182,8 @@ class SubbandSNR:
             self._acc = np.zeros_like(self._acc) if self.floor_statistic == "mean" else np.full_like(self._acc, np.inf)
             self._in_current = 0
             self._set_floor(self._ring.min(axis=0))
-        elif not np.isfinite(self._ring[0, 0]):      # the first sub-window: the statistic so far stands in
+            self._warm = True
+        elif not self._warm:                          # the first sub-window: the statistic so far stands in
             self._set_floor(self._acc / self._in_current if self.floor_statistic == "mean" else self._acc)
 
     def _set_floor(self, floor: np.ndarray) -> None:
