@@ -35,6 +35,7 @@ SEARCH_SPACE = {
     "bands": (8, 12, 16),
     "min_level_dbfs": (-90.0, -75.0),
     "transient_ms": (20, 40, 60, 80),
+    "transient_hz": (0.0, 600.0, 1200.0, 1800.0),
 }
 
 
