@@ -34,7 +34,13 @@ import math
 
 import numpy as np
 
-__all__ = ["SubbandSNR"]
+__all__ = ["SubbandSNR", "WARMUP_GATE"]
+
+#: Before the first sub-window completes, a frame this far above the floor so far (power ratio,
+#: mean over bands; 100 = 20 dB) is taken for a voice, not for the background. High enough that the
+#: peaks of babble, music or typing still count as their background (a 6 dB gate cost the tuning
+#: set 0.03-0.09 F1 in babble), low enough that a voice over a quiet room never does.
+WARMUP_GATE = 100.0
 
 
 class SubbandSNR:
@@ -89,6 +95,7 @@ class SubbandSNR:
         self._in_current = 0
         self._next_slot = 0
         self._warm = False                                  # a sub-window has completed
+        self._admitted = 0                                  # frames in the current sub-window's mean
         self._floor = np.full(bands, np.inf)                # the floor in force for the next frame
         self._weights = np.zeros(bands)                     # 1 / (bands * noise), from that floor
         self._scratch = np.empty(bands)
@@ -170,21 +177,31 @@ class SubbandSNR:
         return scores
 
     def _track(self, level: np.ndarray) -> None:
-        """Account for a frame's level in the floor; the new floor holds from the next frame on."""
-        if self.floor_statistic == "mean":
+        """Account for a frame's level in the floor; the new floor holds from the next frame on.
+
+        Until the first sub-window completes, the floor is the mean of the frames so far, and a
+        frame already :data:`WARMUP_GATE` above it is left out: a session that opens with half a
+        second of silence and then speech must not learn the speech as its background (it would
+        for a whole window, and end the turn in mid-sentence)."""
+        mean = self.floor_statistic == "mean"
+        self._in_current += 1
+        if mean and not self._warm and self._weights[0] != 0.0 and float(level @ self._weights) >= WARMUP_GATE:
+            pass                                      # loud already: not background
+        elif mean:
             self._acc += level
+            self._admitted += 1
         else:
             np.minimum(self._acc, level, out=self._acc)
-        self._in_current += 1
         if self._in_current == self.sub_len:          # a sub-window is complete
-            self._ring[self._next_slot] = self._acc / self.sub_len if self.floor_statistic == "mean" else self._acc
+            self._ring[self._next_slot] = self._acc / max(1, self._admitted) if mean else self._acc
+            self._admitted = 0
             self._next_slot = (self._next_slot + 1) % self.subwindows
             self._acc = np.zeros_like(self._acc) if self.floor_statistic == "mean" else np.full_like(self._acc, np.inf)
             self._in_current = 0
             self._set_floor(self._ring.min(axis=0))
             self._warm = True
         elif not self._warm:                          # the first sub-window: the statistic so far stands in
-            self._set_floor(self._acc / self._in_current if self.floor_statistic == "mean" else self._acc)
+            self._set_floor(self._acc / max(1, self._admitted) if mean else self._acc)
 
     def _set_floor(self, floor: np.ndarray) -> None:
         self._floor = floor.copy()

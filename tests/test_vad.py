@@ -261,3 +261,19 @@ def test_the_transient_guard_ignores_clicks_and_keeps_the_onset():
     signal = (signal + rng.normal(0, 20, signal.size)).astype(np.int16)
     (start, _end), = detect_segments(signal, SR, VADConfig(transient_ms=60, transient_hz=0.0))
     assert abs(start - 2.0) <= 0.02                  # the guard's two frames of lag are dated back
+
+
+def test_a_fresh_detector_does_not_learn_the_first_words_as_background():
+    """A Realtime session opens, the user speaks after half a second: the noise floor has not seen a
+    full sub-window yet, and must not learn the voice as background (it did: one utterance of six
+    ended at 1.1 s, 1.6 s before its end, in chapter 04's clean speech)."""
+    from labkit.audio.pcm import resample
+    from labkit.speechdata import SAMPLE_RATE, load_clean
+
+    clean, utterances = load_clean()
+    config = VADConfig(min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300)
+    for u in utterances[:6]:
+        piece = clean[int((u.start_s - 0.5) * SAMPLE_RATE): int((u.end_s + 0.3) * SAMPLE_RATE)]
+        audio = np.concatenate([resample(piece, SAMPLE_RATE, 24_000), np.zeros(48_000, np.int16)])
+        (start, end), = detect_segments(audio, 24_000, config)
+        assert abs(start - 0.5) <= 0.15 and abs(end - (0.5 + u.duration_s)) <= 0.15, (u.text, start, end)
