@@ -19,7 +19,9 @@ How it decides, frame by frame (``frame_ms`` of audio each):
   (:mod:`labkit.vadspectral`): each of a dozen bands of the voice's range is compared with its own
   noise floor, so stationary noise (pink, hum, fan, white), however loud, scores near 0 dB and a
   voice above it scores high. A frame starts an utterance at ``start_snr_db`` and continues it down
-  to ``stop_snr_db``; no band's floor goes below ``min_level_dbfs``, so faint hiss never counts. Every parameter of it
+  to ``stop_snr_db``; no band's floor goes below ``min_level_dbfs``, so faint hiss never counts. A
+  transient guard (``transient_ms``) counts each band at its lowest level over that span, so a key
+  click or a tap, gone within a frame, does not start speech. Every parameter of it
   was chosen on a tuning set and scored on a held-out set that shares nothing with it
   (:mod:`labkit.speechsets`, ``python -m labkit bench vad``);
 * ``method="rms"``: a frame is *loud* by its RMS (chapter 04's first steps). With ``adaptive=True``
@@ -69,12 +71,17 @@ class VADConfig:
     envelope_ms: int = 100
     #: spectral: the envelope keeps the score up for up to ``envelope_ms`` after a voice stops; an
     #: utterance's end is dated this much earlier, and the silence wait counts it as waited.
-    end_correction_ms: int = 0
+    end_correction_ms: int = 40
     #: spectral: the floor is the lowest ``"min"`` (minimum statistics) or ``"mean"`` level of the
-    #: sub-windows of ``floor_window_ms``; with "min", levels are first averaged over this many frames
-    #: (0: the envelope itself).
+    #: sub-windows of ``floor_window_ms``.
     floor_statistic: str = "mean"
-    floor_smoothing_frames: int = 6
+    #: spectral: the transient guard: a band counts at its lowest level over this long, so a click
+    #: shorter than that (a key, a tap) scores nothing; ``frame_ms`` (one frame) turns it off. The
+    #: onset it delays is dated back.
+    transient_ms: int = 40
+    #: spectral: the guard applies to the bands from this frequency up (clicks are bright; below,
+    #: the lower of two noisy levels would only bias a quiet voice down in pink or brown noise).
+    transient_hz: float = 1200.0
     #: spectral: no band's floor is taken below that of white noise at this level, so digital
     #: silence and faint hiss never count as speech.
     min_level_dbfs: float = -75.0
@@ -123,6 +130,10 @@ class VADConfig:
             raise ValueError("pre_emphasis must be in (0, 1)")
         if self.stop_threshold is not None and not 0 < self.stop_threshold <= self.threshold:
             raise ValueError("stop_threshold must be in (0, threshold]")
+        if self.floor_statistic not in ("mean", "min"):
+            raise ValueError("floor_statistic must be 'mean' or 'min'")
+        if self.transient_ms < 0 or self.envelope_ms < 0 or self.end_correction_ms < 0:
+            raise ValueError("transient_ms, envelope_ms and end_correction_ms must be >= 0")
         for name in ("min_speech_ms", "min_silence_ms", "prefix_padding_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -182,12 +193,15 @@ class SpeechSegmenter:
     detector in the lab's evaluation is segmented the same way.
     """
 
-    def __init__(self, config: VADConfig, end_lag_samples: int = 0):
+    def __init__(self, config: VADConfig, end_lag_samples: int = 0, onset_lag_samples: int = 0):
         self.config = config
         self._frame = config.frame_samples
         #: a feature that stays up this long after the voice stops (see ``VoiceActivityDetector``):
         #: the end is dated that much earlier, and the silence wait counts it as already waited
         self.end_lag = end_lag_samples
+        #: a feature that rises this late at an onset (the spectral detector's transient guard):
+        #: the start is dated that much earlier (within the audio kept for prefix padding)
+        self.onset_lag = onset_lag_samples
         self.samples_seen = 0
         self.state = _SILENCE
         self._history: deque[np.ndarray] = deque()  # frames kept for prefix padding and the utterance
@@ -212,6 +226,7 @@ class SpeechSegmenter:
                 # Hysteresis in time: the onset is where the level rose above the *stop* threshold
                 # (the soft start of a word), looked for at most prefix_padding_ms back.
                 rise = self._rise_start if self._rise_start is not None else frame_start
+                rise = max(self._history_start, rise - self.onset_lag)
                 self._start = max(rise, frame_start - self._prefix_samples() // n * n)
                 self.state, self._rise_start = _PENDING, None
                 self._voiced, self._quiet_run, self._last_voiced_end = self.samples_seen - self._start, 0, self.samples_seen
@@ -304,21 +319,35 @@ class VoiceActivityDetector:
         self._frame = self.config.frame_samples
         self._partial = np.zeros(0, np.int16)       # samples waiting to fill a frame
         self.scorer = self._new_scorer()
-        self.segmenter = SpeechSegmenter(self.config, end_lag_samples=self._end_lag())
+        self.segmenter = SpeechSegmenter(self.config, end_lag_samples=self._end_lag(),
+                                         onset_lag_samples=self._onset_lag())
         self.noise_floor: float | None = None       # adaptive only
         self._floor_window: deque[tuple[int, float]] = deque()   # (frame index, rms), rms increasing
         self._floor_levels: deque[float] = deque()               # for a quantile floor: the window's levels
         self._floor_sorted: list[float] = []
         self._last_sample = 0.0                                  # pre-emphasis state
-        #: (time in s, RMS) of every frame the last ``process`` call analysed: for live plots.
-        self.last_frames: list[tuple[float, float]] = []
-        #: spectral: the sub-band SNR (dB) of each of those frames.
+        #: (first sample, frames, RMS levels or None) of the last ``process`` call
+        self._last_chunk: tuple = (0, np.zeros((0, self._frame), np.int16), None)
+        #: spectral: the sub-band SNR (dB) of each frame the last ``process`` call analysed.
         self.last_scores: list[float] = []
 
     def _end_lag(self) -> int:
         """spectral: the band envelope keeps the score up after the voice stops; ends are dated this much earlier."""
         cfg = self.config
         return cfg.end_correction_ms * cfg.sample_rate // 1000 if cfg.method == "spectral" else 0
+
+    def _onset_lag(self) -> int:
+        """spectral: the transient guard raises the score this late at an onset; starts are dated this much earlier."""
+        return self.scorer.onset_lag_frames * self._frame if self.scorer is not None else 0
+
+    @property
+    def last_frames(self) -> list[tuple[float, float]]:
+        """(time in s, RMS) of every frame the last ``process`` call analysed: for live plots."""
+        t0, frames, levels = self._last_chunk
+        if levels is None:             # spectral: the RMS is computed only when a plot asks for it
+            levels = self._levels(frames, track=False)
+        sr = self.config.sample_rate
+        return [((t0 + k * self._frame) / sr, float(r)) for k, r in enumerate(levels)]
 
     def _new_scorer(self) -> SubbandSNR | None:
         cfg = self.config
@@ -328,7 +357,7 @@ class VoiceActivityDetector:
                           hi_hz=cfg.band_hi_hz, floor_window_frames=cfg.floor_window_ms // cfg.frame_ms,
                           bias_db=cfg.floor_bias_db, min_level_dbfs=cfg.min_level_dbfs,
                           envelope_frames=max(1, cfg.envelope_ms // cfg.frame_ms), floor_statistic=cfg.floor_statistic,
-                          floor_smoothing_frames=cfg.floor_smoothing_frames)
+                          transient_frames=max(1, cfg.transient_ms // cfg.frame_ms), transient_hz=cfg.transient_hz)
 
     # -- tuning a running detector -----------------------------------------------------------
     def update(self, **changes) -> None:
@@ -339,12 +368,13 @@ class VoiceActivityDetector:
         if new.end_correction_ms != self.config.end_correction_ms:
             self.segmenter.end_lag = new.end_correction_ms * new.sample_rate // 1000
         features = ("method", "bands", "envelope_ms", "floor_statistic",
-                    "floor_smoothing_frames", "band_lo_hz", "band_hi_hz", "floor_window_ms", "floor_bias_db", "min_level_dbfs")
+                    "transient_ms", "transient_hz", "band_lo_hz", "band_hi_hz", "floor_window_ms", "floor_bias_db", "min_level_dbfs")
         rebuild = any(getattr(new, k) != getattr(self.config, k) for k in features)
         self.config = self.segmenter.config = new
         if rebuild:                      # the band analysis changed: its floors are learnt again
             self.scorer = self._new_scorer()
             self.segmenter.end_lag = self._end_lag()
+            self.segmenter.onset_lag = self._onset_lag()
 
     @property
     def start_threshold(self) -> float:
@@ -383,22 +413,21 @@ class VoiceActivityDetector:
         # one copy per chunk: the caller may reuse its buffer (sounddevice does), and we keep frames
         frames = samples[: n_frames * self._frame].reshape(n_frames, self._frame).copy()
         events: list[SpeechStart | SpeechEnd] = []
-        self.last_frames, self.last_scores = [], []
+        seg, cfg = self.segmenter, self.config
+        self._last_chunk = (seg.samples_seen, frames, None)
         if not n_frames:
+            self.last_scores = []
             return events
-        levels = self._levels(frames)
-        sr, seg, cfg = self.config.sample_rate, self.segmenter, self.config
-        t0 = seg.samples_seen
-        self.last_frames = [((t0 + k * self._frame) / sr, float(r)) for k, r in enumerate(levels)]
         if self.scorer is not None:
-            scores = self.scorer.process(frames / 32768.0)
-            starts, continues = scores >= cfg.start_snr_db, scores >= cfg.stop_snr_db
-            self.last_scores = scores.tolist()
-            for frame, s, c in zip(frames, starts.tolist(), continues.tolist()):
-                done = seg.step(frame, starts=s, continues=c)
+            self.last_scores = scores = self.scorer.process(frames)
+            start, stop = cfg.start_snr_db, cfg.stop_snr_db
+            for frame, score in zip(frames, scores):
+                done = seg.step(frame, starts=score >= start, continues=score >= stop)
                 if done:
                     events.extend(done)
             return events
+        levels = self._levels(frames)
+        self._last_chunk = (self._last_chunk[0], frames, levels)
         for frame, rms in zip(frames, levels.tolist()):
             index = seg.samples_seen // self._frame
             # the stop threshold applies once a candidate has begun (hysteresis)
@@ -412,13 +441,15 @@ class VoiceActivityDetector:
         """End of stream: close an utterance still open (ending at its last voiced frame)."""
         return self.segmenter.flush()
 
-    def _levels(self, frames: np.ndarray) -> np.ndarray:
-        """RMS of each frame (0..1), after pre-emphasis if configured (its state spans chunks)."""
+    def _levels(self, frames: np.ndarray, track: bool = True) -> np.ndarray:
+        """RMS of each frame (0..1), after pre-emphasis if configured (its state spans chunks;
+        ``track=False`` reads without advancing it, for a plot of frames already analysed)."""
         x = frames.astype(np.float64).ravel() / 32768.0
         a = self.config.pre_emphasis
-        if a is not None:
+        if a is not None and x.size:
             previous = np.concatenate([[self._last_sample], x[:-1]])
-            self._last_sample = x[-1]
+            if track:
+                self._last_sample = x[-1]
             x = x - a * previous
         return np.sqrt(np.mean(x.reshape(frames.shape) ** 2, axis=1))
 

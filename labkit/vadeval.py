@@ -146,10 +146,13 @@ class WebRTCDetector(_FrameClassifierDetector):
             import webrtcvad
         except ImportError:
             raise PeerUnavailable("webrtcvad is not installed: pip install webrtcvad-wheels") from None
-        self.vad, self.name = webrtcvad.Vad(mode), f"webrtcvad mode {mode}"
+        self.mode, self.name, self._new = mode, f"webrtcvad mode {mode}", webrtcvad.Vad
 
     def _decisions(self, frames):
-        flags = np.array([self.vad.is_speech(f.tobytes(), SAMPLE_RATE) for f in frames])
+        # a fresh instance per recording: webrtcvad adapts its noise model, and one carried over from
+        # the previous recording (another noise, another level) would make its score depend on the order
+        vad = self._new(self.mode)
+        flags = np.array([vad.is_speech(f.tobytes(), SAMPLE_RATE) for f in frames])
         return flags, flags
 
 

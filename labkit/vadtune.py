@@ -34,6 +34,8 @@ SEARCH_SPACE = {
     "floor_window_ms": (2000, 3000, 4000, 5000),
     "bands": (8, 12, 16),
     "min_level_dbfs": (-90.0, -75.0),
+    "transient_ms": (20, 40, 60, 80),
+    "transient_hz": (0.0, 600.0, 1200.0, 1800.0),
 }
 
 

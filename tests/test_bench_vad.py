@@ -29,6 +29,9 @@ def test_vad_benchmark_reports_the_held_out_comparison(tmp_path):
     assert set(data["targets"]) == {"f1_vs_webrtc_best_mode_per_condition_at_snr_5_or_more",
                                     "mean_f1_within_0.05_of_silero_at_snr_5_or_more", "speed_at_least_1000x_real_time"}
     assert all(isinstance(t["met"], bool) for t in data["targets"].values())
+    per_condition = {c["condition"]: c for c in data["targets_per_condition"]}
+    assert set(per_condition) == {"clean", "pink 10 dB", "babble 5 dB"}           # every condition >= 5 dB
+    assert all(c["met"] == (c["labkit_f1"] >= c["webrtc_best_f1"]) for c in per_condition.values())
     print(json.dumps({k: (v["met"], v.get("met_in") or v.get("value")) for k, v in data["targets"].items()}))
     fixed = next(r for r in data["results"] if r["detector"] == "labkit (RMS, fixed threshold)" and r["noise"] == "pink")
     default = next(r for r in data["results"] if r["detector"] == "labkit (default: sub-band SNR)" and r["noise"] == "pink")

@@ -5,10 +5,21 @@ undoing prefix padding and the silence wait, are within 150 ms of the labels.
 The audio is the whole held-out set (six sessions, 24 utterances, eight voices, peak levels -35 to
 -6 dBFS), sent as fast as the socket takes it: the server's VAD clock is the audio's samples.
 
-Measured (and asserted, the audio and the detector being deterministic): in pink noise 23 of the
-24 utterances are one turn each with both boundaries within 150 ms; in babble 20 of 24 (one
-utterance split in two, two merged into one, a boundary just outside 150 ms). The brief's target,
-every utterance, is therefore not met in babble; the test pins what holds, and that every turn ends."""
+Measured (and asserted, the audio and the detector being deterministic) with the default detector
+(transient guard, ends dated 40 ms earlier; chosen on the tuning set, never on this audio): in pink
+noise 20 of the 24 utterances are one turn each with both boundaries within 150 ms, in babble 21.
+The brief's target, every utterance, is not met. The ones that miss, and why:
+
+* pink, session 1, 5.30-8.75 s and 9.82-12.23 s; session 4, 11.73-15.37 s: the turn ends 290, 170
+  and 270 ms early: the utterance's last, falling syllable is under the noise;
+* pink, session 3, 10.48-13.34 s: split in two at an inner pause (a soft stretch held under the
+  stop threshold for the full 500 ms of silence);
+* babble, sessions 0 and 4, the first utterance (at 1.00 s): the turn starts 220 ms late, the noise
+  floor having had only the 1 s lead-in to learn a non-stationary babble;
+* babble, session 1, 9.82-12.23 s: the turn ends 190 ms early (a falling tail, as in pink).
+
+The test pins what holds (at least those counts exact, no more turns than that allows, every
+turn ends)."""
 
 import asyncio
 import base64
@@ -79,7 +90,7 @@ def _exact(turns, labels) -> list[bool]:
     return out
 
 
-@pytest.mark.parametrize("noise, exact_at_least", [("pink", 23), ("babble", 20)])
+@pytest.mark.parametrize("noise, exact_at_least", [("pink", 20), ("babble", 21)])
 async def test_server_vad_ends_every_turn_in_10_db_noise(server, noise, exact_at_least):
     exact, n_turns, n_labels, report = [], 0, 0, []
     for audio, labels in _sessions(noise):

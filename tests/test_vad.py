@@ -223,3 +223,57 @@ def test_tutorial_vad_reports_no_start_and_clips_the_onset():
     assert len(clipped) // 2 == 16_000                 # exactly the loud chunks: nothing from before
     ours = [e for e in run(signal)[0] if isinstance(e, SpeechEnd)][0]
     assert len(ours.audio) == 16_000 + 300 * 16        # 300 ms of prefix padding kept
+
+
+@pytest.mark.parametrize("noise", ["keyboard", "hum"])
+def test_the_default_detector_decides_the_same_in_10_20_and_100_ms_chunks(noise):
+    """The spectral detector's state (band rings, sub-window floors, transient guard) carries over
+    exactly between chunks: same scores, same events, whether a Realtime client sends 10, 20 or 100 ms."""
+    from labkit import speechsets
+
+    mixture = speechsets.condition(speechsets.load("heldout"), noise, 10)[2][0]
+    config = VADConfig(transient_ms=40)              # the guard's ring spans chunks too
+    results = []
+    for chunk_ms in (10, 20, 100, 60_000):
+        vad, events, scores = VoiceActivityDetector(config), [], []
+        for i in range(0, mixture.size, 16 * chunk_ms):
+            events += vad.process(mixture[i:i + 16 * chunk_ms])
+            scores += vad.last_scores
+        results.append((summary(events + vad.flush()), scores))
+    assert results[0][0], "no speech found"
+    for other in results[1:]:
+        assert other[0] == results[0][0]
+        assert other[1] == results[0][1]
+
+
+def test_the_transient_guard_ignores_clicks_and_keeps_the_onset():
+    """A click train (5 ms bursts, 8 a second) over faint hiss: with the guard no utterance, without
+    it the clicks read as speech; a tone's onset is still dated within a frame of its start."""
+    rng = np.random.default_rng(1)
+    hiss = rng.normal(0, 20, SR * 6)
+    clicks = hiss.copy()
+    for start in range(SR, SR * 5, SR // 8):
+        clicks[start:start + 80] += rng.normal(0, 6000, 80)
+    clicks = clicks.astype(np.int16)
+    assert detect_segments(clicks, SR, VADConfig(transient_ms=20)), "without the guard clicks count"
+    assert detect_segments(clicks, SR, VADConfig(transient_ms=40, transient_hz=0.0)) == []   # every band guarded
+    signal = np.concatenate([silence(2.0), tone(1.0, 0.1, 2000.0), silence(1.0)])          # in a guarded band
+    signal = (signal + rng.normal(0, 20, signal.size)).astype(np.int16)
+    (start, _end), = detect_segments(signal, SR, VADConfig(transient_ms=60, transient_hz=0.0))
+    assert abs(start - 2.0) <= 0.02                  # the guard's two frames of lag are dated back
+
+
+def test_a_fresh_detector_does_not_learn_the_first_words_as_background():
+    """A Realtime session opens, the user speaks after half a second: the noise floor has not seen a
+    full sub-window yet, and must not learn the voice as background (it did: one utterance of six
+    ended at 1.1 s, 1.6 s before its end, in chapter 04's clean speech)."""
+    from labkit.audio.pcm import resample
+    from labkit.speechdata import SAMPLE_RATE, load_clean
+
+    clean, utterances = load_clean()
+    config = VADConfig(min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300)
+    for u in utterances[:6]:
+        piece = clean[int((u.start_s - 0.5) * SAMPLE_RATE): int((u.end_s + 0.3) * SAMPLE_RATE)]
+        audio = np.concatenate([resample(piece, SAMPLE_RATE, 24_000), np.zeros(48_000, np.int16)])
+        (start, end), = detect_segments(audio, 24_000, config)
+        assert abs(start - 0.5) <= 0.15 and abs(end - (0.5 + u.duration_s)) <= 0.15, (u.text, start, end)

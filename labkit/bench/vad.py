@@ -121,9 +121,18 @@ def run(quick: bool = False) -> dict:
         "recorded_speech": recorded_speech(),
         "results": rows,
         "speed": speed,
-        "targets": _targets(rows, speed),
+        "targets": (targets := _targets(rows, speed)),
+        "targets_per_condition": _per_condition(targets),
         "semantic_vad_eagerness": [] if quick else eagerness() + eagerness("pink", 10),
     }
+
+
+def _per_condition(targets: dict) -> list[dict]:
+    """One row per held-out condition at 5 dB SNR or more: labkit's F1, webrtcvad's best, met or not."""
+    return [{"condition": "clean" if c["snr_db"] is None else f"{c['noise']} {c['snr_db']} dB",
+             "labkit_f1": c["labkit_f1"], "webrtc_best_f1": c["webrtc_best_f1"], "margin": c["margin"],
+             "met": c["met"]}
+            for c in targets["f1_vs_webrtc_best_mode_per_condition_at_snr_5_or_more"]["conditions"]]
 
 
 def _targets(rows: list[dict], speed: dict) -> dict:

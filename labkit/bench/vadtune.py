@@ -14,6 +14,7 @@ from ..vadtune import tune, tune_end_correction
 #: Where the search starts: where an earlier run of the same search (on the same tuning set) ended,
 #: with the envelope shortened to 100 ms (a longer one delays every turn's end).
 START = dict(start_snr_db=9.0, stop_snr_db=6.0, bands=8, envelope_ms=100, floor_window_ms=5000, floor_bias_db=0.0,
+             transient_ms=40, transient_hz=1200.0,
              floor_statistic="mean", min_level_dbfs=-75.0)
 
 
