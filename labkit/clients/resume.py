@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 import websockets
 
-from .app import ChatError, _body, _maybe_client, _raise_for_status, _TokenIterator, _ws_url, read_chat_events
+from .app import ChatError, TokenIterator, borrowed_client, chat_body, raise_for_error, read_chat_events, ws_url
 from .timing import Clock, TimedToken
 
 __all__ = ["Backoff", "resumable_sse_chat", "ResumableWSChat"]
@@ -49,7 +49,7 @@ def _auth_headers(token: str | None) -> dict:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-class _Resuming(_TokenIterator):
+class _Resuming(TokenIterator):
     """What both resuming clients share: counting reconnects and giving up after ``max_retries``."""
 
     def __init__(self, backoff: Backoff | None, max_retries: int):
@@ -82,12 +82,12 @@ class resumable_sse_chat(_Resuming):
                  client: httpx.AsyncClient | None = None, backoff: Backoff | None = None, max_retries: int = 10,
                  **options):
         super().__init__(backoff, max_retries)
-        self.base_url, self.body, self.client = base_url, _body(prompt, **options), client
+        self.base_url, self.body, self.client = base_url, chat_body(prompt, **options), client
         self.headers = _auth_headers(token)
         self.content: str | None = None           # the whole reply, from the 'done' event
 
     async def _run(self) -> AsyncIterator[TimedToken]:
-        async with _maybe_client(self.client) as client:
+        async with borrowed_client(self.client) as client:
             clock = Clock()
             await self._create(client)
             while True:
@@ -106,7 +106,7 @@ class resumable_sse_chat(_Resuming):
             try:
                 response = await client.post(self.base_url + "/api/chat/streams", json=self.body,
                                              headers=self.headers, timeout=30)
-                _raise_for_status(response, response.content)
+                raise_for_error(response, response.content)
                 self.stream_id = response.json()["id"]
                 return
             except httpx.TransportError as e:
@@ -124,7 +124,7 @@ class resumable_sse_chat(_Resuming):
                 self.finish_reason = self.finish_reason or "stop"
                 return
             if response.status_code >= 400:
-                _raise_for_status(response, await response.aread())
+                raise_for_error(response, await response.aread())
             async for tok, done in read_chat_events(response, clock):
                 if done is not None:
                     self.finish_reason, self.content = done["finish_reason"], done["content"]
@@ -138,7 +138,7 @@ class ResumableWSChat:
 
     def __init__(self, base_url: str, *, token: str | None = None, backoff: Backoff | None = None,
                  max_retries: int = 10, **connect_options):
-        self.url = _ws_url(base_url) + "/ws/chat"
+        self.url = ws_url(base_url) + "/ws/chat"
         self.backoff, self.max_retries = backoff or Backoff(), max_retries
         self.connect_options = {"additional_headers": _auth_headers(token), **connect_options}
         self.ws = None

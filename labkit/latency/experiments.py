@@ -244,8 +244,7 @@ async def transport_overhead(app_url: str, model_base_url: str, raw_url: str, *,
                              max_tokens: int = 20) -> list[dict]:
     """Time to first token and to the last token for the same replies (same seeds, same token schedule)
     over HTTP, SSE, WebSocket, the OpenAI SDK straight to the model server, and a raw TCP floor."""
-    from ..bench.transports import _raw_request
-    from ..clients import http_chat, sse_chat, ws_chat
+    from ..clients import http_chat, raw_tcp_chat, sse_chat, ws_chat
 
     client = AsyncOpenAI(base_url=model_base_url, api_key="lab-local-key")
     make = {
@@ -253,7 +252,7 @@ async def transport_overhead(app_url: str, model_base_url: str, raw_url: str, *,
         "SSE": lambda s: collect(sse_chat(app_url, PROMPT, seed=s, max_tokens=max_tokens)),
         "WebSocket": lambda s: collect(ws_chat(app_url, PROMPT, seed=s, max_tokens=max_tokens)),
         "SDK to the model directly": lambda s: collect(sdk_chat(client, PROMPT, seed=s, max_tokens=max_tokens)),
-        "raw TCP (the floor)": lambda s: _raw_request(raw_url, s, max_tokens),
+        "raw TCP (the floor)": lambda s: raw_tcp_chat(raw_url, PROMPT, seed=s, max_tokens=max_tokens),
     }
     rows = []
     for name, request in make.items():                 # each transport's runs at once (the servers are async)

@@ -91,7 +91,7 @@ def create_admin_router(config: ServerConfig, participants: Participants, app_st
         if join_url is None:
             raise APIError(409, "This server has no join link (start it with `python -m labkit classroom`).",
                            code="no_classroom")
-        from ..classroom import mask_secret, qr_png
+        from ..joinlink import mask_secret, qr_png
         token = parse_qs(urlsplit(join_url).query).get("token", [None])[0]
         png = base64.b64encode(qr_png(join_url, scale=10)).decode()
         page = (f"<!doctype html><meta charset=utf-8><title>Join the lab</title>"
