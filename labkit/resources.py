@@ -12,16 +12,21 @@ import os
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["data_file", "cache_dir"]
+__all__ = ["data_file", "package_file", "cache_dir"]
 
 
-def data_file(*parts: str) -> Path:
-    """A file shipped in ``labkit/data`` (e.g. ``data_file("speech", "clean.wav")``).
+def package_file(*parts: str) -> Path:
+    """A file shipped inside the ``labkit`` package (e.g. ``package_file("server", "static", "app.js")``).
 
     labkit is installed as files (a wheel unpacks into site-packages), so the resource is a real path
     that ``open``, ``wave`` and NumPy can read.
     """
-    return Path(str(resources.files("labkit").joinpath("data", *parts)))
+    return Path(str(resources.files("labkit").joinpath(*parts)))
+
+
+def data_file(*parts: str) -> Path:
+    """A file shipped in ``labkit/data`` (e.g. ``data_file("speech", "clean.wav")``)."""
+    return package_file("data", *parts)
 
 
 def cache_dir() -> Path:

@@ -19,17 +19,15 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from .protocol.errors import CodedError
+
 __all__ = ["StreamLog", "StreamRegistry", "StreamGone", "RegistryFull", "RUNNING", "DONE", "FAILED"]
 
 RUNNING, DONE, FAILED = "running", "done", "failed"
 
 
-class StreamGone(LookupError):
+class StreamGone(CodedError, LookupError):
     """A resume for a stream that is not kept (``code``: ``stream_not_found`` or ``stream_expired``)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 class RegistryFull(RuntimeError):

@@ -15,18 +15,22 @@ from collections.abc import AsyncIterator
 import httpx
 import websockets
 
+from ..protocol.errors import CodedError
 from ..protocol.sse import SSEDecoder
 from .timing import Clock, TimedToken
 
 __all__ = ["ChatError", "http_chat", "sse_chat", "ws_chat", "WSChat"]
 
 
-class ChatError(RuntimeError):
+class ChatError(CodedError, RuntimeError):
     """The server answered with an error (an HTTP status, an SSE ``error`` event or a WS ``error`` message)."""
 
     def __init__(self, code: str | None, message: str, status: int | None = None):
-        super().__init__(f"{code}: {message}" if code else message)
-        self.code, self.message, self.status = code, message, status
+        super().__init__(code, message)
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" if self.code else self.message
 
 
 def chat_body(prompt: str | list[dict], **options) -> dict:
@@ -142,23 +146,32 @@ class _WSAsk(TokenIterator):
         self.options = {k: v for k, v in options.items() if v is not None}
         self.stream_id: str | None = None
         self.clock: Clock | None = None          # set by ws_chat: its clock started before connecting
+        self.content: str | None = None          # the whole reply, from the `complete` frame
 
     async def _run(self) -> AsyncIterator[TimedToken]:
         clock = self.clock or Clock()
         await self.chat.send({"type": "message", "content": self.prompt, **self.options})
-        while True:
-            msg = await self.chat.receive()
-            t = clock.elapsed()
-            kind = msg.get("type")
-            if kind == "ack":
-                self.stream_id = msg["stream_id"]
-            elif kind == "token" and msg.get("stream_id") == self.stream_id:
-                yield TimedToken(msg["content"], t, clock.start_wall + t, msg["seq"], msg["t"])
-            elif kind == "complete" and msg.get("stream_id") == self.stream_id:
-                self.finish_reason = msg["finish_reason"]
-                return
-            elif kind == "error":
-                raise ChatError(msg.get("code"), msg.get("message", ""))
+        async for tok in read_ws_reply(self.chat.ws.recv, clock, self):
+            yield tok
+
+
+async def read_ws_reply(recv, clock: Clock, reply) -> AsyncIterator[TimedToken]:
+    """The frames of one ``/ws/chat`` reply, read with ``recv()``: ``ack`` sets ``reply.stream_id``, the
+    stream's tokens are yielded, ``complete`` sets ``reply.finish_reason`` and ``reply.content`` and ends,
+    an ``error`` frame raises :class:`ChatError`. Shared by the plain and the resuming WebSocket client."""
+    while True:
+        msg = json.loads(await recv())
+        t = clock.elapsed()
+        kind = msg.get("type")
+        if kind == "ack":
+            reply.stream_id = msg["stream_id"]
+        elif kind == "token" and msg.get("stream_id") == reply.stream_id:
+            yield TimedToken(msg["content"], t, clock.start_wall + t, msg["seq"], msg["t"])
+        elif kind == "complete" and msg.get("stream_id") == reply.stream_id:
+            reply.finish_reason, reply.content = msg["finish_reason"], msg.get("content")
+            return
+        elif kind == "error":
+            raise ChatError(msg.get("code"), msg.get("message", ""))
 
 
 async def read_chat_events(response: httpx.Response, clock: Clock):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -17,6 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..resources import package_file
 from ..protocol.openai_chat import APIError, error_body
 from .chat import create_chat_router
 from .connections import ConnectionManager
@@ -43,7 +43,7 @@ log = logging.getLogger("labkit.server")
 #: Who a request made with an ephemeral Realtime key is (the key names no person).
 EPHEMERAL_USER = "realtime-key"
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = package_file("server", "static")
 
 
 def create_app(config: ServerConfig | None = None) -> FastAPI:
