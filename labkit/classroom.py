@@ -94,10 +94,9 @@ class Classroom:
             self.stop()
             raise OSError(e.errno, f"cannot listen on {self.host}:{self.port}: {e.strerror}. Is another server "
                                    f"using that port? Try --port 0 for any free one.") from None
-        state = self.server.app.state
-        state.netem_proxy = self.proxy
-        state.set_network = self.set_network
-        state.join_url = self.join_url           # for the instructor's page, /lab/instructor
+        live = self.server.live                  # what the instructor's routes switch and show
+        live.attach_network(lambda: self.proxy.profile.name, self.set_network)
+        live.join_url = self.join_url            # for the instructor's page, /lab/instructor
         return self
 
     @property

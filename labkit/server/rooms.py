@@ -34,7 +34,7 @@ from ..ratelimit import KeyedBuckets
 from ..rooms.broker import Broker
 from ..rooms.protocol import RoomProtocolError, event_key, parse_room_message, valid_room_id
 from .participants import Participants
-from .state import ServerConfig, ServerStats
+from .state import RoomConfig, ServerStats
 from .upstream import Upstream
 
 __all__ = ["RoomHub", "create_room_router", "SLOW_MEMBER_CLOSE"]
@@ -91,7 +91,7 @@ class _LocalRoom:
 class RoomHub:
     """This process's rooms: members, one fan-out reader per room, and the AI where it holds the lease."""
 
-    def __init__(self, config: ServerConfig, stats: ServerStats, upstream: Upstream, broker: Broker,
+    def __init__(self, config: RoomConfig, stats: ServerStats, upstream: Upstream, broker: Broker,
                  lease_s: float = 3.0, participants: Participants | None = None):
         self.config, self.stats, self.upstream, self.broker = config, stats, upstream, broker
         rpm = config.user_requests_per_min           # each message costs the AI a reply: the same per-user rate
@@ -389,7 +389,7 @@ def _encode(event_id: str, event: dict) -> str:
     return json.dumps({**event, "id": event_id})
 
 
-def create_room_router(config: ServerConfig, hub: RoomHub) -> APIRouter:
+def create_room_router(config: RoomConfig, hub: RoomHub) -> APIRouter:
     router = APIRouter()
 
     @router.websocket("/ws/room/{room_id}")

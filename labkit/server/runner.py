@@ -93,6 +93,11 @@ class LabServer:
     def stats(self) -> dict:
         return self.app.state.stats.as_dict()
 
+    @property
+    def live(self):
+        """The settings switched at run time (:class:`~labkit.server.state.LiveSettings`)."""
+        return self.app.state.live
+
     async def idle(self, timeout_s: float = 5.0) -> dict:
         """Wait until no stream is active (model or app) and return the counters; AssertionError if
         streams are still running after ``timeout_s`` (a stream that was never cancelled, say)."""

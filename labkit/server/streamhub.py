@@ -24,7 +24,7 @@ from ..protocol.openai_chat import APIError
 from ..ratelimit import KeyedBuckets
 from ..streams import RegistryFull, StreamGone, StreamLog, StreamRegistry
 from .participants import Participants
-from .state import ServerConfig, ServerStats
+from .state import StreamConfig, ServerStats
 from .upstream import Upstream
 
 __all__ = ["StreamHub", "QUEUED", "WAITING", "STREAMING", "FINISHED"]
@@ -33,7 +33,7 @@ QUEUED, WAITING, STREAMING, FINISHED = "queued", "waiting_for_first_token", "str
 
 
 class StreamHub:
-    def __init__(self, config: ServerConfig, stats: ServerStats, upstream: Upstream,
+    def __init__(self, config: StreamConfig, stats: ServerStats, upstream: Upstream,
                  participants: Participants | None = None):
         self.config, self.stats, self.upstream = config, stats, upstream
         self.participants = participants or Participants()

@@ -26,10 +26,10 @@ import httpx
 import openai
 from openai import AsyncOpenAI
 
-from ..config import LOCAL_API_KEY
+from ..config import DEFAULT_MODEL, LOCAL_API_KEY
 from ..protocol.openai_chat import APIError
 from ..protocol.sse import SSEDecoder
-from .state import ServerConfig
+from .state import LiveSettings, UpstreamConfig
 
 __all__ = ["Upstream", "UpstreamToken", "LOCAL_API_KEY"]
 
@@ -44,8 +44,12 @@ class UpstreamToken:
 
 
 class Upstream:
-    def __init__(self, config: ServerConfig):
+    """``AsyncOpenAI`` clients to the model, sharded; the model asked for by default is ``live.model``
+    (the instructor may switch it while the server runs)."""
+
+    def __init__(self, config: UpstreamConfig, live: LiveSettings | None = None):
         self.config = config
+        self.live = live or LiveSettings(DEFAULT_MODEL)
         self._shards: list[AsyncOpenAI] = []
         self._load: list[int] = []          # open streams per shard
 
@@ -77,7 +81,7 @@ class Upstream:
         self._load[shard] += 1
         try:
             manager = self._shards[shard].chat.completions.with_streaming_response.create(
-                model=model or self.config.default_model, messages=messages, stream=True, **params)
+                model=model or self.live.model, messages=messages, stream=True, **params)
             response = await manager.__aenter__()
         except openai.APIStatusError as e:
             self._load[shard] -= 1
