@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     b.set_defaults(func=_bench)
 
     d = sub.add_parser("data", help="rebuild the lab's data")
-    d.add_argument("what", choices=["speech"], help="speech: the labelled speech set in data/speech/")
+    d.add_argument("what", choices=["speech"], help="speech: the labelled speech set in labkit/data/speech/")
     d.set_defaults(func=_data)
 
     n = sub.add_parser("notebooks", help="notebook maintenance")
