@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import nbformat
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tests"))
+import services as test_services  # noqa: E402  (tests/services.py: installs Chromium, nginx, Redis for the run)
 SOLUTIONS = ROOT / "notebooks" / "solutions"
 _CHECK = re.compile(r"""^check\(\s*["'](?P<name>[0-9]{2}\.\w+)["']""", re.M)
 _STEP = re.compile(r"^results\[(?P<step>\d)\] = await check_step\(", re.M)
@@ -67,6 +70,24 @@ def _reference_cells(path: Path, cells) -> list[tuple[str, str]]:
         if found:
             extra.append((found["name"], answered(cell.source, answers[found["name"]])))
     return extra
+
+
+def pytest_sessionstart(session):
+    """Missing service binaries start installing now, in the background (see tests/services.py)."""
+    test_services.start_installing()
+
+
+_NEEDS: dict[Path, bool] = {}
+
+
+def pytest_runtest_setup(item):
+    """A test file or notebook that starts a service waits for the installer first."""
+    path = Path(item.path)
+    if path not in _NEEDS:
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        _NEEDS[path] = any(needle in text for needle in test_services.NEEDLES)
+    if _NEEDS[path]:
+        test_services.wait_for_services()
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -31,7 +31,19 @@ def _serve(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and lab_token:
         print(f"listening on {args.host}: only clients with LAB_TOKEN (or a user token made from it) get in.",
               file=sys.stderr)
-    return _run_server(run_forever, config, args.host, args.port, args.app)
+    if args.app == "tutorial":
+        return _run_server(run_forever, config, args.host, args.port, _tutorial_app,
+                           "tutorial-style (blocking) server")
+    return _run_server(run_forever, config, args.host, args.port)
+
+
+def _tutorial_app(config: ServerConfig):
+    """The source tutorial's blocking SSE server over ``config.upstream_base_url`` (chapter 06)."""
+    from .tutorial import create_tutorial_app
+
+    if not config.upstream_base_url:
+        raise OSError(0, "the tutorial app needs --upstream-base-url (a model server's /v1)")
+    return create_tutorial_app(config.upstream_base_url)
 
 
 def _run_server(run, *args) -> int:
@@ -128,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     b.set_defaults(func=_bench)
 
     d = sub.add_parser("data", help="rebuild the lab's data")
-    d.add_argument("what", choices=["speech"], help="speech: the labelled speech set in data/speech/")
+    d.add_argument("what", choices=["speech"], help="speech: the labelled speech set in labkit/data/speech/")
     d.set_defaults(func=_data)
 
     n = sub.add_parser("notebooks", help="notebook maintenance")

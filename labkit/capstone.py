@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import websockets
 
-from .exercises import Result, _is_unwritten_function
+from .exercises import Result, is_unwritten_function
 from .latency.metrics import request_metrics
 from .netem import NetemProxy
 from .speechdata import load_clean
@@ -44,7 +44,7 @@ PROMPT = "Why does time to first token matter?"
 
 async def check_step(step: int, answer, server) -> Result:
     """Run step ``step``'s check on the learner's function ``answer`` against ``server`` (a LabServer)."""
-    if answer is ... or _is_unwritten_function(answer):
+    if answer is ... or is_unwritten_function(answer):
         return Result(None, f"Step {step} ({STEPS[step]}): not attempted yet. Fill in the function and run the cell.")
     try:
         ok, message = await _CHECKS[step](answer, server)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["Settings", "settings_from_env", "DEFAULT_MODEL"]
+__all__ = ["Settings", "settings_from_env", "DEFAULT_MODEL", "LOCAL_API_KEY"]
 
 DEFAULT_MODEL = "gpt-4o-mini"
+#: The key labkit's own clients send to a local server: any non-empty key satisfies the SDK, and the
+#: local model server accepts any key unless it was started with ``api_key``. Not a secret.
+LOCAL_API_KEY = "lab-local-key"
 
 
 @dataclass(frozen=True)

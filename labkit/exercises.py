@@ -48,7 +48,7 @@ def check(name: str, answer, **context) -> Result:
     """Check ``answer`` for exercise ``name``; returns a :class:`Result` that renders as one line."""
     if name not in EXERCISES:
         raise KeyError(f"no exercise called {name!r}; known: {', '.join(sorted(EXERCISES))}")
-    if answer is ... or _is_unwritten_function(answer):
+    if answer is ... or is_unwritten_function(answer):
         return Result(None, "Not attempted yet: replace the `...` with your answer and run the cell again.")
     try:
         return EXERCISES[name](answer, **context)
@@ -56,7 +56,7 @@ def check(name: str, answer, **context) -> Result:
         return Result(False, f"Your answer raised {e.__class__.__name__}: {e}")
 
 
-def _is_unwritten_function(answer) -> bool:
+def is_unwritten_function(answer) -> bool:
     """True for a function whose body is still only ``...`` (comments and a docstring aside)."""
     if not inspect.isfunction(answer):
         return False

@@ -4,7 +4,7 @@ Chromium can replace the microphone with a file (``--use-fake-device-for-media-s
 --use-fake-ui-for-media-stream --use-file-for-fake-audio-capture=<wav>``): the page's
 ``getUserMedia`` then "hears" the file, at real-time pace, through the same audio processing
 (echo cancellation, noise suppression) as a real microphone. To check a voice page against the
-truth, :func:`fake_mic_wav` cuts utterances of the lab's labelled speech (``data/speech``) into a
+truth, :func:`fake_mic_wav` cuts utterances of the lab's labelled speech (``labkit/data/speech``) into a
 short script — lead-in silence, speech, a gap, more speech — and says where each one is.
 
 The capture does not necessarily begin at the file's first sample (the device starts when the

@@ -1,8 +1,7 @@
 """A private nginx in front of a labkit server, for seeing what proxy buffering does to a stream.
 
-``ensure_nginx()`` finds the nginx binary, or, when running as root with Debian's ``apt-get`` (as CI
-does), installs it; otherwise it raises :class:`ServiceUnavailable` saying why, so a notebook cell can
-explain and skip. :class:`NginxProxy` runs nginx on a free port with its own config and temporary
+``ensure_nginx()`` finds the nginx binary or raises :class:`ServiceUnavailable` saying how to install
+it, so a notebook cell can explain and skip. :class:`NginxProxy` runs nginx on a free port with its own config and temporary
 folder (nothing under /etc is touched) and three routes to the same upstream:
 
 * ``/buffered/``: nginx's defaults (HTTP/1.0 to the upstream, ``proxy_buffering on``), with the app's
@@ -19,16 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from .services import ServiceUnavailable, ensure_binary, free_port
+from .services import BINARIES, ServiceUnavailable, find_binary, free_port, stop_process
 
 __all__ = ["ServiceUnavailable", "ensure_nginx", "NginxProxy", "ROUTES"]
 
 ROUTES = ("buffered", "unbuffered", "honoured")
 
 
-def ensure_nginx(install: bool = True) -> str:
-    """The path of an nginx binary, installing Debian's package if allowed and possible."""
-    return ensure_binary("nginx", "nginx", ("/usr/sbin/nginx",), install)
+def ensure_nginx(install: bool = False) -> str:
+    """The path of an nginx binary, else ServiceUnavailable saying how to install it (``install``: ignored)."""
+    return find_binary("nginx", *BINARIES["nginx"])
 
 
 _CONFIG = """
@@ -91,13 +90,7 @@ class NginxProxy:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()                  # SIGTERM: fast shutdown, even with streams open
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        stop_process(self._proc)                    # SIGTERM: fast shutdown, even with streams open
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None

@@ -1,8 +1,8 @@
 """Optional services the lab starts for itself (Redis, nginx, Chromium), each private and on a free port.
 
-``ensure_binary`` finds a program, or, when running as root with Debian's ``apt-get`` (as CI does),
-installs its package; otherwise it raises :class:`ServiceUnavailable` saying why and how to get it,
-so a notebook cell can print the reason and a test can skip with it. Nothing under /etc is used:
+``find_binary`` finds a program or raises :class:`ServiceUnavailable` saying how to get it (its
+Debian package), so a notebook cell can print the reason and a test can skip with it. Nothing here
+installs anything: the test setup does that (``tests/services.py``, apt-get when run as root). Nothing under /etc is used:
 each service gets its own temporary folder and is stopped by PID.
 """
 
@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 
-__all__ = ["ServiceUnavailable", "ensure_binary", "chromium_path", "CHROMIUM_ARGS", "free_port", "stop_process",
+__all__ = ["ServiceUnavailable", "find_binary", "ensure_binary", "BINARIES", "chromium_path", "CHROMIUM_ARGS", "free_port", "stop_process",
            "RedisServer"]
 
 
@@ -41,30 +41,19 @@ def stop_process(proc: subprocess.Popen | None, grace_s: float = 5.0) -> None:
         proc.wait(grace_s)
 
 
-def ensure_binary(name: str, package: str, candidates: tuple[str, ...] = (), install: bool = True) -> str:
-    """The path of ``name``, installing Debian's ``package`` if allowed and possible."""
+def find_binary(name: str, package: str, candidates: tuple[str, ...] = ()) -> str:
+    """The path of ``name`` (on ``PATH`` or one of ``candidates``), else :class:`ServiceUnavailable`
+    saying which Debian ``package`` has it. Library code only looks: installing is the user's job, or
+    the test setup's (``tests/services.py`` installs these with apt-get when it runs as root)."""
     for candidate in (shutil.which(name), *candidates):
         if candidate and os.path.exists(candidate):
             return candidate
-    hint = f"(Debian/Ubuntu: sudo apt-get install {package})"
-    if not install:
-        raise ServiceUnavailable(f"{name} is not installed {hint}")
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise ServiceUnavailable(f"{name} is not installed, and installing it needs root and apt-get {hint}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    quick = ["-o", "Acquire::http::Timeout=20", "-o", "Acquire::https::Timeout=20", "-o", "Acquire::Retries=1"]
-    for cmd in (["apt-get", *quick, "update", "-qq"],
-                ["apt-get", *quick, "install", "-y", "-qq", "--no-install-recommends", package]):
-        try:      # bounded: a blocked network must cost a skip, not the whole CI budget
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-        except subprocess.TimeoutExpired:
-            raise ServiceUnavailable(f"installing {package} timed out: {' '.join(cmd)}") from None
-        if done.returncode != 0:
-            raise ServiceUnavailable(f"installing {package} failed: {' '.join(cmd)}: {done.stderr.strip()[-300:]}")
-    for candidate in (shutil.which(name), *candidates):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    raise ServiceUnavailable(f"apt-get installed {package} but no {name} binary was found")
+    raise ServiceUnavailable(f"{name} is not installed (Debian/Ubuntu: sudo apt-get install {package})")
+
+
+def ensure_binary(name: str, package: str, candidates: tuple[str, ...] = (), install: bool = False) -> str:
+    """The old name of :func:`find_binary` (``install`` is ignored: nothing is installed from here)."""
+    return find_binary(name, package, candidates)
 
 
 #: Headless Chromium as it runs on these machines: as root (no sandbox), no GPU, and none of its
@@ -73,16 +62,24 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
 
+#: The programs the lab's optional services need: name -> (Debian package, other places to look).
+BINARIES = {
+    "chromium": ("chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser")),
+    "nginx": ("nginx", ("/usr/sbin/nginx",)),
+    "redis-server": ("redis-server", ("/usr/bin/redis-server",)),
+}
+
+
 def chromium_path() -> str:
-    """Debian's Chromium, installed with apt-get if needed and allowed (else ServiceUnavailable)."""
-    return ensure_binary("chromium", "chromium", ("/usr/bin/chromium", "/usr/bin/chromium-browser"))
+    """Debian's Chromium (else ServiceUnavailable saying how to install it)."""
+    return find_binary("chromium", *BINARIES["chromium"])
 
 
 class RedisServer:
     """A private ``redis-server`` on a free port, no persistence: ``with RedisServer() as r: r.url``."""
 
-    def __init__(self, port: int | None = None, install: bool = True):
-        self.binary = ensure_binary("redis-server", "redis-server", ("/usr/bin/redis-server",), install)
+    def __init__(self, port: int | None = None, install: bool = False):     # install: ignored (see find_binary)
+        self.binary = find_binary("redis-server", *BINARIES["redis-server"])
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None

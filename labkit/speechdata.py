@@ -1,6 +1,6 @@
 """The lab's labelled speech set: synthesized speech with exact ground truth, mixed with noises.
 
-``python -m labkit data speech`` rebuilds ``data/speech/clean.wav`` and ``data/speech/labels.json``
+``python -m labkit data speech`` rebuilds ``labkit/data/speech/clean.wav`` and ``labels.json``
 (committed, about 2 MB). Noisy versions are made on demand, in memory, deterministically from a seed:
 white, pink, mains hum and babble noise at 20, 10, 5 and 0 dB SNR.
 
@@ -21,52 +21,26 @@ from __future__ import annotations
 
 import json
 import random
-from functools import lru_cache
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .audio.pcm import resample
 from .audio.wav import read_wav, write_wav
+from .corpus import SENTENCES
+from .resources import cache_dir, data_file
 
 __all__ = ["SENTENCES", "VOICES", "NOISES", "SNRS", "CONDITIONS", "SAMPLE_RATE", "DATA_DIR", "CLEAN_WAV", "LABELS_JSON",
            "Utterance", "build_clean", "generate", "load_clean", "make_noise", "mix", "condition_audio",
            "frame_labels", "ensure_condition_wav"]
 
 SAMPLE_RATE = 16_000
-DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "speech"
-GENERATED_DIR = Path(__file__).resolve().parents[1] / "data" / "generated"
+DATA_DIR = data_file("speech")
 CLEAN_WAV = DATA_DIR / "clean.wav"
 LABELS_JSON = DATA_DIR / "labels.json"
 
-#: What the speakers say: sentences from the lab's own topics (chapter 05 also recognises them).
-SENTENCES = (
-    "Server-Sent Events stream tokens over plain HTTP.",
-    "WebSockets carry messages in both directions.",
-    "The first token arrived after two hundred milliseconds.",
-    "Please stop talking when the assistant starts to answer.",
-    "Voice activity detection decides when someone is speaking.",
-    "Measure the latency at the ninety ninth percentile.",
-    "The proxy was buffering the whole stream.",
-    "Reconnect and resume from the last event identifier.",
-    "Cancel the generation when the client goes away.",
-    "Turn detection waits for half a second of silence.",
-    "What is the weather like in the lab today?",
-    "Streaming makes the answer feel much faster.",
-    "Keep a little audio from before the speech begins.",
-    "Two users joined the room and started typing.",
-    "A synchronous call blocks the event loop for everyone.",
-    "Send a heartbeat every fifteen seconds.",
-    "The model answered with a short sentence.",
-    "Use the asynchronous client inside the server.",
-    "Noise in the room makes the threshold too low.",
-    "Thank you, that was very helpful.",
-    "Rate limits protect the service from bursts.",
-    "The microphone records sixteen thousand samples per second.",
-    "Interrupt the assistant and ask another question.",
-    "Tokens per second should not include the first wait.",
-)
 #: espeak-ng voices: American and British English, male and female variants.
 VOICES = ("en-us", "en-us+f3", "en", "en+f4")
 UTTERANCES_PER_VOICE = 5
@@ -215,10 +189,10 @@ def condition_audio(noise: str, snr_db: float | None, clean: np.ndarray | None =
 
 
 def ensure_condition_wav(noise: str, snr_db: float | None) -> Path:
-    """A WAV of one condition under ``data/generated/`` (made once, then reused): for the file source."""
+    """A WAV of one condition in the cache (``~/.cache/labkit/generated``; made once, then reused): for the file source."""
     if noise == "clean":
         return CLEAN_WAV
-    path = GENERATED_DIR / f"speech_{noise}_{snr_db:g}dB.wav"
+    path = cache_dir() / "generated" / f"speech_{noise}_{snr_db:g}dB.wav"
     if not path.exists():
         write_wav(path, condition_audio(noise, snr_db)[0], SAMPLE_RATE)
     return path

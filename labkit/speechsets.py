@@ -28,12 +28,12 @@ import os
 import random
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from . import noises
 from .audio.pcm import resample
+from .resources import cache_dir
 from .speechdata import SAMPLE_RATE, SENTENCES, Utterance, speech_mask
 
 __all__ = ["HELDOUT_SENTENCES", "TUNING_VOICES", "HELDOUT_VOICES", "LEVELS_DBFS", "SNRS", "CONDITIONS",
@@ -114,11 +114,6 @@ class SpeechSet:
     @property
     def utterances(self) -> list[Utterance]:
         return [u for s in self.sessions for u in s.utterances]
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "labkit"
 
 
 def _key(recipe: _Recipe) -> str:

@@ -28,6 +28,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .protocol.errors import CodedError
+
 __all__ = ["StreamLog", "StreamRegistry", "StreamGone", "RegistryFull", "RUNNING", "DONE", "FAILED",
            "StreamStage", "Stage", "Token", "Heartbeat", "End", "StreamEvent", "StreamReader", "ReaderState",
            "StreamStateError", "StreamMachine", "Started", "TooManyStreams"]
@@ -48,12 +50,8 @@ class StreamStateError(RuntimeError):
     """A call the object's state does not allow (a bug in the caller, never the client's fault)."""
 
 
-class StreamGone(LookupError):
+class StreamGone(CodedError, LookupError):
     """A resume for a stream that is not kept (``code``: ``stream_not_found`` or ``stream_expired``)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 class RegistryFull(RuntimeError):

@@ -17,6 +17,8 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect   # module 
 from fastapi.responses import StreamingResponse
 from openai import OpenAI
 
+from .config import LOCAL_API_KEY
+
 __all__ = ["TutorialConnectionManager", "tutorial_tokens_per_second", "TutorialVADConfig", "TutorialVAD",
            "TutorialVADFixedClock", "create_tutorial_app", "tutorial_parallel_completions"]
 
@@ -153,7 +155,7 @@ class TutorialVADFixedClock(TutorialVAD):
         return None
 
 
-def create_tutorial_app(upstream_base_url: str, api_key: str = "lab-local-key", model: str = "gpt-4o-mini"):
+def create_tutorial_app(upstream_base_url: str, api_key: str = LOCAL_API_KEY, model: str = "gpt-4o-mini"):
     """The tutorial's SSE server, as written: a *synchronous* OpenAI client inside an async endpoint.
 
     ``for chunk in stream`` blocks while it waits for each chunk from the model, and while it

@@ -215,7 +215,7 @@ def _segment_frames(segments: list[tuple[float, float]], n_samples: int, frame_m
     return frame_labels(utterances, n_samples, frame_ms)
 
 
-def _counts(det: Detection, utterances: list[Utterance], n_samples: int) -> dict:
+def detection_counts(det: Detection, utterances: list[Utterance], n_samples: int) -> dict:
     """Frame counts and per-utterance timings of one recording (pooled over recordings by :func:`pooled`)."""
     truth = frame_labels(utterances, n_samples)
     pred = _segment_frames(det.segments, n_samples)
@@ -257,7 +257,7 @@ def pooled(parts: list[dict]) -> dict:
 
 def score(det: Detection, utterances: list[Utterance], n_samples: int) -> dict:
     """Frame P/R/F1, utterances found, onset/offset error and end-of-speech latency (ms) for one recording."""
-    return pooled([_counts(det, utterances, n_samples)])
+    return pooled([detection_counts(det, utterances, n_samples)])
 
 
 def evaluate(detector, runs: list[tuple[np.ndarray, np.ndarray | None, list[Utterance]]]) -> dict:
@@ -266,7 +266,7 @@ def evaluate(detector, runs: list[tuple[np.ndarray, np.ndarray | None, list[Utte
     parts, false_alarms, noise_s, cpu, audio_s = [], 0, 0.0, 0.0, 0.0
     for mixture, noise_only, utterances in runs:
         detection = detector.run(mixture)
-        parts.append(_counts(detection, utterances, mixture.size))
+        parts.append(detection_counts(detection, utterances, mixture.size))
         cpu += detection.cpu_s
         audio_s += mixture.size / SAMPLE_RATE
         if noise_only is not None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import speechsets
 from .vad import VADConfig
-from .vadeval import DEFAULT_SEGMENTATION, LabkitDetector, _counts, pooled
+from .vadeval import DEFAULT_SEGMENTATION, LabkitDetector, detection_counts, pooled
 
 __all__ = ["SEARCH_SPACE", "MIN_GAIN", "tune", "tune_end_correction", "objective"]
 
@@ -48,7 +48,7 @@ def objective(config: VADConfig, runs: dict) -> tuple[float, dict]:
     detector = LabkitDetector(config, chunk_ms=60_000)
     f1 = {}
     for cond, recordings in runs.items():
-        parts = [_counts(detector.run(mix), utts, mix.size) for mix, _noise, utts in recordings]
+        parts = [detection_counts(detector.run(mix), utts, mix.size) for mix, _noise, utts in recordings]
         f1[cond] = pooled(parts)["f1"]
     return float(np.mean(list(f1.values()))), f1
 
@@ -93,7 +93,7 @@ def tune_end_correction(config: VADConfig, *, tolerance_ms: float = 150.0, log=s
         candidate = replace(config, end_correction_ms=ms)
         detector = LabkitDetector(candidate, chunk_ms=60_000)
         offsets = [x for recordings in runs.values() for mix, _noise, utts in recordings
-                   for x in _counts(detector.run(mix), utts, mix.size)["offsets"]]
+                   for x in detection_counts(detector.run(mix), utts, mix.size)["offsets"]]
         share = float(np.mean(np.abs(offsets) <= tolerance_ms))
         print(f"  end_correction_ms={ms}: {share:.3f} of ends within {tolerance_ms:g} ms", file=log, flush=True)
         if best is None or share > best[1]:

@@ -35,9 +35,13 @@ def make_server():
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's Chromium for Playwright (installed by the test setup when root; else a stated skip)."""
+    import services
+
     from labkit.services import ServiceUnavailable, chromium_path
 
+    services.wait_for_services()
     try:
         return chromium_path()
     except ServiceUnavailable as e:
-        pytest.skip(f"Chromium cannot be had here: {e}")
+        why = services.install_failures().get("chromium", e)
+        pytest.skip(f"Chromium cannot be had here: {why}")

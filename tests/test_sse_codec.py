@@ -57,6 +57,20 @@ def test_crlf_split_across_chunks_is_one_line_end():
         assert [e.data for e in decode_all(raw, [cut, len(raw)])] == ["a", "b"], cut
 
 
+def test_every_split_of_a_crlf_stream_gives_the_same_events_as_httpx_sse():
+    """One or two cuts anywhere (an empty chunk included, as a proxy may deliver between CR and LF):
+    always the events httpx-sse finds in the whole stream. (Before the fix, ``feed(b"...\\r")``,
+    ``feed(b"")``, ``feed(b"\\n...")`` read the LF as a second, empty line and split the event in two.)"""
+    raw = b"data: a\r\ndata: b\r\n\r\nid: 1\r\ndata: c\r\n\r\n: ping\r\nevent: e\r\ndata: d\r\n\r\n"
+    expected = _httpx_sse_events(raw)
+    assert [d for _, d, _ in expected] == ["a\nb", "c", "d"]
+    for i in range(len(raw) + 1):
+        for j in range(i, len(raw) + 1):
+            dec = SSEDecoder()
+            events = dec.feed(raw[:i]) + dec.feed(raw[i:j]) + dec.feed(raw[j:])
+            assert [(e.event, e.data, e.id) for e in events] == expected, (i, j)
+
+
 def test_any_chunking_gives_the_same_events():
     raw = b"".join(encode_event(f"tok {i} \u00e9\u20ac", event="token", id=i) for i in range(30))
     whole = decode_all(raw)

@@ -31,14 +31,10 @@ def normalise(text: str) -> str:
 
 def lab_corpus() -> list[str]:
     """The sentences the recogniser should expect: the speech set's and the simulated model's."""
-    import json
-
-    from ..model.responder import KNOWLEDGE_PATH
-    from ..speechdata import SENTENCES
+    from ..corpus import SENTENCES, knowledge
 
     sentences = list(SENTENCES)
-    knowledge = json.loads(Path(KNOWLEDGE_PATH).read_text())
-    for topic in knowledge["topics"]:
+    for topic in knowledge()["topics"]:
         for answer in topic["answers"]:
             sentences += re.split(r"(?<=[.!?])\s+", answer)
     return [s for s in (normalise(x) for x in sentences) if s]

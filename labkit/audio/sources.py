@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..resources import data_file
 from .devices import audio_status, import_sounddevice
 from .wav import read_wav
 
@@ -154,8 +155,7 @@ def open_input(sample_rate: int = 16_000, chunk_ms: int = 20, *, fallback: str |
     if prefer_microphone and status.has_input:
         return MicrophoneSource(sample_rate, chunk_ms, max_seconds=max_seconds)
     if fallback is None:
-        from ..speechdata import CLEAN_WAV
-        fallback = CLEAN_WAV
+        fallback = data_file("speech", "clean.wav")
     if not quiet:
         why = status.reason if prefer_microphone else "the microphone was not requested"
         print(f"Using {Path(fallback).name} at real-time pace ({why}).")

@@ -33,6 +33,7 @@ import time
 import httpx
 
 from ..clients import collect, http_chat, sse_chat, ws_chat
+from ..clients.raw import raw_tcp_chat
 from ..clients.timing import Clock, TimedStream, TimedToken
 from ..latency import summarize
 from ..protocol.sse import SSEDecoder
@@ -47,21 +48,7 @@ TRANSPORTS = ("raw", "http", "sse", "ws", "sse-httpx")
 
 async def _raw_request(url: str, seed: int, max_tokens: int) -> TimedStream:
     """The floor: one JSON line per token over a bare TCP connection."""
-    host, port = url.removeprefix("tcp://").rsplit(":", 1)
-    clock = Clock()
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(json.dumps({"prompt": PROMPT, "seed": seed, "model": MODEL, "max_tokens": max_tokens}).encode() + b"\n")
-    await writer.drain()
-    result = TimedStream(transport="raw")
-    while line := await reader.readline():
-        t = clock.elapsed()
-        msg = json.loads(line)
-        if msg.get("done"):
-            break
-        result.tokens.append(TimedToken(msg["content"], t, clock.start_wall + t, msg["seq"], msg["t"]))
-    writer.close()
-    result.total_s = result.tokens[-1].t if result.tokens else 0.0
-    return result
+    return await raw_tcp_chat(url, PROMPT, seed=seed, max_tokens=max_tokens, model=MODEL)
 
 
 async def _socket_sse_request(url: str, seed: int, max_tokens: int) -> TimedStream:

@@ -15,26 +15,30 @@ from collections.abc import AsyncIterator
 import httpx
 import websockets
 
+from ..protocol.errors import CodedError
 from ..protocol.sse import SSEDecoder
 from .timing import Clock, TimedToken
 
 __all__ = ["ChatError", "http_chat", "sse_chat", "ws_chat", "WSChat"]
 
 
-class ChatError(RuntimeError):
+class ChatError(CodedError, RuntimeError):
     """The server answered with an error (an HTTP status, an SSE ``error`` event or a WS ``error`` message)."""
 
     def __init__(self, code: str | None, message: str, status: int | None = None):
-        super().__init__(f"{code}: {message}" if code else message)
-        self.code, self.message, self.status = code, message, status
+        super().__init__(code, message)
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" if self.code else self.message
 
 
-def _body(prompt: str | list[dict], **options) -> dict:
+def chat_body(prompt: str | list[dict], **options) -> dict:
     key = "message" if isinstance(prompt, str) else "messages"
     return {key: prompt, **{k: v for k, v in options.items() if v is not None}}
 
 
-def _raise_for_status(response: httpx.Response, body: bytes) -> None:
+def raise_for_error(response: httpx.Response, body: bytes) -> None:
     if response.status_code >= 400:
         try:
             err = json.loads(body)["error"]
@@ -43,7 +47,7 @@ def _raise_for_status(response: httpx.Response, body: bytes) -> None:
         raise ChatError(err.get("code"), err.get("message", ""), response.status_code)
 
 
-class _TokenIterator:
+class TokenIterator:
     """An async iterator that also remembers the ``finish_reason`` it saw (for :func:`collect`)."""
 
     finish_reason: str | None = None
@@ -52,36 +56,36 @@ class _TokenIterator:
         return self._run().__aiter__()
 
 
-class http_chat(_TokenIterator):
+class http_chat(TokenIterator):
     """``POST /api/chat``: nothing arrives until the whole reply is done, then every token at once."""
 
     def __init__(self, base_url: str, prompt: str | list[dict], *, client: httpx.AsyncClient | None = None, **options):
-        self.base_url, self.body, self.client = base_url, _body(prompt, timings=True, **options), client
+        self.base_url, self.body, self.client = base_url, chat_body(prompt, timings=True, **options), client
 
     async def _run(self) -> AsyncIterator[TimedToken]:
-        async with _maybe_client(self.client) as client:
+        async with borrowed_client(self.client) as client:
             clock = Clock()
             response = await client.post(self.base_url + "/api/chat", json=self.body, timeout=120)
             t, wall = clock.elapsed(), clock.start_wall + clock.elapsed()
-            _raise_for_status(response, response.content)
+            raise_for_error(response, response.content)
             reply = response.json()
             self.finish_reason = reply.get("finish_reason")
             for piece, sent in zip(reply["pieces"], reply["token_times"]):
                 yield TimedToken(piece, t, wall, sent_wall=sent)
 
 
-class sse_chat(_TokenIterator):
+class sse_chat(TokenIterator):
     """``POST /api/chat/stream``: tokens as Server-Sent Events, parsed by labkit's own decoder."""
 
     def __init__(self, base_url: str, prompt: str | list[dict], *, client: httpx.AsyncClient | None = None, **options):
-        self.base_url, self.body, self.client = base_url, _body(prompt, **options), client
+        self.base_url, self.body, self.client = base_url, chat_body(prompt, **options), client
 
     async def _run(self) -> AsyncIterator[TimedToken]:
-        async with _maybe_client(self.client) as client:
+        async with borrowed_client(self.client) as client:
             clock = Clock()
             async with client.stream("POST", self.base_url + "/api/chat/stream", json=self.body, timeout=120) as response:
                 if response.status_code >= 400:
-                    _raise_for_status(response, await response.aread())
+                    raise_for_error(response, await response.aread())
                 async for tok, done in read_chat_events(response, clock):
                     if done is not None:
                         self.finish_reason = done["finish_reason"]
@@ -89,14 +93,14 @@ class sse_chat(_TokenIterator):
                     yield tok
 
 
-class ws_chat(_TokenIterator):
+class ws_chat(TokenIterator):
     """One question over a fresh ``/ws/chat`` connection (for many, keep a :class:`WSChat` open).
 
     ``options`` (model, max_tokens, temperature, seed) go with the message; ``connect_options``
     go to ``websockets.connect`` (for example ``additional_headers``)."""
 
     def __init__(self, base_url: str, prompt: str, *, connect_options: dict | None = None, **options):
-        self.url = _ws_url(base_url) + "/ws/chat"
+        self.url = ws_url(base_url) + "/ws/chat"
         self.prompt, self.options, self.connect_options = prompt, options, connect_options or {}
 
     async def _run(self) -> AsyncIterator[TimedToken]:
@@ -113,7 +117,7 @@ class WSChat:
     """A WebSocket chat connection that keeps the conversation: ``async for tok in chat.ask("...")``."""
 
     def __init__(self, url: str, **connect_options):
-        self.url = url if "/ws/" in url else _ws_url(url) + "/ws/chat"
+        self.url = url if "/ws/" in url else ws_url(url) + "/ws/chat"
         self.connect_options = connect_options
         self.ws = None
 
@@ -136,29 +140,38 @@ class WSChat:
         return _WSAsk(self, prompt, options)
 
 
-class _WSAsk(_TokenIterator):
+class _WSAsk(TokenIterator):
     def __init__(self, chat: WSChat, prompt: str, options: dict):
         self.chat, self.prompt = chat, prompt
         self.options = {k: v for k, v in options.items() if v is not None}
         self.stream_id: str | None = None
         self.clock: Clock | None = None          # set by ws_chat: its clock started before connecting
+        self.content: str | None = None          # the whole reply, from the `complete` frame
 
     async def _run(self) -> AsyncIterator[TimedToken]:
         clock = self.clock or Clock()
         await self.chat.send({"type": "message", "content": self.prompt, **self.options})
-        while True:
-            msg = await self.chat.receive()
-            t = clock.elapsed()
-            kind = msg.get("type")
-            if kind == "ack":
-                self.stream_id = msg["stream_id"]
-            elif kind == "token" and msg.get("stream_id") == self.stream_id:
-                yield TimedToken(msg["content"], t, clock.start_wall + t, msg["seq"], msg["t"])
-            elif kind == "complete" and msg.get("stream_id") == self.stream_id:
-                self.finish_reason = msg["finish_reason"]
-                return
-            elif kind == "error":
-                raise ChatError(msg.get("code"), msg.get("message", ""))
+        async for tok in read_ws_reply(self.chat.ws.recv, clock, self):
+            yield tok
+
+
+async def read_ws_reply(recv, clock: Clock, reply) -> AsyncIterator[TimedToken]:
+    """The frames of one ``/ws/chat`` reply, read with ``recv()``: ``ack`` sets ``reply.stream_id``, the
+    stream's tokens are yielded, ``complete`` sets ``reply.finish_reason`` and ``reply.content`` and ends,
+    an ``error`` frame raises :class:`ChatError`. Shared by the plain and the resuming WebSocket client."""
+    while True:
+        msg = json.loads(await recv())
+        t = clock.elapsed()
+        kind = msg.get("type")
+        if kind == "ack":
+            reply.stream_id = msg["stream_id"]
+        elif kind == "token" and msg.get("stream_id") == reply.stream_id:
+            yield TimedToken(msg["content"], t, clock.start_wall + t, msg["seq"], msg["t"])
+        elif kind == "complete" and msg.get("stream_id") == reply.stream_id:
+            reply.finish_reason, reply.content = msg["finish_reason"], msg.get("content")
+            return
+        elif kind == "error":
+            raise ChatError(msg.get("code"), msg.get("message", ""))
 
 
 async def read_chat_events(response: httpx.Response, clock: Clock):
@@ -178,11 +191,11 @@ async def read_chat_events(response: httpx.Response, clock: Clock):
                 raise ChatError(data.get("code"), data.get("message", ""))
 
 
-def _ws_url(base_url: str) -> str:
+def ws_url(base_url: str) -> str:
     return "ws" + base_url[4:] if base_url.startswith("http") else base_url
 
 
-class _maybe_client:
+class borrowed_client:
     """Use the caller's ``httpx.AsyncClient`` (connection reuse) or a short-lived one."""
 
     def __init__(self, client: httpx.AsyncClient | None):

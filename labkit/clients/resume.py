@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 import httpx
 import websockets
 
-from .app import ChatError, _body, _maybe_client, _raise_for_status, _TokenIterator, _ws_url, read_chat_events
+from .app import (ChatError, TokenIterator, borrowed_client, chat_body, raise_for_error, read_chat_events,
+                  read_ws_reply, ws_url)
 from .timing import Clock, TimedToken
 
-__all__ = ["Backoff", "resumable_sse_chat", "ResumableWSChat"]
+__all__ = ["Backoff", "RetryBudget", "resumable_sse_chat", "ResumableWSChat"]
 
 
 @dataclass
@@ -45,11 +46,32 @@ class Backoff:
         return self.rng.uniform(ceiling / 2, ceiling)
 
 
+class RetryBudget:
+    """Failures in a row a client accepts before it gives up, and the backoff after each: the one
+    retry loop of both resuming clients (reading a reply, and opening a WebSocket)."""
+
+    def __init__(self, backoff: Backoff, max_retries: int):
+        self.backoff, self.max_retries = backoff, max_retries
+        self.failures = 0
+
+    async def wait(self, error: Exception, what: str = "the connection failed") -> None:
+        """After a failure: raise ``gave_up`` past ``max_retries``, else sleep the backoff's delay."""
+        self.failures += 1
+        if self.failures > self.max_retries:
+            raise ChatError("gave_up", f"{what} {self.failures} times in a row "
+                                       f"(last: {error.__class__.__name__}: {error})") from error
+        await asyncio.sleep(self.backoff.delay(self.failures))
+
+    def reset(self) -> None:
+        """Progress was made: the next failure starts the backoff afresh."""
+        self.failures = 0
+
+
 def _auth_headers(token: str | None) -> dict:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-class _Resuming(_TokenIterator):
+class _Resuming(TokenIterator):
     """What both resuming clients share: counting reconnects and giving up after ``max_retries``."""
 
     def __init__(self, backoff: Backoff | None, max_retries: int):
@@ -57,14 +79,10 @@ class _Resuming(_TokenIterator):
         self.stream_id: str | None = None
         self.reconnects = 0
         self.last_seq = -1
-        self._failures = 0
+        self.retries = RetryBudget(self.backoff, max_retries)
 
     async def _wait_before_retry(self, error: Exception) -> None:
-        self._failures += 1
-        if self._failures > self.max_retries:
-            raise ChatError("gave_up", f"the connection failed {self._failures} times in a row "
-                                       f"(last: {error.__class__.__name__}: {error})") from error
-        await asyncio.sleep(self.backoff.delay(self._failures))
+        await self.retries.wait(error)
         self.reconnects += 1
 
     def _accept(self, seq: int) -> None:
@@ -72,7 +90,7 @@ class _Resuming(_TokenIterator):
             raise ChatError("out_of_order", f"token {seq} arrived after token {self.last_seq}: "
                                             f"the server lost or repeated a token")
         self.last_seq = seq
-        self._failures = 0            # progress: the next drop starts the backoff afresh
+        self.retries.reset()          # progress: the next drop starts the backoff afresh
 
 
 class resumable_sse_chat(_Resuming):
@@ -82,12 +100,12 @@ class resumable_sse_chat(_Resuming):
                  client: httpx.AsyncClient | None = None, backoff: Backoff | None = None, max_retries: int = 10,
                  **options):
         super().__init__(backoff, max_retries)
-        self.base_url, self.body, self.client = base_url, _body(prompt, **options), client
+        self.base_url, self.body, self.client = base_url, chat_body(prompt, **options), client
         self.headers = _auth_headers(token)
         self.content: str | None = None           # the whole reply, from the 'done' event
 
     async def _run(self) -> AsyncIterator[TimedToken]:
-        async with _maybe_client(self.client) as client:
+        async with borrowed_client(self.client) as client:
             clock = Clock()
             await self._create(client)
             while True:
@@ -106,7 +124,7 @@ class resumable_sse_chat(_Resuming):
             try:
                 response = await client.post(self.base_url + "/api/chat/streams", json=self.body,
                                              headers=self.headers, timeout=30)
-                _raise_for_status(response, response.content)
+                raise_for_error(response, response.content)
                 self.stream_id = response.json()["id"]
                 return
             except httpx.TransportError as e:
@@ -124,7 +142,7 @@ class resumable_sse_chat(_Resuming):
                 self.finish_reason = self.finish_reason or "stop"
                 return
             if response.status_code >= 400:
-                _raise_for_status(response, await response.aread())
+                raise_for_error(response, await response.aread())
             async for tok, done in read_chat_events(response, clock):
                 if done is not None:
                     self.finish_reason, self.content = done["finish_reason"], done["content"]
@@ -138,7 +156,7 @@ class ResumableWSChat:
 
     def __init__(self, base_url: str, *, token: str | None = None, backoff: Backoff | None = None,
                  max_retries: int = 10, **connect_options):
-        self.url = _ws_url(base_url) + "/ws/chat"
+        self.url = ws_url(base_url) + "/ws/chat"
         self.backoff, self.max_retries = backoff or Backoff(), max_retries
         self.connect_options = {"additional_headers": _auth_headers(token), **connect_options}
         self.ws = None
@@ -157,17 +175,15 @@ class ResumableWSChat:
         if self.ws is not None:
             self.ws.transport.abort()     # a half-dead connection: do not wait for its closing handshake
             self.ws = None
-        for attempt in range(1, self.max_retries + 2):
+        retries = RetryBudget(self.backoff, self.max_retries)
+        while True:
             try:
                 self.ws = await websockets.connect(self.url, **self.connect_options)
                 return
             except (OSError, websockets.InvalidHandshake, asyncio.TimeoutError) as e:
                 if isinstance(e, websockets.InvalidStatus):
                     raise ChatError("handshake_refused", f"the server refused the connection: {e}") from e
-                if attempt > self.max_retries:
-                    raise ChatError("gave_up", f"could not connect {attempt} times in a row "
-                                               f"(last: {e.__class__.__name__}: {e})") from e
-                await asyncio.sleep(self.backoff.delay(attempt))
+                await retries.wait(e, "could not connect")
 
     def ask(self, prompt: str, **options) -> "_ResumingAsk":
         return _ResumingAsk(self, prompt, {k: v for k, v in options.items() if v is not None})
@@ -190,20 +206,10 @@ class _ResumingAsk(_Resuming):
                 else:
                     await self.chat.ws.send(json.dumps({"type": "resume", "stream_id": self.stream_id,
                                                         "last_seq": self.last_seq}))
-                while True:
-                    msg = json.loads(await self.chat.ws.recv())
-                    t = clock.elapsed()
-                    kind = msg.get("type")
-                    if kind == "ack":
-                        self.stream_id = msg["stream_id"]
-                    elif kind == "token" and msg.get("stream_id") == self.stream_id:
-                        self._accept(msg["seq"])
-                        yield TimedToken(msg["content"], t, clock.start_wall + t, msg["seq"], msg["t"])
-                    elif kind == "complete" and msg.get("stream_id") == self.stream_id:
-                        self.finish_reason, self.content = msg["finish_reason"], msg["content"]
-                        return
-                    elif kind == "error":
-                        raise ChatError(msg.get("code"), msg.get("message", ""))
+                async for tok in read_ws_reply(self.chat.ws.recv, clock, self):
+                    self._accept(tok.seq)
+                    yield tok
+                return
             except (websockets.ConnectionClosed, OSError) as e:
                 await self._wait_before_retry(e)
                 self.chat.reconnects += 1

@@ -15,6 +15,7 @@ from openai import AsyncOpenAI
 
 from ..clients import collect, sdk_chat
 from ..clients.timing import Clock, TimedStream, TimedToken
+from ..config import LOCAL_API_KEY
 from ..model import PROFILES, count_message_tokens
 from ..protocol.sse import SSEDecoder
 from .load import run_load
@@ -33,7 +34,7 @@ FILLER = "The lab measures latency carefully, one request at a time, with clocks
 
 async def streaming_vs_not(base_url: str, *, model: str = "gpt-4o", runs: int = 6) -> dict:
     """Perceived latency: TTFT when streaming against the whole wait when not, same prompt and seeds."""
-    client = AsyncOpenAI(base_url=base_url, api_key="lab-local-key")
+    client = AsyncOpenAI(base_url=base_url, api_key=LOCAL_API_KEY)
 
     async def plain(seed: int) -> float:
         t0 = time.perf_counter()
@@ -59,7 +60,7 @@ def optimize_prompt(prompt: str) -> str:
 async def ttft_vs_prompt_length(base_url: str, *, model: str = "slow-large", lengths=(0, 250, 500, 1000, 2000),
                                 reps: int = 3) -> dict:
     """TTFT against prompt tokens; a least-squares line recovers the profile's prefill cost."""
-    client = AsyncOpenAI(base_url=base_url, api_key="lab-local-key")
+    client = AsyncOpenAI(base_url=base_url, api_key=LOCAL_API_KEY)
     async def point(words: int, rep: int) -> tuple[int, float]:
         prompt = (FILLER * (words // 15 + 1)).split()[:words]
         text = PROMPT + " " + " ".join(prompt)
@@ -94,7 +95,7 @@ async def ttft_vs_prompt_length(base_url: str, *, model: str = "slow-large", len
 
 async def model_table(base_url: str, *, models=("gpt-4o-mini", "gpt-4o", "gpt-4"), runs: int = 5) -> list[dict]:
     """Measured TTFT and TPOT per model, the numbers a model selector should use."""
-    client = AsyncOpenAI(base_url=base_url, api_key="lab-local-key")
+    client = AsyncOpenAI(base_url=base_url, api_key=LOCAL_API_KEY)
     # warm up the connections first: otherwise the first model measured also pays for connecting
     await asyncio.gather(*(collect(sdk_chat(client, PROMPT, model=models[0], seed=s, max_tokens=1))
                            for s in range(runs)))
@@ -245,16 +246,15 @@ async def transport_overhead(app_url: str, model_base_url: str, raw_url: str, *,
                              max_tokens: int = 20) -> list[dict]:
     """Time to first token and to the last token for the same replies (same seeds, same token schedule)
     over HTTP, SSE, WebSocket, the OpenAI SDK straight to the model server, and a raw TCP floor."""
-    from ..bench.transports import _raw_request
-    from ..clients import http_chat, sse_chat, ws_chat
+    from ..clients import http_chat, raw_tcp_chat, sse_chat, ws_chat
 
-    client = AsyncOpenAI(base_url=model_base_url, api_key="lab-local-key")
+    client = AsyncOpenAI(base_url=model_base_url, api_key=LOCAL_API_KEY)
     make = {
         "HTTP (whole reply)": lambda s: collect(http_chat(app_url, PROMPT, seed=s, max_tokens=max_tokens)),
         "SSE": lambda s: collect(sse_chat(app_url, PROMPT, seed=s, max_tokens=max_tokens)),
         "WebSocket": lambda s: collect(ws_chat(app_url, PROMPT, seed=s, max_tokens=max_tokens)),
         "SDK to the model directly": lambda s: collect(sdk_chat(client, PROMPT, seed=s, max_tokens=max_tokens)),
-        "raw TCP (the floor)": lambda s: _raw_request(raw_url, s, max_tokens),
+        "raw TCP (the floor)": lambda s: raw_tcp_chat(raw_url, PROMPT, seed=s, max_tokens=max_tokens),
     }
     rows = []
     for name, request in make.items():                 # each transport's runs at once (the servers are async)

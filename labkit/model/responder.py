@@ -1,6 +1,6 @@
 """What the simulated model says: a small keyword responder over the lab's own topics.
 
-It reads ``data/knowledge.json`` (topics with keywords and a few hand-written answers), scores each
+It reads ``labkit/data/knowledge.json`` (:data:`labkit.corpus.KNOWLEDGE_PATH`) (topics with keywords and a few hand-written answers), scores each
 topic by how many of its keywords occur in the last user message, and answers from the best one.
 The choice among a topic's answers is made by the caller's random generator, so a seed fixes it;
 ``temperature == 0`` always takes the first answer, as a greedy decoder would.
@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ..corpus import KNOWLEDGE_PATH
+
 __all__ = ["Responder", "default_responder", "KNOWLEDGE_PATH"]
 
-KNOWLEDGE_PATH = Path(__file__).resolve().parents[2] / "data" / "knowledge.json"
 _WORD = re.compile(r"[a-z0-9][a-z0-9\-]*")
 
 

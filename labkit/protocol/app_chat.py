@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import safejson
+from .errors import CodedError
 
 __all__ = ["MAX_CONTENT_CHARS", "ProtocolError", "ClientMessage", "parse_client_message",
            "ChatBody", "parse_chat_body", "ack", "token", "complete", "error", "pong", "typing", "progress"]
@@ -46,11 +47,8 @@ MAX_CONTENT_CHARS = 8_000
 CLIENT_TYPES = ("message", "ping", "resume", "cancel")
 
 
-class ProtocolError(ValueError):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class ProtocolError(CodedError, ValueError):
+    """A chat message the server cannot take; sent back as an ``error`` frame with ``code``."""
 
 
 @dataclass(frozen=True)

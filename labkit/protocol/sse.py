@@ -84,9 +84,12 @@ class SSEDecoder:
             self._started = True
             text = text.removeprefix("\ufeff")
         # A CR at the end of the last chunk already ended a line: a LF starting this one is its pair.
+        # (An empty chunk, or one whose bytes are all held back by the UTF-8 decoder, changes nothing:
+        # the CR is still the last character seen.)
         if self._last_char_was_cr and text.startswith("\n"):
             text = text[1:]
-        self._last_char_was_cr = text.endswith("\r")
+        if text:
+            self._last_char_was_cr = text.endswith("\r")
         self._buffer += text
         events = []
         while True:

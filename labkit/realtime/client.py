@@ -26,6 +26,7 @@ import numpy as np
 import websockets
 
 from ..audio.devices import audio_status, import_sounddevice
+from ..config import LOCAL_API_KEY
 
 __all__ = ["RealtimeClient", "AudioPlayer", "RATE"]
 
@@ -44,7 +45,7 @@ class RealtimeClient:
     # ---------------------------------------------------------------------------- construction
     @classmethod
     def local(cls, server, model: str = "gpt-realtime", *, beta: bool = False) -> "RealtimeClient":
-        headers = {"Authorization": "Bearer lab-local-key"}
+        headers = {"Authorization": f"Bearer {LOCAL_API_KEY}"}
         if beta:
             headers["OpenAI-Beta"] = "realtime=v1"
         return cls(f"{server.ws_url}/v1/realtime?model={model}", headers, beta=beta)

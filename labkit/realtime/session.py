@@ -14,17 +14,18 @@ import copy
 from dataclasses import asdict, dataclass, field, replace
 
 from ..model.tools import ToolSpecError, parse_tool_choice, parse_tools
+from ..protocol.errors import CodedError
 
 __all__ = ["RealtimeError", "SessionConfig", "TurnDetection", "apply_update", "render_session", "VOICES",
            "ESPEAK_VOICE_FOR", "threshold_to_vad"]
 
 
-class RealtimeError(Exception):
+class RealtimeError(CodedError):
     """A client mistake, reported as an ``error`` event; the connection stays open."""
 
     def __init__(self, code: str, message: str, param: str | None = None, type: str = "invalid_request_error"):
-        super().__init__(message)
-        self.code, self.message, self.param, self.type = code, message, param, type
+        super().__init__(code, message)
+        self.param, self.type = param, type
 
 
 #: OpenAI's voices, each mapped to an espeak-ng voice so that they sound different here too.

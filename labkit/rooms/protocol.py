@@ -26,6 +26,7 @@ from __future__ import annotations
 
 
 from ..protocol import safejson
+from ..protocol.errors import CodedError
 import re
 
 __all__ = ["ROOM_ID", "valid_room_id", "RoomProtocolError", "parse_room_message", "event_key", "MAX_CONTENT_CHARS"]
@@ -38,10 +39,8 @@ def valid_room_id(room_id: str) -> bool:
     return bool(ROOM_ID.match(room_id))
 
 
-class RoomProtocolError(ValueError):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
+class RoomProtocolError(CodedError, ValueError):
+    """A room frame the server cannot take; sent back as an ``error`` frame with ``code``."""
 
 
 def parse_room_message(raw: str | bytes, max_chars: int = MAX_CONTENT_CHARS) -> dict:

@@ -26,12 +26,13 @@ from ..netem import PROFILES
 from ..protocol import safejson
 from ..protocol.openai_chat import APIError
 from .participants import Participants
-from .state import ServerConfig
+from .state import LiveSettings, UpstreamConfig
 
 __all__ = ["create_admin_router"]
 
 
-def create_admin_router(config: ServerConfig, participants: Participants, app_state) -> APIRouter:
+def create_admin_router(live: LiveSettings, participants: Participants, upstream: UpstreamConfig) -> APIRouter:
+    """The instructor's routes: the one writer of ``live`` (the model, the network)."""
     router = APIRouter()
 
     def instructor_only(request: Request) -> None:
@@ -47,26 +48,22 @@ def create_admin_router(config: ServerConfig, participants: Participants, app_st
             raise APIError(400, f"'{name}' must be a string.", param=name, code="invalid_body")
         return value
 
-    def network() -> str | None:
-        proxy = getattr(app_state, "netem_proxy", None)
-        return proxy.profile.name if proxy is not None else None
-
     @router.get("/lab/participants")
     async def list_participants() -> dict:
-        return {**participants.snapshot(), "model": config.default_model, "network": network()}
+        return {**participants.snapshot(), "model": live.model, "network": live.network}
 
     @router.post("/lab/admin/model")
     async def set_model(request: Request) -> dict:
         instructor_only(request)
         model = await field(request, "model")
-        local = is_loopback(urlsplit(config.upstream_base_url or "http://127.0.0.1").hostname or "")
+        local = is_loopback(urlsplit(upstream.upstream_base_url or "http://127.0.0.1").hostname or "")
         if local:                                      # the local model: the name must be one it knows
             try:
                 resolve_model(model)
             except UnknownModelError:
                 raise APIError(404, f"The model `{model}` does not exist.", param="model",
                                code="model_not_found") from None
-        config.default_model = model
+        live.model = model
         return {"model": model}
 
     @router.post("/lab/admin/network")
@@ -76,22 +73,21 @@ def create_admin_router(config: ServerConfig, participants: Participants, app_st
         if name not in PROFILES:
             raise APIError(400, f"Unknown network profile {name!r}; one of {sorted(PROFILES)}.", param="profile",
                            code="invalid_profile")
-        setter = getattr(app_state, "set_network", None)
-        if setter is None:
+        if not live.can_switch_network:
             raise APIError(409, "This server is not behind the classroom's network emulator "
                                 "(start it with `python -m labkit classroom`).", code="no_network_emulator")
-        setter(name)
+        live.set_network(name)
         return {"network": name}
 
     @router.get("/lab/instructor", include_in_schema=False)
     async def instructor_page(request: Request) -> HTMLResponse:
         """The instructor's page: the join link's QR code as an image, to put on the projector."""
         instructor_only(request)
-        join_url = getattr(app_state, "join_url", None)
+        join_url = live.join_url
         if join_url is None:
             raise APIError(409, "This server has no join link (start it with `python -m labkit classroom`).",
                            code="no_classroom")
-        from ..classroom import mask_secret, qr_png
+        from ..joinlink import mask_secret, qr_png
         token = parse_qs(urlsplit(join_url).query).get("token", [None])[0]
         png = base64.b64encode(qr_png(join_url, scale=10)).decode()
         page = (f"<!doctype html><meta charset=utf-8><title>Join the lab</title>"

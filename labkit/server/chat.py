@@ -34,7 +34,7 @@ from ..protocol.openai_chat import APIError
 from ..protocol.sse import encode_comment, encode_event
 from ..streams import DONE, End, Heartbeat, StreamLog, Token
 from .connections import ConnectionManager
-from .state import ServerConfig, ServerStats
+from .state import ChatConfig, ServerStats
 from .streamhub import StreamHub
 from .streaming import sse_response
 from .upstream import Upstream
@@ -47,7 +47,7 @@ log = logging.getLogger("labkit.server.chat")
 END_ID = "end"
 
 
-def create_chat_router(config: ServerConfig, stats: ServerStats, upstream: Upstream,
+def create_chat_router(config: ChatConfig, stats: ServerStats, upstream: Upstream,
                        manager: ConnectionManager, hub: StreamHub) -> APIRouter:
     router = APIRouter()
 
@@ -229,7 +229,7 @@ class _WSChatSession:
     just vanished leaves it running for ``resume_grace_s``, for the client to come back.
     """
 
-    def __init__(self, ws: WebSocket, user: str, config: ServerConfig, stats: ServerStats, hub: StreamHub,
+    def __init__(self, ws: WebSocket, user: str, config: ChatConfig, stats: ServerStats, hub: StreamHub,
                  manager: ConnectionManager, progressive: bool):
         self.ws, self.user, self.config, self.stats, self.hub, self.manager = ws, user, config, stats, hub, manager
         self.progressive = progressive

@@ -22,7 +22,7 @@ from ..protocol import openai_chat as oc
 from ..protocol.sse import encode_comment, encode_event
 from ..ratelimit import KeyedBuckets
 from .planning import ContextLengthExceeded, plan_reply
-from .state import ServerConfig, ServerStats
+from .state import ModelServerConfig, ServerStats
 from .streaming import sse_response
 
 __all__ = ["create_model_router", "openai_error_response"]
@@ -32,7 +32,7 @@ def openai_error_response(err: oc.APIError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
 
-def create_model_router(config: ServerConfig, stats: ServerStats) -> APIRouter:
+def create_model_router(config: ModelServerConfig, stats: ServerStats) -> APIRouter:
     router = APIRouter()
     buckets = (KeyedBuckets(rate=config.rate_limit_rpm / 60.0, capacity=max(1.0, config.rate_limit_rpm / 60.0))
                if config.rate_limit_rpm else None)

@@ -34,7 +34,7 @@ from ..realtime.session import ESPEAK_VOICE_FOR, SAMPLE_RATE
 from ..realtime.speechout import speech_chunks, word_times_ms
 from .planning import plan_reply
 from .realtime_keys import create_key_routes
-from .state import ServerConfig, ServerStats
+from .state import ModelServerConfig, ServerStats
 
 __all__ = ["create_realtime_router", "open_session", "SessionRefused", "SessionDriver"]
 
@@ -42,7 +42,7 @@ AUDIO_CHUNK_MS = 100
 log = logging.getLogger("labkit.server.realtime")
 
 
-def create_realtime_router(config: ServerConfig, stats: ServerStats, keys: EphemeralKeys | None = None) -> APIRouter:
+def create_realtime_router(config: ModelServerConfig, stats: ServerStats, keys: EphemeralKeys | None = None) -> APIRouter:
     router = APIRouter()
     keys = keys if keys is not None else EphemeralKeys()
     create_key_routes(router, config, keys)
@@ -92,7 +92,7 @@ class SessionRefused(Exception):
         self.status, self.body = status, body
 
 
-def open_session(key: str | None, beta: bool, model: str | None, config: ServerConfig,
+def open_session(key: str | None, beta: bool, model: str | None, config: ModelServerConfig,
                  keys: EphemeralKeys) -> tuple[RealtimeSession, object]:
     """The checks every Realtime transport makes before it opens (the key, the model), and the session
     they open: an ephemeral key's preset session applied. Returns (session, model profile), or raises
@@ -129,7 +129,7 @@ class SessionDriver:
     The WebSocket route sends the batch as text frames; WebRTC (:mod:`labkit.server.webrtc`) sends it
     on the ``oai-events`` data channel and plays the audio deltas on its audio track instead."""
 
-    def __init__(self, send_events, session: RealtimeSession, profile, config: ServerConfig):
+    def __init__(self, send_events, session: RealtimeSession, profile, config: ModelServerConfig):
         self.send_events, self.session, self.profile, self.config = send_events, session, profile, config
         self.reply: asyncio.Task | None = None
         self.tasks: set[asyncio.Task] = set()

@@ -17,12 +17,12 @@ from fastapi import APIRouter, Request
 from ..ephemeral import PREFIX, EphemeralKeys
 from ..protocol.openai_chat import APIError
 from ..realtime.session import RealtimeError, SessionConfig, apply_update, render_session
-from .state import ServerConfig
+from .state import ModelServerConfig
 
 __all__ = ["create_key_routes"]
 
 
-def create_key_routes(router: APIRouter, config: ServerConfig, keys: EphemeralKeys) -> None:
+def create_key_routes(router: APIRouter, config: ModelServerConfig, keys: EphemeralKeys) -> None:
     def check_minter(request: Request) -> None:
         header = request.headers.get("authorization", "")
         key = header[7:].strip() if header.lower().startswith("bearer ") else ""

@@ -39,7 +39,7 @@ from ..rooms.machine import (CONTEXT_MESSAGES, JoinRequest, MemberState, Replay,
                              check_join, error, plan_replay, room_state)
 from ..rooms.protocol import RoomProtocolError, parse_room_message
 from .participants import Participants
-from .state import ServerConfig, ServerStats
+from .state import RoomConfig, ServerStats
 from .upstream import Upstream
 
 __all__ = ["RoomHub", "create_room_router", "SLOW_MEMBER_CLOSE"]
@@ -102,7 +102,7 @@ class _LocalRoom:
 class RoomHub:
     """This process's rooms: members, one fan-out reader per room, and the AI where it holds the lease."""
 
-    def __init__(self, config: ServerConfig, stats: ServerStats, upstream: Upstream, broker: Broker,
+    def __init__(self, config: RoomConfig, stats: ServerStats, upstream: Upstream, broker: Broker,
                  lease_s: float = 3.0, participants: Participants | None = None):
         self.config, self.stats, self.upstream, self.broker = config, stats, upstream, broker
         rpm = config.user_requests_per_min           # each message costs the AI a reply: the same per-user rate
@@ -400,7 +400,7 @@ class RoomHub:
                 await renewer
 
 
-def create_room_router(config: ServerConfig, hub: RoomHub) -> APIRouter:
+def create_room_router(config: RoomConfig, hub: RoomHub) -> APIRouter:
     router = APIRouter()
 
     @router.websocket("/ws/room/{room_id}")

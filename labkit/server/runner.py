@@ -93,6 +93,11 @@ class LabServer:
     def stats(self) -> dict:
         return self.app.state.stats.as_dict()
 
+    @property
+    def live(self):
+        """The settings switched at run time (:class:`~labkit.server.state.LiveSettings`)."""
+        return self.app.state.live
+
     async def idle(self, timeout_s: float = 5.0) -> dict:
         """Wait until no stream is active (model or app) and return the counters; AssertionError if
         streams are still running after ``timeout_s`` (a stream that was never cancelled, say)."""
@@ -209,18 +214,19 @@ def _stop_all() -> None:
             resource.stop()
 
 
-def run_forever(config: ServerConfig, host: str, port: int, app_kind: str = "lab") -> None:
-    """The foreground server of ``python -m labkit serve`` (``app_kind="tutorial"``: the tutorial's
-    blocking SSE server, for comparisons; it needs ``config.upstream_base_url``)."""
+def run_forever(config: ServerConfig, host: str, port: int, app_factory=None,
+                name: str = "labkit server") -> None:
+    """The foreground server of ``python -m labkit serve``.
+
+    ``app_factory(config)``, when given, builds another ASGI app to serve instead of labkit's (the
+    CLI's ``--app tutorial``: the tutorial's blocking SSE server, for comparisons). The caller picks
+    it, so this module does not import the chapters' code."""
     check_bind(host, config.lab_token)
     sock = bind_socket(host, port)
-    if app_kind == "tutorial":
-        from ..tutorial import create_tutorial_app
-        if not config.upstream_base_url:
-            raise OSError(0, "the tutorial app needs --upstream-base-url (a model server's /v1)")
-        print(f"tutorial-style (blocking) server listening on {_url(host, sock.getsockname()[1])}", flush=True)
-        uvicorn.Server(uvicorn.Config(create_tutorial_app(config.upstream_base_url), log_level="warning")).run(
-            sockets=[sock])
+    if app_factory is not None:
+        app = app_factory(config)
+        print(f"{name} listening on {_url(host, sock.getsockname()[1])}", flush=True)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
         return
     url = _url("127.0.0.1" if host in ("0.0.0.0", "::") else host, sock.getsockname()[1])
     if config.upstream_base_url is None:

@@ -1,10 +1,113 @@
-"""The server's configuration and live counters, shared by its routes."""
+"""The server's configuration: the options a user sets, the small config each component gets, the
+settings switched at run time, and the live counters.
+
+* :class:`ServerConfig` is the flat set of options a user gives (``labkit.serve(**options)``,
+  ``python -m labkit serve`` flags, ``labkit.lab_server()``). It is read once, at start-up:
+  :meth:`ServerConfig.split` cuts it into one small frozen config per component (:class:`ServerParts`),
+  and ``create_app`` passes each component its own part, and its collaborators, explicitly.
+* :class:`LiveSettings` holds what may change while the server runs (the model the chat routes ask
+  for, the network the classroom's traffic goes through). ``create_app`` owns it; only the instructor's
+  routes (:mod:`labkit.server.admin`) change it; components read it when they need it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 
-__all__ = ["ServerConfig", "ServerStats"]
+__all__ = ["ServerConfig", "ServerStats", "ServerParts", "LiveSettings", "ModelServerConfig", "UpstreamConfig",
+           "ChatConfig", "StreamConfig", "RoomConfig", "AccessConfig", "ConnectionConfig"]
+
+
+# --------------------------------------------------------------------------- one config per component
+# Field names are the ServerConfig options they come from, so a component reads ``config.<option>``
+# whichever it was given, and ServerConfig.split() builds each part by name. No defaults here: the
+# defaults (and what each option means) are ServerConfig's, in one place.
+
+@dataclass(frozen=True)
+class ModelServerConfig:
+    """The simulated model's routes (``/v1``: chat completions, Realtime, WebRTC, client secrets)."""
+    api_key: str | None = field(repr=False)
+    rate_limit_rpm: float | None
+    time_scale: float
+    heartbeat_s: float
+    fail_after_tokens: int | None
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """Where the app routes get their tokens (:class:`~labkit.server.upstream.Upstream`)."""
+    upstream_base_url: str | None
+    upstream_api_key: str | None = field(repr=False)
+    upstream_max_connections: int
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    """The app's chat transports (``/api/chat``, ``/ws/chat``)."""
+    lab_token: str | None = field(repr=False)
+    heartbeat_s: float
+    max_content_chars: int
+    max_ws_message_bytes: int
+    typing_interval_s: float
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Resumable replies and the limits on them (:class:`~labkit.server.streamhub.StreamHub`)."""
+    resume_grace_s: float
+    stream_keep_s: float
+    max_kept_streams: int
+    max_streams_per_user: int | None
+    stream_limit_policy: str
+    user_requests_per_min: float | None
+    max_active_generations: int
+
+
+@dataclass(frozen=True)
+class RoomConfig:
+    """Rooms (:class:`~labkit.server.rooms.RoomHub` and ``/ws/rooms``)."""
+    redis_url: str | None
+    member_queue_size: int
+    room_ai: bool
+    room_lease_s: float
+    user_requests_per_min: float | None
+    lab_token: str | None = field(repr=False)
+    max_content_chars: int
+    max_ws_message_bytes: int
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    """Who gets in and what a request may carry (authenticator, identity middleware, request guard)."""
+    lab_token: str | None = field(repr=False)
+    instructor_key: str | None = field(repr=False)
+    api_key: str | None = field(repr=False)
+    allowed_hosts: tuple[str, ...]
+    allowed_origins: tuple[str, ...]
+    max_body_bytes: int
+    body_timeout_s: float
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """Connection hygiene of the HTTP server (uvicorn's options)."""
+    timeout_keep_alive_s: float
+    header_timeout_s: float
+    limit_concurrency: int | None
+    graceful_shutdown_s: float
+
+
+@dataclass(frozen=True)
+class ServerParts:
+    """A ServerConfig cut into the part each component reads."""
+    model: ModelServerConfig
+    upstream: UpstreamConfig
+    chat: ChatConfig
+    streams: StreamConfig
+    rooms: RoomConfig
+    access: AccessConfig
+    connections: ConnectionConfig
 
 
 @dataclass
@@ -79,6 +182,51 @@ class ServerConfig:
             raise ValueError("stream_limit_policy must be 'reject' or 'replace'")
         if self.max_streams_per_user is not None and self.max_streams_per_user < 1:
             raise ValueError("max_streams_per_user must be at least 1")
+
+    def part(self, cls):
+        """The component config ``cls`` with this config's values for its fields."""
+        return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})
+
+    def split(self) -> ServerParts:
+        """One small config per component (what ``create_app`` hands out)."""
+        return ServerParts(**{name: self.part(cls) for name, cls in _PARTS.items()})
+
+
+_PARTS = {"model": ModelServerConfig, "upstream": UpstreamConfig, "chat": ChatConfig, "streams": StreamConfig,
+          "rooms": RoomConfig, "access": AccessConfig, "connections": ConnectionConfig}
+
+
+class LiveSettings:
+    """What the instructor switches while the server runs, in one place with one owner.
+
+    ``create_app`` makes it (from ``ServerConfig.default_model``) and owns it; the instructor's routes
+    (:mod:`labkit.server.admin`) are the only writers; the upstream reads :attr:`model` at each request.
+    The network switch exists only when something can switch it: the classroom attaches its network
+    emulator with :meth:`attach_network` (and its join link, for the instructor's page).
+    """
+
+    def __init__(self, model: str):
+        self.model = model
+        self.join_url: str | None = None
+        self._network: tuple[Callable[[], str], Callable[[str], None]] | None = None
+
+    def attach_network(self, current: Callable[[], str], switch: Callable[[str], None]) -> None:
+        """``current()`` names the profile in force; ``switch(name)`` puts everyone on another."""
+        self._network = (current, switch)
+
+    @property
+    def network(self) -> str | None:
+        """The network profile everyone's traffic goes through; None without an emulator."""
+        return self._network[0]() if self._network else None
+
+    @property
+    def can_switch_network(self) -> bool:
+        return self._network is not None
+
+    def set_network(self, name: str) -> None:
+        if self._network is None:
+            raise LookupError("no network emulator is attached")
+        self._network[1](name)
 
 
 @dataclass

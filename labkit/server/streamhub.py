@@ -28,7 +28,7 @@ from ..ratelimit import KeyedBuckets
 from ..streams import (Heartbeat, RegistryFull, StreamEvent, StreamGone, StreamLog, StreamMachine,
                        StreamReader, StreamStage, TooManyStreams)
 from .participants import Participants
-from .state import ServerConfig, ServerStats
+from .state import StreamConfig, ServerStats
 from .upstream import Upstream
 
 __all__ = ["StreamHub", "QUEUED", "WAITING", "STREAMING", "FINISHED"]
@@ -38,7 +38,7 @@ QUEUED, WAITING, STREAMING, FINISHED = (StreamStage.QUEUED, StreamStage.WAITING,
 
 
 class StreamHub:
-    def __init__(self, config: ServerConfig, stats: ServerStats, upstream: Upstream,
+    def __init__(self, config: StreamConfig, stats: ServerStats, upstream: Upstream,
                  participants: Participants | None = None):
         self.config, self.stats, self.upstream = config, stats, upstream
         self.participants = participants or Participants()

@@ -6,8 +6,9 @@ OpenAI's service. Swapping is a base URL and a key, nothing else.
 
 Two things here are about serving many streams at once (``bench load`` measured both):
 
-* the response is read with ``with_streaming_response``, and each ``data:`` line is parsed with
-  ``json.loads``: the SDK's typed chunks cost ~0.3 ms each to build (pydantic), which at thousands of
+* the response is read with ``with_streaming_response``, its bytes go through the lab's own
+  :class:`~labkit.protocol.sse.SSEDecoder` (every line ending, multi-line ``data``), and each event's
+  data is parsed with ``json.loads``: the SDK's typed chunks cost ~0.3 ms each to build (pydantic), which at thousands of
   tokens a second is most of a core. The SDK still does the request, the key, retries and HTTP errors;
 * streams are spread over several clients (``SHARD_SIZE`` streams each): httpx's connection pool
   scans all its connections on every request and release, which grows with the square of the
@@ -25,13 +26,13 @@ import httpx
 import openai
 from openai import AsyncOpenAI
 
+from ..config import DEFAULT_MODEL, LOCAL_API_KEY
 from ..protocol.openai_chat import APIError
-from .state import ServerConfig
+from ..protocol.sse import SSEDecoder
+from .state import LiveSettings, UpstreamConfig
 
 __all__ = ["Upstream", "UpstreamToken", "LOCAL_API_KEY"]
 
-#: Any non-empty key satisfies the SDK; the local model server accepts any key unless configured.
-LOCAL_API_KEY = "lab-local-key"
 #: Concurrent streams per client (and its connection pool).
 SHARD_SIZE = 100
 
@@ -43,8 +44,12 @@ class UpstreamToken:
 
 
 class Upstream:
-    def __init__(self, config: ServerConfig):
+    """``AsyncOpenAI`` clients to the model, sharded; the model asked for by default is ``live.model``
+    (the instructor may switch it while the server runs)."""
+
+    def __init__(self, config: UpstreamConfig, live: LiveSettings | None = None):
         self.config = config
+        self.live = live or LiveSettings(DEFAULT_MODEL)
         self._shards: list[AsyncOpenAI] = []
         self._load: list[int] = []          # open streams per shard
 
@@ -76,7 +81,7 @@ class Upstream:
         self._load[shard] += 1
         try:
             manager = self._shards[shard].chat.completions.with_streaming_response.create(
-                model=model or self.config.default_model, messages=messages, stream=True, **params)
+                model=model or self.live.model, messages=messages, stream=True, **params)
             response = await manager.__aenter__()
         except openai.APIStatusError as e:
             self._load[shard] -= 1
@@ -119,28 +124,32 @@ class UpstreamStream:
             await self._manager.__aexit__(None, None, None)
 
     async def tokens(self) -> AsyncIterator[UpstreamToken]:
-        """The content of each chunk, parsed from the raw ``data:`` lines (OpenAI's stream format)."""
+        """The content of each chunk, decoded from the raw event stream (OpenAI's stream format)."""
+        decoder = SSEDecoder()
         try:
-            async for line in self._response.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return
-                chunk = json.loads(data)
-                if chunk.get("error"):                     # an error frame in the middle of the stream
-                    err = chunk["error"]
-                    raise APIError(502, err.get("message") or "The model failed mid-stream.", type="server_error",
-                                   code="upstream_error")
-                for choice in chunk.get("choices") or ():
-                    content = (choice.get("delta") or {}).get("content")
-                    if content:
-                        yield UpstreamToken(content, time.time())
-                    if choice.get("finish_reason"):
-                        self.finish_reason = choice["finish_reason"]
+            async for raw in self._response.iter_bytes():
+                for event in decoder.feed(raw):
+                    if event.data == "[DONE]":
+                        return
+                    for token in self._chunk_tokens(json.loads(event.data)):
+                        yield token
         except (httpx.HTTPError, ValueError) as e:
             raise APIError(502, f"The model's stream broke off: {e.__class__.__name__}.", type="server_error",
                            code="upstream_error") from None
+
+    def _chunk_tokens(self, chunk: dict) -> list[UpstreamToken]:
+        if chunk.get("error"):                     # an error frame in the middle of the stream
+            err = chunk["error"]
+            raise APIError(502, err.get("message") or "The model failed mid-stream.", type="server_error",
+                           code="upstream_error")
+        tokens = []
+        for choice in chunk.get("choices") or ():
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                tokens.append(UpstreamToken(content, time.time()))
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return tokens
 
 
 def _as_api_error(e: openai.APIStatusError) -> APIError:

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..protocol.openai_chat import error_body
-from .state import ServerConfig
+from .state import UpstreamConfig
 from .upstream import LOCAL_API_KEY
 
 __all__ = ["create_voice_router", "realtime_url_for", "DEFAULT_VOICE_MODEL", "KEY_SECONDS"]
@@ -49,7 +49,7 @@ def realtime_url_for(upstream_base_url: str, model: str) -> tuple[str, str]:
     return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/realtime?model={model}", "upstream"
 
 
-def create_voice_router(config: ServerConfig) -> APIRouter:
+def create_voice_router(config: UpstreamConfig) -> APIRouter:
     router = APIRouter()
 
     @router.post("/lab/voice/session")

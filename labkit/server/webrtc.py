@@ -44,7 +44,7 @@ from ..protocol.openai_chat import error_body
 from ..realtime.playout import OutputPlayout
 from ..realtime.session import SAMPLE_RATE, RealtimeError
 from .realtime import SessionDriver, SessionRefused, open_session
-from .state import ServerConfig
+from .state import ModelServerConfig
 
 __all__ = ["create_webrtc_router", "WebRTCCalls", "OutputTrack", "FRAME_MS", "CONNECT_TIMEOUT_S"]
 
@@ -66,7 +66,7 @@ class WebRTCCalls(dict):
         self.clear()
 
 
-def create_webrtc_router(config: ServerConfig, keys: EphemeralKeys, calls: WebRTCCalls | None = None) -> APIRouter:
+def create_webrtc_router(config: ModelServerConfig, keys: EphemeralKeys, calls: WebRTCCalls | None = None) -> APIRouter:
     router = APIRouter()
     calls = calls if calls is not None else WebRTCCalls()
 
@@ -181,7 +181,7 @@ class OutputTrack(MediaStreamTrack):
 class _Call:
     """One WebRTC call: the peer connection, the driver of its session, and the tasks that move audio."""
 
-    def __init__(self, call_id: str, session, profile, config: ServerConfig):
+    def __init__(self, call_id: str, session, profile, config: ModelServerConfig):
         self.id, self.session = call_id, session
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel = None

@@ -27,10 +27,11 @@ import anywidget
 import traitlets
 
 from ..audio.push import PushSource
+from ..resources import package_file
 
 __all__ = ["BrowserMicrophone", "WORKLET_JS"]
 
-WORKLET_JS = Path(__file__).resolve().parents[1] / "server" / "static" / "voice-worklets.js"
+WORKLET_JS = package_file("server", "static", "voice-worklets.js")
 
 
 class BrowserMicrophone(anywidget.AnyWidget):

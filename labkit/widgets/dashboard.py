@@ -61,7 +61,7 @@ class Dashboard:
     def _header(self) -> widgets.Widget:
         if not self.join_url:
             return widgets.HTML(f"<b>Class server</b> {html.escape(self.url)}")
-        from ..classroom import qr_png
+        from ..joinlink import qr_png
         self.qr = widgets.Image(value=qr_png(self.join_url, scale=4), format="png", width="160px")
         link = widgets.HTML(f"<div><b>Join</b>: <code>{html.escape(self.masked(self.join_url))}</code><br>"
                             f"<small>scan the code, or share the full link from the instructor's terminal</small></div>")
@@ -69,7 +69,7 @@ class Dashboard:
 
     def masked(self, text: str) -> str:
         """``text`` with every secret this dashboard knows cut to its first characters."""
-        from ..classroom import mask_secret
+        from ..joinlink import mask_secret
         for secret in self._secrets:
             text = mask_secret(text, secret)
         return text
