@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("bench",),                                                            # benchmarks writing JSON
     ("latency", "vadeval", "vadtune", "widgets", "voicepage", "fakemic", "tutorial"),   # measurements, widgets
     ("server", "clients", "nginx", "services", "tls"),                     # adapters: sockets, processes
-    ("realtime", "rooms", "streams", "speechsets", "netem", "ratelimit", "auth", "joinlink", "timeline",
+    ("realtime", "rooms", "streams", "chatview", "speechsets", "netem", "ratelimit", "auth", "joinlink", "timeline",
      "display"),                                                           # pure cores ...
     ("vad", "speechdata", "noises", "ephemeral"),                          # ... over the audio ones
     ("audio", "vadspectral"),                                              # PCM, WAV, devices, speech engines
