@@ -7,6 +7,7 @@ code: malformed input, unknown routes and wrong methods included, so any client 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from .identity import IdentityMiddleware
 from .participants import Participants
 from .rooms import RoomHub, create_room_router
 from .state import ServerConfig, ServerStats
+from .sharedstreams import SharedStreams
 from .streamhub import StreamHub
 from .voice import create_voice_router
 from .upstream import Upstream
@@ -52,7 +54,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     upstream = Upstream(config)
     manager = ConnectionManager()
     participants = Participants()
-    hub = StreamHub(config, stats, upstream, participants)
+    # with Redis (several processes), replies are resumable on any of them, as rooms are shared
+    shared = (SharedStreams(config.redis_url, keep_s=config.stream_keep_s, reader_ttl_s=max(1.0, config.resume_grace_s))
+              if config.redis_url else None)
+    hub = StreamHub(config, stats, upstream, participants, shared)
     broker = make_broker(config.redis_url)
     rooms = RoomHub(config, stats, upstream, broker, lease_s=config.room_lease_s, participants=participants)
 
@@ -75,6 +80,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         except Exception:
             log.warning("rooms did not close cleanly (is the broker still there?)")
         await hub.aclose()
+        if shared is not None:
+            with contextlib.suppress(Exception):
+                await shared.aclose()
         await calls.aclose()                  # WebRTC calls still open
         await upstream.aclose()
 

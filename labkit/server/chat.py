@@ -131,7 +131,7 @@ def create_chat_router(config: ServerConfig, stats: ServerStats, upstream: Upstr
     @router.get("/api/chat/stream/{stream_id}")
     async def follow_stream(stream_id: str, request: Request) -> Response:
         """The reply as SSE, from the start or after ``Last-Event-ID`` (header, or ``last_event_id`` query)."""
-        log = hub.get(stream_id, request.state.user)
+        log = await hub.find(stream_id, request.state.user)
         last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         if last == END_ID:
             return Response(status_code=204)          # the client has it all; 204 stops EventSource for good
@@ -150,7 +150,7 @@ def create_chat_router(config: ServerConfig, stats: ServerStats, upstream: Upstr
     @router.get("/api/chat/streams/{stream_id}")
     async def stream_status(stream_id: str, request: Request) -> JSONResponse:
         """A kept reply as JSON: its status and all the text so far."""
-        return JSONResponse(hub.get(stream_id, request.state.user).summary())
+        return JSONResponse((await hub.find(stream_id, request.state.user)).summary())
 
     @router.delete("/api/chat/streams/{stream_id}", status_code=204)
     async def cancel_stream(stream_id: str, request: Request) -> Response:
@@ -291,7 +291,7 @@ class _WSChatSession:
 
     async def _resume(self, msg: proto.ClientMessage) -> None:
         try:
-            log = self.hub.get(msg.stream_id, self.user)
+            log = await self.hub.find(msg.stream_id, self.user)
         except APIError as e:
             await self.send(proto.error(e.code, e.message, msg.stream_id))
             return

@@ -209,9 +209,14 @@ def _stop_all() -> None:
             resource.stop()
 
 
-def run_forever(config: ServerConfig, host: str, port: int, app_kind: str = "lab") -> None:
+def run_forever(config: ServerConfig, host: str, port: int, app_kind: str = "lab", workers: int = 1) -> None:
     """The foreground server of ``python -m labkit serve`` (``app_kind="tutorial"``: the tutorial's
-    blocking SSE server, for comparisons; it needs ``config.upstream_base_url``)."""
+    blocking SSE server, for comparisons; it needs ``config.upstream_base_url``). ``workers`` > 1:
+    that many processes on one socket, sharing rooms and streams through ``config.redis_url``
+    (:mod:`labkit.server.workers`)."""
+    if workers > 1 and not config.redis_url:
+        raise OSError(0, "--workers above 1 needs Redis (--redis-url or REDIS_URL): rooms and resumable "
+                         "streams must be shared by the worker processes")
     check_bind(host, config.lab_token)
     sock = bind_socket(host, port)
     if app_kind == "tutorial":
@@ -229,7 +234,13 @@ def run_forever(config: ServerConfig, host: str, port: int, app_kind: str = "lab
     key = "<LAB_TOKEN or a user token>" if config.lab_token else "any"
     print(f"  OpenAI SDK:  OpenAI(base_url=\"{url}/v1\", api_key=\"{key}\")", flush=True)
     print(f"  chat:        POST {url}/api/chat   POST {url}/api/chat/stream   ws{url[4:]}/ws/chat", flush=True)
+    if workers > 1:
+        print(f"  {workers} worker processes, sharing rooms and streams through Redis", flush=True)
     print("  Ctrl+C to stop.", flush=True)
+    if workers > 1:
+        from .workers import run_workers
+        run_workers(config, sock, workers)
+        return
     server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="info", **uvicorn_options(config)))
     logredact.install()                        # ?token=… in an access-log line is masked
     server.run(sockets=[sock])
