@@ -113,7 +113,9 @@ class ProfiledWindow:
 
     def __enter__(self) -> "ProfiledWindow":
         import os
+        from pathlib import Path
 
+        Path(self.path + ".done").unlink(missing_ok=True)       # one process, many windows: one file each time
         os.kill(self.pid, signal.SIGUSR1)
         return self
 

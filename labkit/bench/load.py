@@ -32,6 +32,7 @@ Beside it, in the same run (issue #18):
   another on the same model server. Target: the lab's p99 extra delay at most half each peer's.
 
 Each phase reports the relay's CPU seconds per 1,000 tokens (``/proc``, all its processes).
+``--quick`` (a smoke test: 50 clients, 1 worker) runs the load generators in threads of this process.
 """
 
 from __future__ import annotations
@@ -137,8 +138,25 @@ def _extra_delays(results: list[dict], profile, max_tokens: int, ramp_s: float,
     return gaps, lateness
 
 
+def _generate(argvs: list[list[str]], in_process: bool) -> None:
+    """Run one load generator per argument list: each in its own process (a real run), or each in a
+    thread of this one (``--quick``, a smoke test: no interpreter start-up per generator)."""
+    if in_process:
+        from . import loadclient
+        threads = [threading.Thread(target=loadclient.main, args=(argv,)) for argv in argvs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=600)
+        return
+    procs = [subprocess.Popen([sys.executable, "-m", "labkit.bench.loadclient", *argv]) for argv in argvs]
+    for p in procs:
+        if p.wait(timeout=600) != 0:
+            raise RuntimeError("a load-generator process failed; see its output above")
+
+
 def _phase(app_url: str, app_pid: int, streams: list[tuple[str, str, str]], profile, clients: int,
-           max_tokens: int, ramp_s: float, tmp: str) -> dict:
+           max_tokens: int, ramp_s: float, tmp: str, in_process: bool = False) -> dict:
     """One load: ``clients`` clients per (row name, transport, path) in ``streams``, all at once,
     against the relay at ``app_url``; its memory, CPU and per-row delays."""
     for _ in range(3):                                     # warm up code paths and the upstream pool
@@ -148,18 +166,15 @@ def _phase(app_url: str, app_pid: int, streams: list[tuple[str, str, str]], prof
     sampler.start()
     print(f"load: {' + '.join(f'{clients} {name}' for name, _, _ in streams)} clients against {app_url} "
           f"(ramp {ramp_s:g} s, {max_tokens} tokens each, ~{profile.itl_s * 1000:.0f} ms apart)", file=sys.stderr)
-    procs, outs = [], {}
+    outs, argvs = {}, []
     cpu0 = _tree_cpu(app_pid)
     started = time.perf_counter()
     for k, (name, transport, path) in enumerate(streams):
         outs[name] = Path(tmp) / f"{name}.json"
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "labkit.bench.loadclient", "--url", app_url, "--transport", transport,
-             "--path", path, "--clients", str(clients), "--ramp-s", str(ramp_s), "--model", MODEL,
-             "--max-tokens", str(max_tokens), "--seed-base", str(100_000 * k), "--out", str(outs[name])]))
-    for p in procs:
-        if p.wait(timeout=600) != 0:
-            raise RuntimeError("a load-generator process failed; see its output above")
+        argvs.append(["--url", app_url, "--transport", transport, "--path", path, "--clients", str(clients),
+                      "--ramp-s", str(ramp_s), "--model", MODEL, "--max-tokens", str(max_tokens),
+                      "--seed-base", str(100_000 * k), "--out", str(outs[name])])
+    _generate(argvs, in_process)
     wall = time.perf_counter() - started
     cpu = _tree_cpu(app_pid) - cpu0
     sampler.stop.set()
@@ -196,19 +211,22 @@ def _phase(app_url: str, app_pid: int, streams: list[tuple[str, str, str]], prof
 LAB_STREAMS = [("sse", "sse", "/api/chat/stream"), ("ws", "ws", "/ws/chat")]
 
 
-def _lab(model_url: str, workers: int, redis_url: str | None, tmp: str, **load) -> dict:
+def _lab(model_url: str, workers: int, redis_url: str | None, tmp: str, sse_alone: dict | None = None,
+         **load) -> dict:
+    """SSE + WebSocket clients against the lab at ``workers``; then, given ``sse_alone``, SSE clients
+    alone against the same (1-worker) server, stored there under ``lab-sse``."""
     args = ["serve", "--port", "0", "--upstream-base-url", model_url + "/v1"]
     if workers > 1:
         args += ["--workers", str(workers), "--redis-url", redis_url]
     with ServerProcess(args, timeout_s=120) as app:
-        return _phase(app.url, app.proc.pid, LAB_STREAMS, tmp=tmp, **load)
+        both = _phase(app.url, app.proc.pid, LAB_STREAMS, tmp=tmp, **load)
+        if sse_alone is not None:
+            sse_alone["lab-sse"] = _phase(app.url, app.proc.pid, [LAB_STREAMS[0]], tmp=tmp, **load)
+        return both
 
 
-def _peers(model_url: str, tmp: str, **load) -> dict:
-    """1,000 SSE clients against the lab's relay alone, then against each peer, one after another."""
-    out = {}
-    with ServerProcess(["serve", "--port", "0", "--upstream-base-url", model_url + "/v1"]) as app:
-        out["lab-sse"] = _phase(app.url, app.proc.pid, [LAB_STREAMS[0]], tmp=tmp, **load)
+def _peers(model_url: str, tmp: str, out: dict, **load) -> dict:
+    """The same SSE clients against each peer, one after another (``out`` holds the lab's alone)."""
     with ServerProcess(["--upstream-base-url", model_url + "/v1", "--port", "0"], module="labkit.bench.peer") as peer:
         for name, path in PEER_ROUTES.items():
             out[name] = _phase(peer.url, peer.proc.pid, [(name, "sse", path)], tmp=tmp, **load)
@@ -231,14 +249,17 @@ def run(quick: bool = False, workers: tuple[int, ...] | None = None, peers: bool
     time_scale, max_tokens, ramp_s = ((QUICK["time_scale"], QUICK["max_tokens"], QUICK["ramp_s"]) if quick
                                       else (TIME_SCALE, MAX_TOKENS, RAMP_S))
     profile = resolve_model(MODEL).scaled(time_scale)
-    load = {"profile": profile, "clients": clients, "max_tokens": max_tokens, "ramp_s": ramp_s}
+    load = {"profile": profile, "clients": clients, "max_tokens": max_tokens, "ramp_s": ramp_s, "in_process": quick}
     redis = _redis() if any(w > 1 for w in workers) else None
     try:
         with tempfile.TemporaryDirectory() as tmp, \
                 ServerProcess(["serve", "--port", "0", "--time-scale", str(time_scale)]) as model:
-            by_workers = {w: _lab(model.url, w, redis.url if redis else None, tmp, **load)
+            peer_phases: dict = {}
+            by_workers = {w: _lab(model.url, w, redis.url if redis else None, tmp,
+                                  peer_phases if peers and w == 1 else None, **load)
                           for w in workers if w == 1 or redis is not None}
-            peer_phases = _peers(model.url, tmp, **load) if peers else {}
+            if peers:
+                _peers(model.url, tmp, peer_phases, **load)
     finally:
         if redis is not None:
             redis.stop()

@@ -84,7 +84,7 @@ async def _main(args) -> None:
         json.dump(results, f)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--transport", choices=["sse", "ws"], required=True)
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=40)
     parser.add_argument("--seed-base", type=int, default=0)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.path = args.path or ("/api/chat/stream" if args.transport == "sse" else "/ws/chat")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))     # one socket per client

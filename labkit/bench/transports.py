@@ -24,8 +24,8 @@ run as the lab's relay (rows ``peer-streaming`` and ``peer-sse-starlette``).
 
 CPU: each server process's CPU seconds (``/proc``) are read before and after every run, so each row
 says what 1,000 delivered tokens cost the relay process and the model process. Then each relay is
-run once more under cProfile at the top level (``--quick``: the lab's SSE only), and its CPU is
-split by layer (:mod:`labkit.bench.cpuprofile`).
+run once more with cProfile on at the top level (``--quick``: the lab's SSE only; the relays run
+under :mod:`labkit.bench.cpuprofile`, which costs nothing until then), and its CPU is split by layer.
 
 Besides delivery delay (from the relay's send to the client), each row has the *extra inter-token
 delay* against the model's exact schedule (as ``bench load`` measures it): a relay that reads its
@@ -227,19 +227,15 @@ def peer_ratios(rows: list[dict], lab: str = "sse", share: float = PEER_TARGET_S
     return out
 
 
-def _profile_relays(transports, clients: int, model_url: str, max_tokens: int, tmp: str) -> dict:
-    """Each relay once more under cProfile (its own fresh process): CPU per layer per 1,000 tokens."""
+def _profile_relays(transports, clients: int, urls: dict, servers: dict, max_tokens: int) -> dict:
+    """Each relay once more with cProfile on (its server runs under :mod:`labkit.bench.cpuprofile`,
+    inert until then): CPU per layer per 1,000 tokens."""
     out = {}
     for transport in transports:
-        relay, path = relay_of(transport), f"{tmp}/{transport}.prof"
-        args = (["-m", "labkit", "serve", "--port", "0", "--upstream-base-url", model_url + "/v1"] if relay == "app"
-                else ["-m", "labkit.bench.peer", "--port", "0", "--upstream-base-url", model_url + "/v1"])
-        with ServerProcess(["--out", path, *args], module="labkit.bench.cpuprofile") as server:
-            urls = {"app": server.url, "peer": server.url}
-            asyncio.run(_level(transport, min(clients, 5), urls, max_tokens))
-            with ProfiledWindow(server.proc.pid, path) as window:
-                row = asyncio.run(_level(transport, clients, urls, max_tokens, {"relay": server.proc.pid}))
-            layers = layer_seconds(window.stats())
+        server, path = servers[relay_of(transport)]
+        with ProfiledWindow(server.proc.pid, path) as window:
+            row = asyncio.run(_level(transport, clients, urls, max_tokens, {"relay": server.proc.pid}))
+        layers = layer_seconds(window.stats())
         total = sum(layers.values()) or 1.0
         tokens = row["tokens"] or 1
         out[transport] = {
@@ -253,6 +249,11 @@ def _profile_relays(transports, clients: int, model_url: str, max_tokens: int, t
     return out
 
 
+def _profilable(args: list[str], path: str) -> ServerProcess:
+    """A server process under :mod:`labkit.bench.cpuprofile`: unprofiled until a window opens."""
+    return ServerProcess(["--out", path, *args], module="labkit.bench.cpuprofile", timeout_s=120)
+
+
 def run(quick: bool = False, profile: bool | None = None) -> dict:
     levels = [1, 10] if quick else [1, 10, 100]
     max_tokens = QUICK_MAX_TOKENS if quick else MAX_TOKENS
@@ -260,13 +261,17 @@ def run(quick: bool = False, profile: bool | None = None) -> dict:
     print(f"transports benchmark: {len(levels) * len(TRANSPORTS)} runs at {levels} clients", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp, \
             ServerProcess(["serve", "--port", "0"]) as model, \
-            ServerProcess(["serve", "--port", "0", "--upstream-base-url", model.url + "/v1"]) as app, \
-            ServerProcess(["--upstream-base-url", model.url + "/v1", "--port", "0"], module="labkit.bench.peer") as peer, \
+            _profilable(["-m", "labkit", "serve", "--port", "0", "--upstream-base-url", model.url + "/v1"],
+                        f"{tmp}/app.prof") as app, \
+            _profilable(["-m", "labkit.bench.peer", "--upstream-base-url", model.url + "/v1", "--port", "0"],
+                        f"{tmp}/peer.prof") as peer, \
             ServerProcess(["--port", "0"], module="labkit.bench.rawtcp", health_path=None) as raw:
         pids = {"model": model.proc.pid, "app": app.proc.pid, "peer": peer.proc.pid, "raw": raw.proc.pid}
-        rows = asyncio.run(_run_all(levels, {"app": app.url, "raw": raw.url, "peer": peer.url}, max_tokens, pids))
+        urls = {"app": app.url, "raw": raw.url, "peer": peer.url}
+        rows = asyncio.run(_run_all(levels, urls, max_tokens, pids))
         # quick: the lab's SSE relay alone (the profiler's own path, checked in a smoke test)
-        profiles = (_profile_relays(RELAYS[:1] if quick else RELAYS, max(levels), model.url, max_tokens, tmp)
+        servers = {"app": (app, f"{tmp}/app.prof"), "peer": (peer, f"{tmp}/peer.prof")}
+        profiles = (_profile_relays(RELAYS[:1] if quick else RELAYS, max(levels), urls, servers, max_tokens)
                     if profile else None)
     ratios = _ratios(rows)
     peers = peer_ratios(rows)
