@@ -9,6 +9,7 @@ import pytest
 
 from labkit.clients.room import RoomClient as Member, answers_at_least as completes
 from labkit.rooms.broker import MemoryBroker, RedisBroker
+from labkit.rooms.protocol import event_key
 from labkit.server.process import ServerProcess
 from labkit.services import RedisServer, ServiceUnavailable
 
@@ -48,6 +49,25 @@ async def test_both_brokers_behave_alike(make, redis_url):
         assert await broker.hold_lease(room, "p2", 5)
         await broker.set_cursor(room, ids[2])
         assert await broker.get_cursor(room) == ids[2]
+    finally:
+        await broker.aclose()
+
+
+@pytest.mark.parametrize("make", ["memory", "redis"])
+async def test_both_brokers_say_exactly_what_they_trimmed(make, redis_url):
+    """A replay from before the trimmed part cannot be exact: the broker must say where that part ends
+    (or a point after it: Redis trims ``MAXLEN ~`` in whole nodes and does not record the last id trimmed)."""
+    broker = MemoryBroker(max_events=5) if make == "memory" else RedisBroker(redis_url, max_events=5)
+    room = f"trim-{make}"
+    try:
+        assert await broker.trimmed_through(room) == "0-0"
+        ids = [await broker.publish(room, {"n": i}) for i in range(300)]
+        trimmed = await broker.trimmed_through(room)
+        kept = [i for i, _ in await broker.read(room, "0-0", block_s=0, count=1000)]
+        assert trimmed != "0-0" and kept[-1] == ids[-1]
+        assert kept == [i for i in ids if event_key(i) > event_key(trimmed)]    # all that is after it is kept
+        if make == "memory":
+            assert trimmed == ids[-6]                                            # exactly the last one trimmed
     finally:
         await broker.aclose()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 __all__ = [
+    "ContextLengthExceeded",
     "LatencyProfile",
     "PROFILES",
     "MODEL_ALIASES",
@@ -122,6 +123,15 @@ MODEL_ALIASES: dict[str, str] = {
     "gpt-realtime-mini": "fast-small",
     "gpt-4o-mini-realtime-preview": "fast-small",
 }
+
+
+class ContextLengthExceeded(ValueError):
+    """The prompt has more tokens than the model's context window (OpenAI's ``context_length_exceeded``)."""
+
+    def __init__(self, tokens: int, window: int):
+        super().__init__(f"This model's maximum context length is {window} tokens. However, your messages resulted "
+                         f"in {tokens} tokens. Please reduce the length of the messages.")
+        self.tokens, self.window = tokens, window
 
 
 class UnknownModelError(LookupError):

@@ -30,9 +30,10 @@ from ..protocol import safejson
 from ..model.schema_values import UnsatisfiableSchema
 from ..model.tools import ToolCall, ToolSpecError, decide_tool_calls, parse_tool_choice, parse_tools
 from ..vad import SpeechEnd, SpeechStart, VADConfig
+from .dialect import Dialect, dialect_for
 from .inputaudio import InputAudio
 from .params import parse_response_params
-from .session import SAMPLE_RATE, RealtimeError, SessionConfig, apply_update, render_session, threshold_to_vad
+from .session import SAMPLE_RATE, RealtimeError, SessionConfig, threshold_to_vad
 
 __all__ = ["RealtimeSession", "StartResponse", "CancelResponse", "StartTranscription", "MAX_APPEND_BYTES",
            "MAX_UTTERANCE_MS"]
@@ -48,14 +49,6 @@ MIN_COMMIT_MS = 100
 MAX_ITEM_CHARS = 512_000
 MAX_CONVERSATION_CHARS = 2_000_000
 
-# GA event name -> beta event name, where they differ
-_BETA_NAMES = {
-    "response.output_text.delta": "response.text.delta", "response.output_text.done": "response.text.done",
-    "response.output_audio.delta": "response.audio.delta", "response.output_audio.done": "response.audio.done",
-    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
-    "response.output_audio_transcript.done": "response.audio_transcript.done",
-    "conversation.item.added": "conversation.item.created",
-}
 _CLIENT_EVENTS = {"session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
                   "input_audio_buffer.clear", "conversation.item.create", "conversation.item.delete",
                   "conversation.item.retrieve", "conversation.item.truncate", "response.create", "response.cancel",
@@ -116,10 +109,12 @@ def random_id(prefix: str) -> str:
 
 class RealtimeSession:
     def __init__(self, model: str, *, beta: bool = False, vad_frame_ms: int = 20,
-                 max_utterance_ms: int = MAX_UTTERANCE_MS, ids: Callable[[str], str] | None = None):
+                 max_utterance_ms: int = MAX_UTTERANCE_MS, ids: Callable[[str], str] | None = None,
+                 dialect: Dialect | None = None):
         """``ids(prefix)`` makes every id (``sess``, ``item``, ``resp``); tests inject a counter so that
-        whole event streams can be compared. By default ids are random, as OpenAI's are."""
-        self.beta = beta
+        whole event streams can be compared. By default ids are random, as OpenAI's are. The
+        :class:`~labkit.realtime.dialect.Dialect` (GA, or beta when ``beta``) is chosen here, once."""
+        self.dialect = dialect or dialect_for(beta)
         self._new_id = ids or random_id
         self.config = SessionConfig(id=self._new_id("sess"), model=model)
         self._event_ids = itertools.count(1)
@@ -134,8 +129,7 @@ class RealtimeSession:
 
     # -------------------------------------------------------------------------------- helpers
     def _event(self, ga_type: str, **fields) -> dict:
-        kind = _BETA_NAMES.get(ga_type, ga_type) if self.beta else ga_type
-        return {"type": kind, "event_id": f"event_{next(self._event_ids):05d}", **fields}
+        return {"type": self.dialect.event_type(ga_type), "event_id": f"event_{next(self._event_ids):05d}", **fields}
 
     def error(self, err: RealtimeError, client_event_id: str | None = None) -> dict:
         return self._event("error", error={"type": err.type, "code": err.code, "message": err.message,
@@ -160,23 +154,22 @@ class RealtimeSession:
     def _previous_item_id(self) -> str | None:
         return self.items[-1]["id"] if self.items else None
 
+    @property
+    def beta(self) -> bool:
+        return self.dialect.beta
+
     def _render_item(self, item: dict) -> dict:
-        item = self._public(item)
-        if not self.beta or item.get("role") != "assistant":
-            return item
-        content = [{"type": {"output_text": "text", "output_audio": "audio"}[c["type"]],
-                    **{k: v for k, v in c.items() if k != "type"}} for c in item["content"]]
-        return {**item, "content": content}
+        return self.dialect.render_item(self._public(item))
 
     def _item_events(self, item: dict, previous: str | None, done: bool = True) -> list[dict]:
         out = [self._event("conversation.item.added", previous_item_id=previous, item=self._render_item(item))]
-        if done and not self.beta:
+        if done and self.dialect.confirms_items:
             out.append(self._event("conversation.item.done", previous_item_id=previous, item=self._render_item(item)))
         return out
 
     # -------------------------------------------------------------------------------- entry points
     def opened(self) -> list[dict]:
-        return [self._event("session.created", session=render_session(self.config, beta=self.beta))]
+        return [self._event("session.created", session=self.dialect.render_session(self.config))]
 
     def receive(self, raw: str | bytes) -> tuple[list[dict], list]:
         """One client frame → (server events, work orders). Errors become ``error`` events."""
@@ -212,22 +205,22 @@ class RealtimeSession:
     def configure(self, session: dict, *, beta: bool) -> None:
         """Start from a preset session (an ephemeral key's, in the dialect it was minted in), before
         :meth:`opened`; RealtimeError if it is invalid."""
-        dialect, self.beta = self.beta, beta
+        dialect, self.dialect = self.dialect, dialect_for(beta)
         try:
             self._on_session_update({"session": session})
         finally:
-            self.beta = dialect
+            self.dialect = dialect
 
     def _on_session_update(self, event: dict):
         if "session" not in event:
             raise RealtimeError("missing_required_parameter", "Missing required parameter: 'session'.", "session")
-        new = apply_update(self.config, event["session"], beta=self.beta)
+        new = self.dialect.parse_session(self.config, event["session"])
         vad_changed = new.turn_detection != self.config.turn_detection
         self.config = new
         if vad_changed:
             self.input.restart_vad(self._vad_config())
             self._speech_item = None
-        return [self._event("session.updated", session=render_session(new, beta=self.beta))], []
+        return [self._event("session.updated", session=self.dialect.render_session(new))], []
 
     def _on_transcription_session_update(self, event: dict):
         raise RealtimeError("invalid_value", "Transcription-only sessions are not supported by the lab's emulator.",
@@ -480,12 +473,7 @@ class RealtimeSession:
         obj = {"object": "realtime.response", "id": r.id, "status": status, "status_details": details,
                "output": output, "conversation_id": "conv_" + self.config.id[5:], "max_output_tokens": r.max_output_tokens,
                "usage": usage, "metadata": None}
-        if self.beta:
-            obj.update(modalities=["text"] if r.modalities == ("text",) else ["text", "audio"], voice=r.voice,
-                       output_audio_format="pcm16", temperature=self.config.temperature)
-        else:
-            obj.update(output_modalities=list(r.modalities),
-                       audio={"output": {"format": {"type": "audio/pcm", "rate": SAMPLE_RATE}, "voice": r.voice}})
+        obj.update(self.dialect.response_fields(r.modalities, r.voice, self.config.temperature))
         return obj
 
     def _on_response_create(self, event: dict):
@@ -613,6 +601,14 @@ class RealtimeSession:
                                   content_index=0, delta=base64.b64encode(pcm).decode()))
         return events
 
+    def speech_chunk(self, response_id: str, pcm: bytes, words: tuple[tuple[str, int], ...] = ()) -> list[dict]:
+        """One chunk of a spoken reply: the transcript of the words it begins, just before their sound,
+        then the audio (see :mod:`labkit.realtime.speechout`)."""
+        events = []
+        for piece, _ in words:
+            events += self.text_delta(response_id, piece)
+        return events + self.audio_delta(response_id, pcm, list(words))
+
     def arguments_delta(self, response_id: str, index: int, delta: str) -> list[dict]:
         """Feed a fragment of function call ``index``'s arguments."""
         r = self.response
@@ -682,7 +678,7 @@ class RealtimeSession:
         item["content"] = [content]
         shown = self._render_item(self._public(item))
         events.append(self._event("response.output_item.done", response_id=r.id, output_index=0, item=shown))
-        if not self.beta and not deleted:
+        if self.dialect.confirms_items and not deleted:
             index = self.items.index(item)
             previous = self.items[index - 1]["id"] if index else None
             events.append(self._event("conversation.item.done", previous_item_id=previous, item=shown))
@@ -707,7 +703,7 @@ class RealtimeSession:
                                       arguments=call["arguments"]))
             call["status"] = "completed" if status == "completed" else "incomplete"
             events.append(self._event("response.output_item.done", response_id=r.id, output_index=k, item=dict(call)))
-            if not self.beta:
+            if self.dialect.confirms_items:
                 index = self.items.index(call)
                 previous = self.items[index - 1]["id"] if index else None
                 events.append(self._event("conversation.item.done", previous_item_id=previous, item=dict(call)))

@@ -32,6 +32,7 @@ class Broker(Protocol):
     async def read(self, room: str, after: str, block_s: float = 1.0, count: int = 500) -> list[tuple[str, dict]]: ...
     async def history(self, room: str, limit: int) -> list[tuple[str, dict]]: ...
     async def last_id(self, room: str) -> str: ...
+    async def trimmed_through(self, room: str) -> str: ...
     async def add_member(self, room: str, member: str) -> int: ...
     async def remove_member(self, room: str, member: str) -> int: ...
     async def hold_lease(self, room: str, owner: str, ttl_s: float) -> bool: ...
@@ -53,12 +54,16 @@ class MemoryBroker:
         self._members: dict[str, set] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._cursors: dict[str, str] = {}
+        self._trimmed: dict[str, str] = {}
 
     async def publish(self, room: str, event: dict) -> str:
         self._counter += 1
         self._ms = max(self._ms, int(time.time() * 1000))      # ids never go backwards
         event_id = f"{self._ms}-{self._counter}"
-        self._events.setdefault(room, deque(maxlen=self.max_events)).append((event_id, event))
+        events = self._events.setdefault(room, deque(maxlen=self.max_events))
+        if len(events) == events.maxlen:
+            self._trimmed[room] = events[0][0]
+        events.append((event_id, event))
         changed = self._changed.pop(room, None)
         if changed is not None:
             changed.set()
@@ -90,6 +95,10 @@ class MemoryBroker:
     async def last_id(self, room: str) -> str:
         events = self._events.get(room)
         return events[-1][0] if events else "0-0"
+
+    async def trimmed_through(self, room: str) -> str:
+        """The newest id trimmed away ("0-0": nothing yet): a replay from before it cannot be exact."""
+        return self._trimmed.get(room, "0-0")
 
     async def add_member(self, room: str, member: str) -> int:
         self._members.setdefault(room, set()).add(member)
@@ -163,6 +172,25 @@ class RedisBroker:
     async def last_id(self, room: str) -> str:
         entries = await self.redis.xrevrange(f"room:{room}", count=1)
         return entries[0][0] if entries else "0-0"
+
+    async def trimmed_through(self, room: str) -> str:
+        """Where the trimmed part ends. Redis does not record the last id ``XADD MAXLEN`` trimmed, only that
+        entries were added that are no longer there (``entries-added`` > ``length``, Redis 7; an older
+        Redis says nothing, so then any stream counts as trimmed): the id just before the first kept
+        entry stands for it. That is at or after the real one, so a replay it allows is whole."""
+        import redis.exceptions
+
+        try:
+            info = await self.redis.xinfo_stream(f"room:{room}")
+        except redis.exceptions.ResponseError:          # no such stream yet
+            return "0-0"
+        first = info.get("first-entry")
+        if not first or info.get("entries-added", float("inf")) <= info.get("length", 0):
+            return info.get("max-deleted-entry-id") or "0-0"
+        ms, n = event_key(first[0])
+        before = f"{ms}-{n - 1}" if n else f"{ms - 1}-{2**64 - 1}"
+        deleted = info.get("max-deleted-entry-id") or "0-0"
+        return max(before, deleted, key=event_key)
 
     async def add_member(self, room: str, member: str) -> int:
         async with self.redis.pipeline() as p:

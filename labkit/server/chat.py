@@ -27,14 +27,15 @@ from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
 from ..auth import CLASS, INSTRUCTOR, RESERVED_NAMES, USER_NAME, issue_user_token
+from ..chatview import StartTyping, StopTyping, chat_view
 from ..protocol import app_chat as proto
 from ..protocol import safejson
 from ..protocol.openai_chat import APIError
 from ..protocol.sse import encode_comment, encode_event
-from ..streams import DONE, StreamLog
+from ..streams import DONE, End, Heartbeat, StreamLog, Token
 from .connections import ConnectionManager
 from .state import ServerConfig, ServerStats
-from .streamhub import STREAMING, WAITING, StreamHub
+from .streamhub import StreamHub
 from .streaming import sse_response
 from .upstream import Upstream
 
@@ -205,13 +206,13 @@ async def _sse_follow(hub: StreamHub, log: StreamLog, after: int, heartbeat_s: f
     """The SSE body of one reader: ``retry``, the tokens after ``after`` (each with ``id: seq``), then
     ``done`` or ``error`` with ``id: end``. A silent model gets keep-alive comments."""
     yield b"retry: 1000\n\n"
-    async for item in hub.follow(log, after, heartbeat_s):
-        if item[0] == "heartbeat":
+    async for event in hub.follow(log, after, heartbeat_s):
+        if isinstance(event, Heartbeat):
             yield encode_comment("ping")
-        elif item[0] == "token":
-            _, seq, content, t = item
-            yield encode_event(json.dumps({"seq": seq, "content": content, "t": t}), event="token", id=seq)
-        elif item[0] == "end":
+        elif isinstance(event, Token):
+            yield encode_event(json.dumps({"seq": event.seq, "content": event.content, "t": event.t}),
+                               event="token", id=event.seq)
+        elif isinstance(event, End):
             if log.status == DONE:
                 yield encode_event(json.dumps({"content": log.text, "tokens": len(log.tokens),
                                                "finish_reason": log.finish_reason}), event="done", id=END_ID)
@@ -308,43 +309,22 @@ class _WSChatSession:
         self.reader = asyncio.create_task(self._forward(log, after, expected_tokens))
 
     async def _forward(self, log: StreamLog, after: int, expected_tokens: float) -> None:
-        """Send the reply's tokens (and, if progressive, typing and progress) until it ends."""
-        typing = _Typing(self, self.config.typing_interval_s) if self.progressive else None
+        """Send the reply as this connection's view renders it, until it ends (or the client is gone)."""
+        view = chat_view(self.progressive, log.id, expected_tokens)
+        typing = _Typing(self, self.config.typing_interval_s)
         try:
-            async for item in self.hub.follow(log, after):
-                kind = item[0]
-                if kind == "stage" and self.progressive:
-                    stage = item[1]
-                    if stage in ("queued", WAITING):
+            async for event in self.hub.follow(log, after):
+                if isinstance(event, End) and log.status == DONE:
+                    self.history = [*log.messages, {"role": "assistant", "content": log.text}]
+                for action in view.render(event):
+                    if isinstance(action, StartTyping):
                         typing.start()
-                        await self.send(proto.progress(stage, 0.0 if stage == "queued" else 0.1))
-                    elif stage == STREAMING:
+                    elif isinstance(action, StopTyping):
                         await typing.stop()
-                elif kind == "token":
-                    _, seq, content, t = item
-                    message = proto.token(log.id, seq, content, t)
-                    if self.progressive:
-                        message["index"] = seq
-                        if typing.active:
-                            await typing.stop()
-                    if not await self.send(message):
+                    elif not await self.send(action.message):
                         return          # the client is gone: leaving follow() starts the grace period
-                    if self.progressive and seq % 8 == 7:
-                        fraction = 0.1 + 0.9 * min(0.99, (seq + 1) / expected_tokens)
-                        await self.send(proto.progress(STREAMING, fraction))
-                elif kind == "end":
-                    if typing is not None:
-                        await typing.stop()
-                    if log.status == DONE:
-                        self.history = [*log.messages, {"role": "assistant", "content": log.text}]
-                        if self.progressive:
-                            await self.send(proto.progress("complete", 1.0))
-                        await self.send(proto.complete(log.id, log.text, len(log.tokens), log.finish_reason))
-                    else:
-                        await self.send(proto.error(log.error_code or "error", log.error_message or "", log.id))
         finally:
-            if typing is not None:
-                await typing.stop(notify=False)
+            await typing.stop(notify=False)
 
     async def stop(self) -> None:
         if self.reader is not None and not self.reader.done():

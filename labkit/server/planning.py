@@ -10,21 +10,12 @@ from __future__ import annotations
 
 import asyncio
 
-from ..model.profiles import LatencyProfile
+from ..model.profiles import ContextLengthExceeded, LatencyProfile
 from ..model.schedule import CompletionPlan, plan_completion
 
 __all__ = ["ContextLengthExceeded", "plan_reply", "prompt_chars", "INLINE_CHARS"]
 
 INLINE_CHARS = 20_000
-
-
-class ContextLengthExceeded(ValueError):
-    """The prompt has more tokens than the model's context window (OpenAI's ``context_length_exceeded``)."""
-
-    def __init__(self, tokens: int, window: int):
-        super().__init__(f"This model's maximum context length is {window} tokens. However, your messages resulted "
-                         f"in {tokens} tokens. Please reduce the length of the messages.")
-        self.tokens, self.window = tokens, window
 
 
 def prompt_chars(messages: list[dict]) -> int:

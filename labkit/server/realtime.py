@@ -25,13 +25,14 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
 from ..audio.pcm import resample
-from ..audio.tts import TTSUnavailable as SynthesisUnavailable
 from ..ephemeral import EphemeralKeys, KeyRefused, check_realtime_key, handshake_credentials
 from ..model import UnknownModelError, plan_tool_calls, resolve_model
 from ..protocol.openai_chat import error_body
+from ..realtime.failures import response_failure, transcription_failure
 from ..realtime.machine import CancelResponse, RealtimeSession, StartResponse, StartTranscription
 from ..realtime.session import ESPEAK_VOICE_FOR, SAMPLE_RATE
-from .planning import ContextLengthExceeded, plan_reply
+from ..realtime.speechout import speech_chunks, word_times_ms
+from .planning import plan_reply
 from .realtime_keys import create_key_routes
 from .state import ServerConfig, ServerStats
 
@@ -170,15 +171,10 @@ class SessionDriver:
         start = loop.time()
         try:
             max_tokens = None if order.max_output_tokens == "inf" else int(order.max_output_tokens)
-            try:
-                if order.tool_calls:              # the machine decided to call functions: stream their arguments
-                    plan = plan_tool_calls(order.tool_calls, order.messages, self.profile)
-                else:
-                    plan = await plan_reply(order.messages, self.profile, max_tokens)
-            except ContextLengthExceeded as e:
-                await self.emit(session.fail_response(order.response_id, str(e), code="context_length_exceeded",
-                                                      type="invalid_request_error"))
-                return
+            if order.tool_calls:              # the machine decided to call functions: stream their arguments
+                plan = plan_tool_calls(order.tool_calls, order.messages, self.profile)
+            else:
+                plan = await plan_reply(order.messages, self.profile, max_tokens)
             if plan.tool_calls:
                 for token, due, k in zip(plan.tokens, plan.due_s, plan.call_of_token):
                     await asyncio.sleep(max(0.0, start + due - loop.time()))
@@ -194,12 +190,12 @@ class SessionDriver:
                                                     output_tokens=plan.completion_tokens))
         except asyncio.CancelledError:
             pass                                  # the machine already closed the response
-        except SynthesisUnavailable as e:         # espeak-ng missing: say so (the message is ours), never fake audio
-            await self.emit(session.fail_response(order.response_id, str(e)))
-        except Exception:                         # a bug: a clear message to the client, the traceback to the log
-            log.exception("realtime response %s failed", order.response_id)
-            await self.emit(session.fail_response(order.response_id, "The server had an error while generating "
-                                                                     "this response."))
+        except Exception as e:                    # which failure the client hears: labkit.realtime.failures
+            failure = response_failure(e)
+            if failure.unexpected:
+                log.exception("realtime response %s failed", order.response_id)
+            await self.emit(session.fail_response(order.response_id, failure.message, code=failure.code,
+                                                  type=failure.type))
 
     async def _speak(self, order: StartResponse, text: str) -> None:
         from ..audio.tts import ESPEAK_RATE, synthesize_words
@@ -207,23 +203,14 @@ class SessionDriver:
         words_per_minute = int(175 * order.speed)
         audio22, words = await asyncio.to_thread(synthesize_words, text, ESPEAK_VOICE_FOR[order.voice], words_per_minute)
         audio = resample(audio22, ESPEAK_RATE, SAMPLE_RATE)
-        word_ms = [(piece, sample * 1000 // ESPEAK_RATE) for piece, sample in words]
-        chunk = SAMPLE_RATE * AUDIO_CHUNK_MS // 1000
+        chunks = speech_chunks(audio.size, word_times_ms(words, ESPEAK_RATE), SAMPLE_RATE, AUDIO_CHUNK_MS,
+                               pace=self.config.time_scale)
         loop = asyncio.get_running_loop()
-        t0, pace = loop.time(), self.config.time_scale
-        w = 0
-        for k, i in enumerate(range(0, audio.size, chunk)):
-            await asyncio.sleep(max(0.0, t0 + k * AUDIO_CHUNK_MS / 1000 * pace - loop.time()))
-            end_ms = (i + chunk) * 1000 // SAMPLE_RATE
-            starting = []
-            while w < len(word_ms) and (word_ms[w][1] < end_ms or i + chunk >= audio.size):
-                starting.append(word_ms[w])
-                w += 1
-            events = []
-            for piece, _ in starting:             # the words this chunk begins, just before their sound
-                events += self.session.text_delta(order.response_id, piece)
-            events += self.session.audio_delta(order.response_id, audio[i:i + chunk].astype("<i2").tobytes(), starting)
-            await self.emit(events)
+        t0 = loop.time()
+        for chunk in chunks:
+            await asyncio.sleep(max(0.0, t0 + chunk.due_s - loop.time()))
+            await self.emit(self.session.speech_chunk(order.response_id, audio[chunk.start:chunk.end]
+                                                      .astype("<i2").tobytes(), chunk.words))
 
     async def _transcribe(self, order: StartTranscription) -> None:
         from ..audio import asr
@@ -231,11 +218,11 @@ class SessionDriver:
         t0 = time.perf_counter()
         try:
             text = await asr.transcribe_async(order.audio, SAMPLE_RATE)
-        except asr.ASRUnavailable as e:          # not installed, or busy (a bounded queue): say so at once
-            await self.emit(self.session.transcription_failed(order.item_id, str(e)))
-        except Exception:
-            log.exception("transcribing %s failed", order.item_id)
-            await self.emit(self.session.transcription_failed(order.item_id, "The speech recogniser failed."))
+        except Exception as e:                   # which message: labkit.realtime.failures
+            message, unexpected = transcription_failure(e)
+            if unexpected:
+                log.exception("transcribing %s failed", order.item_id)
+            await self.emit(self.session.transcription_failed(order.item_id, message))
         else:
             await self.emit(self.session.transcription_done(order.item_id, text, time.perf_counter() - t0))
         self.carry_out(self.session.take_orders())    # a response that waited for this transcript starts now

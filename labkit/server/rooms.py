@@ -11,15 +11,19 @@ The tutorial's ``CollaborativeChat`` fails in ways this module is built to avoid
   with a reason (close code 4002), and nobody else waits for them;
 * a message that arrives while the AI answers is silently not answered. Here the AI handles the
   room's messages one at a time, in order, so later ones are queued, not dropped, not interleaved;
+* a member who reconnects gets exactly what it missed, or (when the broker no longer keeps it) a
+  fresh ``room_state`` saying which events are gone, never a replay with a silent hole;
 * with two processes, both would answer. Here only the holder of the room's lease runs its AI, and
   a cursor in the broker records the last message answered, so a new holder carries on from there.
+
+The decisions (who gets which event, the replay, kicking a slow member, the AI's turns and context)
+are :mod:`labkit.rooms.machine`'s; this module runs the tasks and does the broker calls and writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -32,6 +36,8 @@ from ..auth import USER_NAME
 from ..protocol.openai_chat import APIError
 from ..ratelimit import KeyedBuckets
 from ..rooms.broker import Broker
+from ..rooms.machine import (CONTEXT_MESSAGES, MemberState, Replay, RoomAI, RoomFanout, RoomMember, Turn, error,
+                             plan_replay, room_state)
 from ..rooms.protocol import RoomProtocolError, event_key, parse_room_message, valid_room_id
 from .participants import Participants
 from .state import ServerConfig, ServerStats
@@ -44,7 +50,8 @@ log = logging.getLogger("labkit.rooms")
 #: The close code a member gets when it cannot keep up (4000-4999 are for applications).
 SLOW_MEMBER_CLOSE = 4002
 HISTORY_EVENTS = 400          # events scanned for a joining member's room_state
-CONTEXT_MESSAGES = 20         # turns of the room's conversation the AI sees
+REPLAY_BATCH = 1000           # events per broker read of a replay
+STALL_S = 10.0                # a member whose writer makes no progress for this long is cut loose
 
 
 class RoomUnavailable(Exception):
@@ -56,36 +63,41 @@ class MemberTooSlow(Exception):
 
 
 class Member:
-    """One connection in a room: a bounded queue and the task that writes it to the socket."""
+    """One connection in a room: its :class:`~labkit.rooms.machine.RoomMember` (what it is owed) and the
+    task that writes that to the socket."""
 
     def __init__(self, ws: WebSocket, user: str, queue_size: int):
         self.ws, self.user = ws, user
         self.id = f"{user}:{secrets.token_hex(4)}"
-        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
-        self.after: str | None = None          # deliver events after this id; None while joining
-        self.pending: list[tuple[str, str]] = []
+        self.core = RoomMember(self.id, user, queue_size)
+        self.mail = asyncio.Event()            # set when the outbox has something
+        self.wrote = asyncio.Event()           # set after each write (a replay waits on it)
         self.writer: asyncio.Task | None = None
         self.handler: asyncio.Task | None = None      # the route's task, stopped if the member is cut loose
-        self.kicked = False
         self.registered = False                # in the broker's member set
         self.joined = False                    # counted in the stats and participants
 
-    def offer(self, text: str) -> bool:
-        try:
-            self.queue.put_nowait(text)
-            return True
-        except asyncio.QueueFull:
-            return False
+    @property
+    def kicked(self) -> bool:
+        return self.core.state is MemberState.KICKED
 
 
 class _LocalRoom:
     def __init__(self, room_id: str, start_id: str):
         self.id = room_id
-        self.members: set[Member] = set()
-        self.last = start_id                   # the fan-out's position in the broker
+        self.core = RoomFanout(room_id, start_id)
+        self.by_id: dict[str, Member] = {}
         self.fanout: asyncio.Task | None = None
         self.ai: asyncio.Task | None = None
         self.stopped = False          # checked by both loops: a client library may swallow a cancellation
+
+    @property
+    def members(self) -> list[Member]:
+        return list(self.by_id.values())
+
+    @property
+    def last(self) -> str:
+        return self.core.last
 
 
 class RoomHub:
@@ -101,6 +113,19 @@ class RoomHub:
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.rooms: dict[str, _LocalRoom] = {}
         self._lock = asyncio.Lock()
+
+    # ---- telling members -----------------------------------------------------------------
+
+    def tell(self, member: Member, text: str) -> None:
+        """Queue a message for one member (an error, a pong); past its bound it is cut loose."""
+        if member.core.put(text):
+            self._kicked(member)
+        member.mail.set()
+
+    def _kicked(self, member: Member, slow: bool = True) -> None:
+        if slow:
+            self.stats.room_members_kicked += 1
+        asyncio.create_task(self._kick(member, member.core.kick_reason or "cut loose"))
 
     # ---- joining and leaving ---------------------------------------------------------------
 
@@ -125,37 +150,45 @@ class RoomHub:
                 room.fanout = asyncio.create_task(self._fanout(room), name=f"room-fanout-{room_id}")
                 if self.config.room_ai:
                     room.ai = asyncio.create_task(self._ai_worker(room), name=f"room-ai-{room_id}")
-            room.members.add(member)           # from here the fan-out buffers for the member
+            room.core.add(member.core)         # from here the fan-out buffers for the member
+            room.by_id[member.id] = member
         member.writer = asyncio.create_task(self._write(member))
         count = await self.broker.add_member(room_id, member.id)
         member.registered = True
+        plan = plan_replay(None, "0-0")
         if after is not None:
-            # Exactly what was missed, however much: the replay waits for the member's writer (it
-            # never drops an event for a full queue); a member that does not read is cut loose.
-            last = after
-            while batch := await self.broker.read(room_id, last, block_s=0, count=1000):
-                for event_id, event in batch:
-                    try:
-                        async with asyncio.timeout(10):
-                            await member.queue.put(_encode(event_id, event))
-                    except TimeoutError:
-                        raise MemberTooSlow("too slow: the replay of missed events waited 10 s") from None
-                    last = event_id
-        else:
-            history = await self.broker.history(room_id, HISTORY_EVENTS)
-            last = history[-1][0] if history else "0-0"
-            member.offer(json.dumps({
-                "type": "room_state", "room": room_id, "members": count, "last_id": last,
-                "history": [{**e, "id": i} for i, e in history if e["type"] in ("user_message", "ai_complete")]}))
-        member.after = last
-        for event_id, text in member.pending:
-            if event_key(event_id) > event_key(last):
-                self._deliver(room, member, text)
-        member.pending.clear()
+            batch = await self.broker.read(room_id, after, block_s=0, count=REPLAY_BATCH)
+            plan = plan_replay(after, await self.broker.trimmed_through(room_id))
+            while isinstance(plan, Replay) and batch:
+                # Exactly what was missed, however much: each batch waits for the member's writer (the
+                # replay is never cut for a full queue); a member that does not read is cut loose.
+                member.core.replayed(batch)
+                await self._until_written(member)
+                batch = await self.broker.read(room_id, member.core.cursor, block_s=0, count=REPLAY_BATCH)
+        if not isinstance(plan, Replay):
+            text, last = room_state(room_id, count, await self.broker.history(room_id, HISTORY_EVENTS), plan.gap)
+            member.core.welcome(text, last)
+        if member.core.go_live(after):
+            self._kicked(member)
+        member.mail.set()
         member.joined = True
         self.stats.room_members += 1
         self.participants.connected(member.user, +1)
         await self.broker.publish(room_id, {"type": "joined", "user": member.user, "members": count})
+
+    async def _until_written(self, member: Member) -> None:
+        """Wait until the writer has sent the member's outbox, as long as it keeps making progress."""
+        member.mail.set()
+        while member.core.pending() and member.core.state is MemberState.JOINING:
+            member.wrote.clear()
+            try:
+                async with asyncio.timeout(STALL_S):
+                    await member.wrote.wait()
+            except TimeoutError:
+                raise MemberTooSlow(f"too slow: the replay of missed events made no progress for {STALL_S:g} s"
+                                    ) from None
+        if member.core.state is not MemberState.JOINING:
+            raise MemberTooSlow(member.core.kick_reason or "cut loose during the replay")
 
     async def _undo_join(self, room_id: str, member: Member) -> None:
         """A join that failed half-way leaves no trace: no ghost member here or in the broker."""
@@ -171,18 +204,20 @@ class RoomHub:
                 await self.broker.remove_member(room_id, member.id)
         if room is None:
             return
-        room.members.discard(member)
+        room.core.remove(member.id)
+        room.by_id.pop(member.id, None)
         async with self._lock:
-            if room.members or self.rooms.get(room_id) is not room:
+            if room.by_id or self.rooms.get(room_id) is not room:
                 return
             del self.rooms[room_id]
         await self._stop_room(room)
 
     async def leave(self, room_id: str, member: Member) -> None:
         room = self.rooms.get(room_id)
-        if room is None or member not in room.members:
+        if room is None or member.id not in room.by_id:
             return
-        room.members.discard(member)
+        room.core.remove(member.id)
+        del room.by_id[member.id]
         if member.joined:
             member.joined = False
             self.stats.room_members -= 1
@@ -195,7 +230,7 @@ class RoomHub:
         except Exception as e:
             log.warning("room %s: could not record that %s left: %r", room_id, member.user, e)
         async with self._lock:
-            if not room.members and self.rooms.get(room_id) is room:
+            if not room.by_id and self.rooms.get(room_id) is room:
                 del self.rooms[room_id]
             else:
                 return
@@ -206,19 +241,17 @@ class RoomHub:
         if self.buckets is not None:
             ok, wait_s = self.buckets.take(member.user, time.monotonic())
             if not ok:
-                member.offer(json.dumps({"type": "error", "code": "rate_limit_exceeded",
-                                         "message": f"Too many messages: the limit is "
-                                                    f"{self.config.user_requests_per_min:g} a minute. Try again in "
-                                                    f"{wait_s:.1f} s.", "retry_after_s": max(1, round(wait_s))}))
+                self.tell(member, error("rate_limit_exceeded",
+                                        f"Too many messages: the limit is {self.config.user_requests_per_min:g} "
+                                        f"a minute. Try again in {wait_s:.1f} s.", retry_after_s=max(1, round(wait_s))))
                 return None
         try:
             event_id = await self.broker.publish(room_id, {"type": "user_message", "user": member.user,
                                                            "content": content})
         except Exception as e:
             log.warning("room %s: publishing failed: %r", room_id, e)
-            member.offer(json.dumps({"type": "error", "code": "room_unavailable",
-                                     "message": "The room could not take your message (its message broker did not "
-                                                "answer); it was not sent. Try again in a moment."}))
+            self.tell(member, error("room_unavailable", "The room could not take your message (its message broker "
+                                                        "did not answer); it was not sent. Try again in a moment."))
             return None
         self.participants.room_message(member.user)
         return event_id
@@ -226,7 +259,7 @@ class RoomHub:
     async def aclose(self) -> None:
         """Shutting down: members are told they left, and the AI lease is handed back at once."""
         for room_id, room in list(self.rooms.items()):
-            for member in list(room.members):
+            for member in room.members:
                 with contextlib.suppress(Exception):
                     await self.leave(room_id, member)
         for room in list(self.rooms.values()):
@@ -249,7 +282,7 @@ class RoomHub:
     async def _fanout(self, room: _LocalRoom) -> None:
         while not room.stopped:
             try:
-                batch = await self.broker.read(room.id, room.last, block_s=1.0)
+                batch = await self.broker.read(room.id, room.core.last, block_s=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception:                       # the broker hiccupped: do not lose the room
@@ -258,21 +291,13 @@ class RoomHub:
                 log.exception("reading room %s failed; retrying", room.id)
                 await asyncio.sleep(0.5)
                 continue
-            for event_id, event in batch:
-                room.last = event_id
-                text = _encode(event_id, event)
-                for member in list(room.members):
-                    if member.after is None:
-                        member.pending.append((event_id, text))
-                    elif event_key(event_id) > event_key(member.after):
-                        self._deliver(room, member, text)
-
-    def _deliver(self, room: _LocalRoom, member: Member, text: str) -> None:
-        if member.kicked or member.offer(text):
-            return
-        member.kicked = True                      # never wait for a slow member: cut it loose
-        self.stats.room_members_kicked += 1
-        asyncio.create_task(self._kick(member, f"too slow: {member.queue.qsize()} messages were waiting"))
+            for kicked in room.core.read(batch):
+                member = room.by_id.get(kicked.id)
+                if member is not None:
+                    self._kicked(member)
+            for member in room.members:
+                if member.core.pending():
+                    member.mail.set()
 
     async def _kick(self, member: Member, reason: str) -> None:
         """Close with code 4002 and the reason. A member that reads nothing cannot even receive the close
@@ -290,34 +315,39 @@ class RoomHub:
     async def _write(self, member: Member) -> None:
         try:
             while True:
-                text = await member.queue.get()
-                async with asyncio.timeout(10):        # not wait_for: that makes a task per message on 3.11
+                text = member.core.take()
+                if text is None:
+                    member.mail.clear()
+                    await member.mail.wait()
+                    continue
+                async with asyncio.timeout(STALL_S):      # not wait_for: that makes a task per message on 3.11
                     await member.ws.send_text(text)
+                member.wrote.set()
         except asyncio.CancelledError:
             raise
         except Exception:                          # gone or stuck for 10 s
-            if not member.kicked:
-                member.kicked = True
-                asyncio.create_task(self._kick(member, "could not send for 10 s"))
+            if member.core.kick(f"could not send for {STALL_S:g} s"):
+                member.wrote.set()                 # a replay waiting on this writer stops waiting
+                self._kicked(member, slow=False)
 
     # ---- the AI: one reply at a time, only where the lease is held ---------------------------
 
     async def _ai_worker(self, room: _LocalRoom) -> None:
-        conversation: list[dict] | None = None
+        ai = RoomAI(CONTEXT_MESSAGES)
         while not room.stopped:
             try:
                 if not await self.broker.hold_lease(room.id, self.process_id, self.lease_s):
-                    conversation = None                  # someone else answers; rebuild if we take over
+                    ai.lease_lost()                      # someone else answers; rebuild if we take over
                     await asyncio.sleep(self.lease_s / 3)
                     continue
                 cursor = await self.broker.get_cursor(room.id)
-                if conversation is None:
-                    conversation = await self._conversation_until(room.id, cursor)
+                if ai.needs_history:
+                    ai.rebuild(await self.broker.history(room.id, 5_000), cursor)
                 for event_id, event in await self.broker.read(room.id, cursor, block_s=self.lease_s / 3, count=50):
-                    if event["type"] == "user_message":
-                        if not await self._answer(room.id, event_id, event, conversation):
-                            conversation = None          # lost the lease mid-answer: the new holder goes on
-                            break
+                    turn = ai.turn(event_id, event)
+                    if turn is not None and not await self._answer(room.id, turn, ai):
+                        ai.lease_lost()                  # lost the lease mid-answer: the new holder goes on
+                        break
                     await self.broker.set_cursor(room.id, event_id)
             except asyncio.CancelledError:
                 raise
@@ -325,21 +355,10 @@ class RoomHub:
                 if room.stopped:
                     return
                 log.exception("the AI of room %s failed; retrying", room.id)
-                conversation = None
+                ai.lease_lost()
                 await asyncio.sleep(0.5)
 
-    async def _conversation_until(self, room_id: str, cursor: str) -> list[dict]:
-        turns = []
-        for event_id, event in await self.broker.history(room_id, 5_000):
-            if event_key(event_id) > event_key(cursor):
-                break
-            if event["type"] == "user_message":
-                turns.append({"role": "user", "content": f"{event['user']}: {event['content']}"})
-            elif event["type"] == "ai_complete":
-                turns.append({"role": "assistant", "content": event["content"]})
-        return turns[-CONTEXT_MESSAGES:]
-
-    async def _answer(self, room_id: str, reply_to: str, event: dict, conversation: list[dict]) -> bool:
+    async def _answer(self, room_id: str, turn: Turn, ai: RoomAI) -> bool:
         """Answer one message, renewing the lease as it goes; False if the lease was lost."""
         answer = asyncio.current_task()
         lost = False
@@ -353,27 +372,24 @@ class RoomHub:
                     answer.cancel()
                     return
 
-        question = {"role": "user", "content": f"{event['user']}: {event['content']}"}
         renewer = asyncio.create_task(keep_lease())
         publish = self.broker.publish
         try:
-            await publish(room_id, {"type": "ai_typing", "active": True, "reply_to": reply_to})
+            await publish(room_id, ai.typing(turn, True))
             pieces: list[str] = []
             try:
-                stream = await self.upstream.open_stream([*conversation[-CONTEXT_MESSAGES:], question])
+                stream = await self.upstream.open_stream(turn.messages)
                 async with stream:
                     async for tok in stream.tokens():
-                        await publish(room_id, {"type": "ai_token", "reply_to": reply_to, "seq": len(pieces),
-                                                "content": tok.content})
+                        await publish(room_id, ai.token(turn, len(pieces), tok.content))
                         pieces.append(tok.content)
             except APIError as e:
-                await publish(room_id, {"type": "ai_error", "reply_to": reply_to, "code": e.code or "upstream_error",
-                                        "message": e.message})
+                await publish(room_id, ai.failed(turn, e.code, e.message))
             else:
                 text = "".join(pieces)
-                await publish(room_id, {"type": "ai_complete", "reply_to": reply_to, "content": text})
-                conversation += [question, {"role": "assistant", "content": text}]
-            await publish(room_id, {"type": "ai_typing", "active": False, "reply_to": reply_to})
+                await publish(room_id, ai.complete(turn, text))
+                ai.answered(turn, text)
+            await publish(room_id, ai.typing(turn, False))
             return True
         except asyncio.CancelledError:
             if lost:
@@ -383,10 +399,6 @@ class RoomHub:
             renewer.cancel()
             with contextlib.suppress(BaseException):
                 await renewer
-
-
-def _encode(event_id: str, event: dict) -> str:
-    return json.dumps({**event, "id": event_id})
 
 
 def create_room_router(config: ServerConfig, hub: RoomHub) -> APIRouter:
@@ -413,7 +425,7 @@ def create_room_router(config: ServerConfig, hub: RoomHub) -> APIRouter:
             except ValueError:
                 problem = ("invalid_after", "'after' must be an event id from this room.")
         if problem:
-            await ws.send_json({"type": "error", "code": problem[0], "message": problem[1]})
+            await ws.send_text(error(*problem))
             await ws.close(1008, problem[1])
             return
         member = Member(ws, name, config.member_queue_size)
@@ -441,10 +453,10 @@ def create_room_router(config: ServerConfig, hub: RoomHub) -> APIRouter:
                                                                      f"{config.max_ws_message_bytes} bytes.")
                     msg = parse_room_message(raw, config.max_content_chars)
                 except RoomProtocolError as e:
-                    member.offer(json.dumps({"type": "error", "code": e.code, "message": e.message}))
+                    hub.tell(member, error(e.code, e.message))
                     continue
                 if msg["type"] == "ping":
-                    member.offer(json.dumps({"type": "pong"}))
+                    hub.tell(member, '{"type": "pong"}')
                 else:
                     await hub.say(room_id, member, msg["content"])
         except asyncio.CancelledError:

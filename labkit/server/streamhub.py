@@ -13,6 +13,9 @@ producer is cancelled, which closes the upstream stream and stops the model with
 With several server processes (``shared``, :mod:`labkit.server.sharedstreams`), every reply is also
 mirrored into Redis, and :meth:`StreamHub.find` follows a reply another process is generating.
 
+The decisions (limits, readers, orphans, cancel reasons, what a reader gets next) are
+:class:`labkit.streams.StreamMachine`'s; this module holds only the tasks, wake-ups and timers.
+
 Per user: at most ``max_streams_per_user`` replies stream at once (a third tab is refused with
 429, or replaces the oldest, by configuration), and requests are rate limited by a token bucket.
 """
@@ -26,7 +29,8 @@ from collections.abc import AsyncIterator
 
 from ..protocol.openai_chat import APIError
 from ..ratelimit import KeyedBuckets
-from ..streams import DONE, RegistryFull, StreamGone, StreamLog, StreamRegistry
+from ..streams import (DONE, Heartbeat, RegistryFull, StreamEvent, StreamGone, StreamLog, StreamMachine,
+                       StreamReader, StreamStage, TooManyStreams)
 from .participants import Participants
 from .sharedstreams import SharedStreams
 from .state import ServerConfig, ServerStats
@@ -34,7 +38,8 @@ from .upstream import Upstream
 
 __all__ = ["StreamHub", "QUEUED", "WAITING", "STREAMING", "FINISHED"]
 
-QUEUED, WAITING, STREAMING, FINISHED = "queued", "waiting_for_first_token", "streaming", "finished"
+QUEUED, WAITING, STREAMING, FINISHED = (StreamStage.QUEUED, StreamStage.WAITING, StreamStage.STREAMING,
+                                        StreamStage.FINISHED)
 
 
 class StreamHub:
@@ -42,34 +47,41 @@ class StreamHub:
                  participants: Participants | None = None, shared: SharedStreams | None = None):
         self.config, self.stats, self.upstream, self.shared = config, stats, upstream, shared
         self.participants = participants or Participants()
-        self.registry = StreamRegistry(keep_s=config.stream_keep_s, max_streams=config.max_kept_streams)
+        self.machine = StreamMachine(keep_s=config.stream_keep_s, max_streams=config.max_kept_streams,
+                                     max_streams_per_user=config.max_streams_per_user,
+                                     limit_policy=config.stream_limit_policy, resume_grace_s=config.resume_grace_s,
+                                     on_forget=self._forget)
+        self.registry = self.machine.registry
         self.buckets = (KeyedBuckets(rate=config.user_requests_per_min / 60.0,
                                      capacity=max(1.0, config.user_requests_per_min / 60.0))
                         if config.user_requests_per_min else None)
         self._slots = asyncio.Semaphore(config.max_active_generations)
         self._tasks: dict[str, asyncio.Task] = {}
         self._signals: dict[str, asyncio.Event] = {}
-        self._readers: dict[str, int] = {}
         self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
-        self._cancel_reasons: dict[str, tuple[str, str]] = {}
         self._accepted: dict[str, asyncio.Future] = {}
-        self._typical_tokens = 80.0       # a running average of reply lengths, for progress estimates
 
     # ---- creating and finding streams -------------------------------------------------------
 
     def start(self, user: str, messages: list[dict], options: dict) -> StreamLog:
         """Begin a reply for ``user``; raise :class:`APIError` 429 when a limit says no."""
         self.check_rate(user)
-        self._check_stream_limit(user)
-        self.participants.request(user)
         try:
-            log = self.registry.create(user, messages, time.time())
+            started = self.machine.start(user, messages)
+        except TooManyStreams as e:
+            self.stats.streams_rejected += 1
+            raise APIError(429, f"You already have {e.active} replies streaming (the limit is {e.limit}). Wait "
+                                f"for one to finish or cancel it, then try again.",
+                           type="requests", code="too_many_streams", headers={"retry-after": "1"}) from None
         except RegistryFull as e:
+            self.participants.request(user)
             raise APIError(503, f"The server is at its limit of open streams ({e}); try again shortly.",
                            type="server_error", code="server_busy", headers={"retry-after": "1"}) from None
-        self._forget_swept()
+        self.participants.request(user)
+        for old in started.superseded:
+            self._stop_task(old)
+        log = started.log
         self._signals[log.id] = asyncio.Event()
-        self._readers[log.id] = 0
         accepted = asyncio.get_running_loop().create_future()
         accepted.add_done_callback(lambda f: f.cancelled() or f.exception())   # WebSocket readers never await it
         self._accepted[log.id] = accepted
@@ -88,11 +100,9 @@ class StreamHub:
     def get(self, stream_id: str, user: str | None = None) -> StreamLog:
         """The kept stream ``stream_id``, or :class:`APIError` 404 (unknown) / 410 (expired)."""
         try:
-            log = self.registry.get(stream_id, time.time())
+            log = self.machine.get(stream_id)
         except StreamGone as e:
             raise APIError(410 if e.code == "stream_expired" else 404, e.message, code=e.code) from None
-        finally:
-            self._forget_swept()
         if user is not None and log.user != user:
             raise APIError(404, f"No stream with id {stream_id!r}.", code="stream_not_found")
         return log
@@ -111,11 +121,8 @@ class StreamHub:
         if stream_id in self._tasks:                          # another request adopted it meanwhile
             return self.get(stream_id, user)
         log = self.registry.create(meta["user"], meta["messages"], time.time(), stream_id=stream_id)
+        log.accept()
         self._signals[log.id] = asyncio.Event()
-        self._readers[log.id] = 0
-        accepted = asyncio.get_running_loop().create_future()
-        accepted.set_result(None)
-        self._accepted[log.id] = accepted
         synced = asyncio.get_running_loop().create_future()
         self._tasks[log.id] = asyncio.create_task(self._mirror(log, synced), name=f"mirror-{log.id}")
         with contextlib.suppress(TimeoutError):           # what it has so far is here before a resume is judged
@@ -123,61 +130,65 @@ class StreamHub:
                 await asyncio.shield(synced)
         return log
 
-    def stage(self, log: StreamLog) -> str:
-        """Where a reply is, read off its state: finished, streaming (it has tokens), waiting for the first
-        token (the model accepted the request), or queued (waiting for a generation slot)."""
-        if not log.running:
-            return FINISHED
-        if log.tokens:
-            return STREAMING
-        accepted = self._accepted.get(log.id)
-        return WAITING if accepted is not None and accepted.done() else QUEUED
+    def stage(self, log: StreamLog) -> StreamStage:
+        """Where a reply is (see :class:`~labkit.streams.StreamStage`)."""
+        return log.stage
 
     def expected_tokens(self, options: dict) -> float:
         """How long the reply will probably be: ``max_tokens`` if given, else the recent average."""
-        return float(options.get("max_tokens") or self._typical_tokens)
+        return self.machine.expected_tokens(options.get("max_tokens"))
 
     def readers(self, log: StreamLog) -> int:
-        return self._readers.get(log.id, 0)
+        return self.machine.readers(log)
 
     # ---- reading ---------------------------------------------------------------------------
 
-    async def follow(self, log: StreamLog, after: int = -1, heartbeat_s: float | None = None) -> AsyncIterator[tuple]:
-        """Yield ``("stage", name)``, ``("token", seq, content, t)`` for every token after ``after``,
-        then ``("end", log)``; and ``("heartbeat",)`` after ``heartbeat_s`` of silence, for keep-alives.
-        While a reader follows, the generation is never cancelled as orphaned."""
-        self._attach(log)
+    async def batches(self, log: StreamLog, after: int = -1,
+                      heartbeat_s: float | None = None) -> AsyncIterator[list[StreamEvent]]:
+        """Every event pending for this reader at once (a :class:`~labkit.streams.Stage` change, the
+        :class:`~labkit.streams.Token` s after ``after``, :class:`~labkit.streams.End` last), then wait for
+        more; ``[Heartbeat()]`` after ``heartbeat_s`` of silence. A writer that fell behind gets a bigger
+        batch, never a longer queue. While a reader follows, the generation is never cancelled as orphaned."""
+        reader = self._open_reader(log, after)
         try:
-            sent_stage = None
             while True:
                 changed = self._signals.get(log.id)        # taken before reading: no wake-up is missed
-                ended = not log.running                     # read before the tokens: then none can follow
-                stage = self.stage(log)
-                if stage != sent_stage:
-                    sent_stage = stage
-                    yield ("stage", stage)
-                for seq, content in log.after(after):
-                    yield ("token", seq, content, log.times[seq])
-                    after = seq
-                if ended:
-                    yield ("end", log)
+                if reader.events_pending():
+                    yield reader.drain()
+                    if reader.ended:
+                        return
+                    continue
+                if changed is None:                         # swept meanwhile: it cannot be running
+                    yield reader.drain()
                     return
                 try:
                     async with asyncio.timeout(heartbeat_s):      # cheap: no task per token
                         await changed.wait()
                 except TimeoutError:
-                    yield ("heartbeat",)
+                    yield [Heartbeat()]
         finally:
-            self._detach(log)
+            self._close_reader(reader)
+
+    async def follow(self, log: StreamLog, after: int = -1, heartbeat_s: float | None = None
+                     ) -> AsyncIterator[StreamEvent]:
+        """:meth:`batches`, one event at a time."""
+        async for batch in self.batches(log, after, heartbeat_s):
+            for event in batch:
+                yield event          # End is always the last of the last batch
 
     def cancel(self, log: StreamLog, code: str = "cancelled", message: str = "The reply was cancelled.") -> bool:
         """Stop a running generation now (its readers get an error with ``code``)."""
         task = self._tasks.get(log.id)
         if task is None or task.done():
             return False
-        self._cancel_reasons[log.id] = (code, message)
+        self.machine.request_cancel(log, code, message)
         task.cancel()
         return True
+
+    def _stop_task(self, log: StreamLog) -> None:
+        task = self._tasks.get(log.id)
+        if task is not None and not task.done():
+            task.cancel()
 
     async def aclose(self) -> None:
         tasks = [t for t in self._tasks.values() if not t.done()]
@@ -199,53 +210,35 @@ class StreamHub:
                            headers={"retry-after": str(max(1, round(wait_s))),
                                     "retry-after-ms": str(max(1, int(wait_s * 1000)))})
 
-    def _check_stream_limit(self, user: str) -> None:
-        limit = self.config.max_streams_per_user
-        if limit is None:
-            return
-        active = self.registry.active(user)
-        if len(active) < limit:
-            return
-        if self.config.stream_limit_policy == "replace":
-            for old in active[:len(active) - limit + 1]:
-                self.cancel(old, "superseded", "A newer request from the same user replaced this reply.")
-                old.fail("superseded", "A newer request from the same user replaced this reply.", time.time())
-            return
-        self.stats.streams_rejected += 1
-        raise APIError(429, f"You already have {len(active)} replies streaming (the limit is {limit}). Wait for "
-                            f"one to finish or cancel it, then try again.",
-                       type="requests", code="too_many_streams", headers={"retry-after": "1"})
-
     # ---- the producer ----------------------------------------------------------------------
 
     async def _produce(self, log: StreamLog, options: dict, accepted: asyncio.Future) -> None:
+        machine = self.machine
         self.stats.app_streams_active += 1
         finished = False
         try:
             async with self._slots:
                 stream = await self.upstream.open_stream(log.messages, **options)
+                machine.accepted(log)
                 accepted.set_result(None)
                 self._notify(log)                           # the stage is now WAITING
                 async with stream:
                     async for tok in stream.tokens():
-                        if not log.running:                 # failed: too long, or replaced by a newer request
+                        if not machine.token(log, tok.content):   # failed: too long, or replaced by a newer request
                             break
-                        seq = log.append(tok.content, time.time())
-                        if self.shared is not None and seq >= 0:
-                            self.shared.token(log.id, seq, tok.content, log.times[seq])
+                        if self.shared is not None:
+                            seq = len(log.tokens) - 1
+                            self.shared.token(log.id, seq, log.tokens[seq], log.times[seq])
                         self._notify(log)
-            log.finish(stream.finish_reason or "stop", time.time())
+            machine.finished(log, stream.finish_reason)
             finished = log.status == "done"
-            if finished:
-                self._typical_tokens += 0.2 * (len(log.tokens) - self._typical_tokens)
         except APIError as e:
-            log.fail(e.code or "upstream_error", e.message, time.time())
+            machine.failed(log, e.code or "upstream_error", e.message)
             finished = True
             if not accepted.done():
                 accepted.set_exception(e)
         except asyncio.CancelledError:
-            code, message = self._cancel_reasons.pop(log.id, ("cancelled", "The reply was cancelled."))
-            log.fail(code, message, time.time())
+            machine.cancelled(log)
             if not accepted.done():
                 accepted.cancel()
             raise
@@ -265,9 +258,10 @@ class StreamHub:
 
     async def _mirror(self, log: StreamLog, synced: asyncio.Future) -> None:
         """The producer of a reply another process generates: its tokens and end, from Redis
-        (``synced`` is set once what Redis held at the start has been copied)."""
+        (``synced`` is set once what Redis held at the start has been copied). Its readers count as
+        readers of the original (the generating process is told, and keeps it alive)."""
         try:
-            async for kind, value in self.shared.follow(log.id, lambda: self._readers.get(log.id, 0) > 0):
+            async for kind, value in self.shared.follow(log.id, lambda: self.machine.readers(log) > 0):
                 if kind == "synced":
                     if not synced.done():
                         synced.set_result(None)
@@ -281,8 +275,7 @@ class StreamHub:
                 else:
                     log.fail(value["error_code"] or "upstream_error", value["error_message"] or "", time.time())
         except asyncio.CancelledError:
-            code, message = self._cancel_reasons.pop(log.id, ("cancelled", "The reply was cancelled."))
-            log.fail(code, message, time.time())
+            self.machine.cancelled(log)
             raise
         except Exception:
             log.fail("upstream_error", "The process generating this reply could not be followed.", time.time())
@@ -291,7 +284,6 @@ class StreamHub:
                 synced.set_result(None)
             self._notify(log)
             self._tasks.pop(log.id, None)
-            self._accepted.pop(log.id, None)
             timer = self._orphan_timers.pop(log.id, None)
             if timer is not None:
                 timer.cancel()
@@ -304,45 +296,38 @@ class StreamHub:
 
     # ---- readers, orphans, memory -----------------------------------------------------------
 
-    def _attach(self, log: StreamLog) -> None:
-        self._readers[log.id] = self._readers.get(log.id, 0) + 1
+    def _open_reader(self, log: StreamLog, after: int) -> StreamReader:
         timer = self._orphan_timers.pop(log.id, None)
         if timer is not None:
             timer.cancel()
+        return self.machine.open_reader(log, after)
 
-    def _detach(self, log: StreamLog) -> None:
-        if log.id not in self._readers:
-            return
-        self._readers[log.id] -= 1
-        if self._readers[log.id] == 0 and log.running and log.id not in self._orphan_timers:
+    def _close_reader(self, reader: StreamReader) -> None:
+        log = reader.log
+        if self.machine.close_reader(reader) and log.id not in self._orphan_timers:
             self._orphan_timers[log.id] = asyncio.get_running_loop().call_later(
                 self.config.resume_grace_s, self._cancel_orphan, log)
 
     def _cancel_orphan(self, log: StreamLog) -> None:
         self._orphan_timers.pop(log.id, None)
-        if self._readers.get(log.id, 0) != 0:
+        if self.shared is not None and log.running and not self.machine.readers(log):
+            asyncio.create_task(self._cancel_orphan_unless_read_elsewhere(log))   # read through another process?
             return
-        if self.shared is not None:                     # someone may be reading it through another process
-            asyncio.create_task(self._cancel_orphan_unless_read_elsewhere(log))
-            return
-        self.cancel(log, "abandoned", f"Nobody read this reply for {self.config.resume_grace_s:g} s.")
+        if self.machine.orphan_due(log):
+            self._stop_task(log)
 
     async def _cancel_orphan_unless_read_elsewhere(self, log: StreamLog) -> None:
         if await self.shared.has_remote_readers(log.id):
-            if log.running and self._readers.get(log.id, 0) == 0 and log.id not in self._orphan_timers:
+            if log.running and not self.machine.readers(log) and log.id not in self._orphan_timers:
                 self._orphan_timers[log.id] = asyncio.get_running_loop().call_later(
                     self.config.resume_grace_s, self._cancel_orphan, log)
-        elif self._readers.get(log.id, 0) == 0:
-            self.cancel(log, "abandoned", f"Nobody read this reply for {self.config.resume_grace_s:g} s.")
+        elif self.machine.orphan_due(log):
+            self._stop_task(log)
 
-    def _forget_swept(self) -> None:
-        """Drop the bookkeeping of streams the registry no longer keeps (memory stays bounded)."""
-        if len(self._signals) <= len(self.registry):
-            return
-        kept = {log.id for log in self.registry}
-        for table in (self._signals, self._readers):
-            for stream_id in [k for k in table if k not in kept]:
-                del table[stream_id]
+    def _forget(self, stream_ids: list[str]) -> None:
+        """Drop the wake-ups of streams the machine no longer keeps (memory stays bounded)."""
+        for stream_id in stream_ids:
+            self._signals.pop(stream_id, None)
 
 
 def _end_of(log: StreamLog) -> dict:

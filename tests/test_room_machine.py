@@ -1,0 +1,152 @@
+"""The room machine, directly (events in, texts out), and the room hub on an in-memory broker with a
+socket stand-in: a replay is exact, or says which events are gone; nothing is dropped in silence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from labkit.rooms.broker import MemoryBroker
+from labkit.rooms.machine import (MemberState, Replay, RoomAI, RoomFanout, RoomMember, RoomStateError, Snapshot,
+                                  plan_replay, room_state)
+
+
+def ev(n: int, kind: str = "user_message", **kw) -> tuple[str, dict]:
+    return f"1000-{n}", {"type": kind, "user": "ann", "content": f"m{n}", **kw}
+
+
+def outbox(member: RoomMember) -> list[dict]:
+    out = []
+    while (text := member.take()) is not None:
+        out.append(json.loads(text))
+    return out
+
+
+def test_a_joining_member_gets_its_replay_then_exactly_the_buffered_events_after_it():
+    room = RoomFanout("lab", "1000-0")
+    ann = room.add(RoomMember("ann:1", "ann", queue_size=2))
+    room.read([ev(1), ev(2), ev(3)])                       # the fan-out reads while ann is replayed to
+    ann.replayed([ev(1), ev(2)])                           # a replay batch bigger than the bound: all of it
+    assert ann.state is MemberState.JOINING and ann.pending() == 2
+    assert [e["id"] for e in outbox(ann)] == ["1000-1", "1000-2"]           # the writer sends the replay
+    assert ann.go_live() is False
+    assert [e["id"] for e in outbox(ann)] == ["1000-3"]                     # 1 and 2 once, 3 from the buffer
+    room.read([ev(4)])
+    assert [e["id"] for e in outbox(ann)] == ["1000-4"] and ann.cursor == "1000-4"
+
+
+def test_a_member_past_its_bound_is_kicked_in_the_same_call_and_gets_nothing_more():
+    room = RoomFanout("lab", "1000-0")
+    slow, fast = (room.add(RoomMember(f"{u}:1", u, queue_size=2)) for u in ("slow", "fast"))
+    for m in (slow, fast):
+        m.welcome('{"type": "room_state"}', "1000-0")
+        m.go_live()
+        m.take()
+    assert room.read([ev(1), ev(2)]) == []
+    outbox(fast)
+    assert room.read([ev(3)]) == [slow]                    # the third waiting message kicks it
+    assert slow.state is MemberState.KICKED and "2 messages were waiting" in slow.kick_reason
+    assert slow.take() is None and slow.put("more") is False and room.read([ev(4)]) == []
+    assert [e["id"] for e in outbox(fast)] == ["1000-3", "1000-4"]          # the others never wait
+
+
+def test_the_fanout_and_the_replay_refuse_to_go_backwards():
+    room = RoomFanout("lab", "1000-5")
+    with pytest.raises(RoomStateError, match="read 1000-5 after 1000-5"):
+        room.read([ev(5)])
+    m = RoomMember("ann:1", "ann", 4)
+    m.replayed([ev(2)])
+    with pytest.raises(RoomStateError, match="went backwards"):
+        m.replayed([ev(1)])
+    m.go_live()
+    with pytest.raises(RoomStateError, match="go_live\\(\\) on member ann:1, which is live"):
+        m.go_live()
+    with pytest.raises(RoomStateError, match="without a cursor"):
+        RoomMember("b:1", "b", 4).go_live()
+
+
+def test_a_replay_from_before_what_the_broker_keeps_is_a_snapshot_that_says_so():
+    assert plan_replay(None, "0-0") == Snapshot()
+    assert plan_replay("1000-3", "0-0") == Replay("1000-3")
+    assert plan_replay("1000-3", "1000-3") == Replay("1000-3")          # it has the last trimmed one
+    gap = plan_replay("1000-3", "1000-7")
+    assert isinstance(gap, Snapshot) and gap.gap["after"] == "1000-3" and gap.gap["trimmed_through"] == "1000-7"
+    text, last = room_state("lab", 2, [ev(8), ev(9, "ai_token")], gap.gap)
+    state = json.loads(text)
+    assert last == "1000-9" and [e["id"] for e in state["history"]] == ["1000-8"]
+    assert state["replay_gap"]["trimmed_through"] == "1000-7"
+
+
+async def test_the_memory_broker_says_exactly_what_it_trimmed():
+    broker = MemoryBroker(max_events=3)
+    assert await broker.trimmed_through("r") == "0-0"
+    ids = [await broker.publish("r", {"n": i}) for i in range(5)]
+    assert await broker.trimmed_through("r") == ids[1]
+    assert [i for i, _ in await broker.read("r", "0-0", block_s=0)] == ids[2:]
+
+
+def test_the_ai_answers_members_messages_in_order_with_a_bounded_context():
+    ai = RoomAI(context_messages=4)
+    with pytest.raises(RoomStateError, match="rebuild"):
+        ai.turn(*ev(1))
+    ai.rebuild([ev(1), ("1000-2", {"type": "ai_complete", "content": "a1"}), ev(3)], cursor="1000-2")
+    assert ai.conversation == [{"role": "user", "content": "ann: m1"}, {"role": "assistant", "content": "a1"}]
+    assert ai.turn("1000-4", {"type": "joined", "user": "ben", "members": 2}) is None
+    turn = ai.turn(*ev(3))
+    assert turn.reply_to == "1000-3" and turn.messages[-1] == {"role": "user", "content": "ann: m3"}
+    ai.answered(turn, "a3")
+    for n in (5, 6):
+        ai.answered(ai.turn(*ev(n)), f"a{n}")
+    assert len(ai.conversation) == 4 and ai.conversation[-1] == {"role": "assistant", "content": "a6"}
+    assert ai.complete(turn, "x") == {"type": "ai_complete", "reply_to": "1000-3", "content": "x"}
+    ai.lease_lost()
+    assert ai.needs_history
+
+
+# ---- the hub on a memory broker, with a socket stand-in ---------------------------------------------
+
+class FakeSocket:
+    def __init__(self):
+        self.sent: list[dict] = []
+        self.changed = asyncio.Event()
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+        self.changed.set()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    async def until(self, predicate) -> None:
+        async with asyncio.timeout(10):
+            while not predicate(self.sent):
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def test_the_hub_replays_exactly_or_says_which_events_are_gone():
+    from labkit.server.rooms import Member, RoomHub
+    from labkit.server.state import ServerConfig, ServerStats
+
+    broker = MemoryBroker(max_events=50)
+    hub = RoomHub(ServerConfig(room_ai=False), ServerStats(), upstream=None, broker=broker)
+    try:
+        ids = [await broker.publish("lab", {"type": "user_message", "user": "ann", "content": str(i)})
+               for i in range(30)]
+        exact = FakeSocket()
+        await hub.join("lab", Member(exact, "ben", 4), after=ids[9])            # 20 missed, a bound of 4
+        await exact.until(lambda sent: any(e["type"] == "joined" for e in sent))
+        assert [e["id"] for e in exact.sent if e["type"] == "user_message"] == ids[10:]
+
+        for i in range(60):                                                    # the broker trims the old ones
+            await broker.publish("lab", {"type": "ai_token", "reply_to": ids[0], "seq": i, "content": "x"})
+        late = FakeSocket()
+        await hub.join("lab", Member(late, "cy", 4), after=ids[9])
+        await late.until(lambda sent: bool(sent))
+        first = late.sent[0]
+        assert first["type"] == "room_state" and first["replay_gap"]["after"] == ids[9]
+        assert not any(e["type"] == "user_message" for e in late.sent)         # no replay with a hole in it
+    finally:
+        await hub.aclose()
