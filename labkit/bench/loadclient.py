@@ -54,13 +54,15 @@ async def _sse(url: str, i: int, seed: int, model: str, max_tokens: int, path: s
 async def _ws(url: str, i: int, seed: int, model: str, max_tokens: int, path: str = "/ws/chat") -> list[float]:
     t0 = time.perf_counter()
     arrivals = []
-    async with websockets.connect("ws" + url[4:] + path, open_timeout=60, compression=None) as ws:
+    async with websockets.connect("ws" + url[4:] + path + ("?coalesce=1" if path == "/ws/chat" else ""), open_timeout=60, compression=None) as ws:
         await ws.send(json.dumps({"type": "message", "content": messages_for(i)[0]["content"], "seed": seed,
                                   "model": model, "max_tokens": max_tokens}))
         while True:
             msg = json.loads(await ws.recv())
             if msg["type"] == "token":
                 arrivals.append(time.perf_counter() - t0)
+            elif msg["type"] == "tokens":                    # coalesced: several tokens, one arrival
+                arrivals += [time.perf_counter() - t0] * len(msg["tokens"])
             elif msg["type"] == "complete":
                 return arrivals
             elif msg["type"] == "error":

@@ -126,7 +126,7 @@ async def _one(transport: str, urls: dict, seed: int, max_tokens: int, http: htt
     if transport in PEER_ROUTES:
         return await _socket_sse_request(urls["peer"], seed, max_tokens, PEER_ROUTES[transport], transport)
     if transport == "ws":
-        return await collect(ws_chat(urls["app"], PROMPT, **options), "ws")
+        return await collect(ws_chat(urls["app"], PROMPT, coalesce=True, **options), "ws")
     if transport == "http":
         return await collect(http_chat(urls["app"], PROMPT, client=http, **options), "http")
     if transport == "sse-httpx":
