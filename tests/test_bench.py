@@ -37,6 +37,8 @@ def test_transports_benchmark_writes_json_with_ratios(tmp_path):
     profile = data["profile"]["sse"]                                      # cProfile of the lab's relay, by layer
     assert profile["tokens"] > 0 and abs(sum(v["share"] for v in profile["layers"].values()) - 1) < 0.05
     assert any(name.startswith("lab streams") for name in profile["layers"])
+    from labkit.bench.plots import plot_transports
+    assert plot_transports(data, tmp_path / "t.png").stat().st_size > 10_000       # the README's curves
 
 
 def test_realtime_benchmark_writes_its_breakdown(tmp_path):
@@ -79,4 +81,6 @@ def test_load_benchmark_writes_json_with_its_targets(tmp_path):
         assert phase["errors"] == 0 and row["tokens"] == 50 * 10, name
         assert phase["relay_cpu_s_per_1k_tokens"] > 0
     assert results["workers"]["1"]["relay_cpu_s_per_1k_tokens"] > 0
+    from labkit.bench.plots import plot_load
+    assert plot_load(results, tmp_path / "l.png").stat().st_size > 10_000
     assert "memory per connection" in proc.stdout

@@ -100,6 +100,19 @@ async def test_a_stream_resumes_on_another_server_over_websocket(two):
     assert "".join(m["content"] for m in got) == msg["content"]
 
 
+def test_a_reply_read_through_another_server_is_not_cancelled_as_abandoned(redis_url, make_server):
+    # ~70 tokens 50 ms apart (3.5 s) against a 2 s grace period: the generating server has no reader
+    # after the drop, but the other one does, and says so in Redis
+    p1, p2 = (make_server(redis_url=redis_url, time_scale=2.0, resume_grace_s=2.0) for _ in range(2))
+    body = {**BODY, "max_tokens": 120}
+    created = httpx.post(p1.url + "/api/chat/streams", json=body, timeout=30).json()
+    first, _ = sse_tokens(p1.url + created["url"], stop_after=2)
+    rest, end = sse_tokens(p2.url + created["url"], {"Last-Event-ID": str(first[-1]["seq"])})
+    summary = httpx.get(p1.url + "/api/chat/streams/" + created["id"], timeout=10).json()
+    assert end == "done" and summary["status"] == "done" and summary["tokens"] > 60, summary
+    assert [t["seq"] for t in first + rest] == list(range(summary["tokens"]))
+
+
 def test_serve_with_two_workers_serves_and_resumes(redis_url):
     with app(redis_url, "--workers", "2") as server:
         assert len(process_tree(server.proc.pid)) >= 3                      # the supervisor and two workers

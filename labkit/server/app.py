@@ -55,7 +55,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     manager = ConnectionManager()
     participants = Participants()
     # with Redis (several processes), replies are resumable on any of them, as rooms are shared
-    shared = (SharedStreams(config.redis_url, keep_s=config.stream_keep_s, reader_ttl_s=max(1.0, config.resume_grace_s))
+    shared = (SharedStreams(config.redis_url, keep_s=config.stream_keep_s, reader_ttl_s=max(5.0, 2 * config.resume_grace_s))
               if config.redis_url else None)
     hub = StreamHub(config, stats, upstream, participants, shared)
     broker = make_broker(config.redis_url)

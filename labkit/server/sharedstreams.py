@@ -95,6 +95,10 @@ class SharedStreams:
                     pipe.expire(key, int(self.keep_s + 3600))
             await pipe.execute()
 
+    async def reading(self, stream_id: str) -> None:
+        """Say that this process has (or is about to have) readers of ``stream_id``."""
+        await self.redis.set(PREFIX + stream_id + ":readers", "1", px=int(self.reader_ttl_s * 1000))
+
     async def has_remote_readers(self, stream_id: str) -> bool:
         try:
             return bool(await self.redis.exists(PREFIX + stream_id + ":readers"))
@@ -121,8 +125,9 @@ class SharedStreams:
         key, last = PREFIX + stream_id, "0-0"
         while True:
             if reading():
-                await self.redis.set(key + ":readers", "1", px=int(self.reader_ttl_s * 1000))
-            reply = await self.redis.xread({key: last}, count=1000, block=int(self.reader_ttl_s * 500))
+                await self.reading(stream_id)
+            # refreshed at least four times per expiry, so a busy process does not let it lapse
+            reply = await self.redis.xread({key: last}, count=1000, block=int(min(1.0, self.reader_ttl_s / 4) * 1000))
             for _, entries in reply or ():
                 for entry_id, fields in entries:
                     last = entry_id

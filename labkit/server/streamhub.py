@@ -120,6 +120,9 @@ class StreamHub:
                 raise
         if stream_id in self._tasks:                          # another request adopted it meanwhile
             return self.get(stream_id, user)
+        await self.shared.reading(stream_id)              # the caller is about to read: keep it alive there
+        if stream_id in self._tasks:
+            return self.get(stream_id, user)
         log = self.registry.create(meta["user"], meta["messages"], time.time(), stream_id=stream_id)
         log.accept()
         self._signals[log.id] = asyncio.Event()
