@@ -40,7 +40,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("peer relay (labkit.bench.peer)", ("/labkit/bench/peer.py",)),
     ("other labkit", ("/labkit/",)),
     ("openai sdk and pydantic", ("/openai/", "/pydantic/", "/pydantic_core/")),
-    ("upstream http client (httpx, httpcore, h11, anyio)", ("/httpx/", "/httpcore/", "/h11/", "/anyio/")),
+    ("upstream http client (httpx, httpcore, h11, anyio)", ("/httpx/", "/httpcore/", "/httpx2/", "/httpcore2/",
+                                                            "/h11/", "/anyio/")),
     ("json", ("/json/",)),
     ("event loop (asyncio, uvloop)", ("/asyncio/", "/uvloop/", "selectors.py")),
 )

@@ -110,7 +110,7 @@ class _Sampler(threading.Thread):
                 stats = httpx.get(self.url + "/lab/stats", timeout=2).json()
                 self.peak_streams = max(self.peak_streams, stats["app_streams_active"])
                 self.peak_ws = max(self.peak_ws, stats["ws_connections"])
-            except httpx.HTTPError:
+            except (httpx.HTTPError, KeyError, ValueError):     # a peer relay has no /lab/stats
                 pass
 
 
