@@ -31,10 +31,13 @@ def _serve(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and lab_token:
         print(f"listening on {args.host}: only clients with LAB_TOKEN (or a user token made from it) get in.",
               file=sys.stderr)
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
     if args.app == "tutorial":
         return _run_server(run_forever, config, args.host, args.port, _tutorial_app,
                            "tutorial-style (blocking) server")
-    return _run_server(run_forever, config, args.host, args.port)
+    return _run_server(run_forever, config, args.host, args.port, None, "labkit server", args.workers)
 
 
 def _tutorial_app(config: ServerConfig):
@@ -116,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="how long a reply nobody reads keeps generating, waiting for its client to come back")
     p.add_argument("--room-lease-s", type=float, default=3.0, metavar="S",
                    help="how long a dead process keeps a room's AI before another process takes over")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="server processes on one port (N > 1 needs Redis: rooms and resumable streams are shared)")
     p.add_argument("--app", choices=["lab", "tutorial"], default="lab",
                    help="tutorial: the source tutorial's blocking SSE server, for comparison (chapter 06)")
     p.set_defaults(func=_serve)

@@ -15,7 +15,8 @@ def test_transports_benchmark_writes_json_with_ratios(tmp_path):
     data = json.loads(out.read_text())
     levels = data["setup"]["levels"]
     assert {(r["transport"], r["clients"]) for r in data["results"]} == \
-        {(t, n) for t in ("raw", "http", "sse", "ws", "sse-httpx") for n in levels}
+        {(t, n) for t in ("raw", "http", "sse", "ws", "sse-httpx", "peer-streaming", "peer-sse-starlette")
+         for n in levels}
     for row in data["results"]:
         assert row["delivery_delay_ms"]["count"] == row["tokens"] > 0
         assert row["ttft_ms"]["count"] == row["requests"] == row["clients"]
@@ -24,6 +25,20 @@ def test_transports_benchmark_writes_json_with_ratios(tmp_path):
     http = [r for r in data["ratios"] if r["transport"] == "http"]
     assert all(r["p99_ms"] > 100 for r in http)              # HTTP holds every token until the end
     assert isinstance(data["target"]["met"], bool)
+    # the usual relays ran beside the lab's, measured the same way, with the CPU each token cost
+    peers = {r["peer"]: r for r in data["peer_ratios"] if r["clients"] == max(levels)}
+    assert set(peers) == {"peer-streaming", "peer-sse-starlette"}
+    assert all(isinstance(r["met"], bool) and r["extra_delay"]["peer_p99_ms"] is not None for r in peers.values())
+    for transport in ("sse", "ws", "peer-streaming", "peer-sse-starlette"):
+        assert data["cpu_s_per_1k_tokens"][transport]["relay"] > 0
+    for row in data["results"]:
+        assert row["extra_inter_token_delay_ms"]["count"] == row["tokens"] - row["requests"]
+    assert all("met" in t for t in data["targets"].values()) and len(data["targets"]) == 3
+    profile = data["profile"]["sse"]                                      # cProfile of the lab's relay, by layer
+    assert profile["tokens"] > 0 and abs(sum(v["share"] for v in profile["layers"].values()) - 1) < 0.05
+    assert any(name.startswith("lab streams") for name in profile["layers"])
+    from labkit.bench.plots import plot_transports
+    assert plot_transports(data, tmp_path / "t.png").stat().st_size > 10_000       # the README's curves
 
 
 def test_realtime_benchmark_writes_its_breakdown(tmp_path):
@@ -55,5 +70,17 @@ def test_load_benchmark_writes_json_with_its_targets(tmp_path):
     assert results["transports"]["sse"]["errors"] == 0 and results["transports"]["ws"]["errors"] == 0
     assert results["transports"]["sse"]["tokens"] == 50 * 10 and results["peak_streams"] >= 50
     assert set(results["targets"]) == {"errors == 0", "p99 extra inter-token delay < 50 ms",
-                                       "memory per connection < 100 KB"}
+                                       "memory per connection < 100 KB",
+                                       "lab SSE p99 extra delay <= 0.5 x peer-streaming's at 50 clients",
+                                       "lab SSE p99 extra delay <= 0.5 x peer-sse-starlette's at 50 clients"}
+    # the peers: the same 50 SSE clients against each usual relay, no errors, every token there
+    phases = results["peers"]["phases"]
+    assert set(phases) == {"lab-sse", "peer-streaming", "peer-sse-starlette"}
+    for name, phase in phases.items():
+        row = next(iter(phase["transports"].values()))
+        assert phase["errors"] == 0 and row["tokens"] == 50 * 10, name
+        assert phase["relay_cpu_s_per_1k_tokens"] > 0
+    assert results["workers"]["1"]["relay_cpu_s_per_1k_tokens"] > 0
+    from labkit.bench.plots import plot_load
+    assert plot_load(results, tmp_path / "l.png").stat().st_size > 10_000
     assert "memory per connection" in proc.stdout

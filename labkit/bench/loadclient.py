@@ -22,13 +22,13 @@ def messages_for(i: int) -> list[dict]:
     return [{"role": "user", "content": f"Client {i % 50}: how do Server-Sent Events work?"}]
 
 
-async def _sse(url: str, i: int, seed: int, model: str, max_tokens: int) -> list[float]:
+async def _sse(url: str, i: int, seed: int, model: str, max_tokens: int, path: str = "/api/chat/stream") -> list[float]:
     host, port = url.removeprefix("http://").rsplit(":", 1)
     body = json.dumps({"messages": messages_for(i), "seed": seed, "model": model, "max_tokens": max_tokens}).encode()
     t0 = time.perf_counter()
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"POST /api/chat/stream HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (host.encode(), len(body), body))
+    writer.write(b"POST %s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (path.encode(), host.encode(), len(body), body))
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
@@ -51,16 +51,18 @@ async def _sse(url: str, i: int, seed: int, model: str, max_tokens: int) -> list
     return arrivals
 
 
-async def _ws(url: str, i: int, seed: int, model: str, max_tokens: int) -> list[float]:
+async def _ws(url: str, i: int, seed: int, model: str, max_tokens: int, path: str = "/ws/chat") -> list[float]:
     t0 = time.perf_counter()
     arrivals = []
-    async with websockets.connect("ws" + url[4:] + "/ws/chat", open_timeout=60, compression=None) as ws:
+    async with websockets.connect("ws" + url[4:] + path + ("?coalesce=1" if path == "/ws/chat" else ""), open_timeout=60, compression=None) as ws:
         await ws.send(json.dumps({"type": "message", "content": messages_for(i)[0]["content"], "seed": seed,
                                   "model": model, "max_tokens": max_tokens}))
         while True:
             msg = json.loads(await ws.recv())
             if msg["type"] == "token":
                 arrivals.append(time.perf_counter() - t0)
+            elif msg["type"] == "tokens":                    # coalesced: several tokens, one arrival
+                arrivals += [time.perf_counter() - t0] * len(msg["tokens"])
             elif msg["type"] == "complete":
                 return arrivals
             elif msg["type"] == "error":
@@ -72,7 +74,7 @@ async def _client(args, i: int) -> dict:
     seed = args.seed_base + i
     try:
         one = _sse if args.transport == "sse" else _ws
-        arrivals = await one(args.url, i, seed, args.model, args.max_tokens)
+        arrivals = await one(args.url, i, seed, args.model, args.max_tokens, args.path)
         return {"i": i, "seed": seed, "arrivals": arrivals, "error": None}
     except Exception as e:
         return {"i": i, "seed": seed, "arrivals": [], "error": f"{e.__class__.__name__}: {e}"[:200]}
@@ -84,17 +86,19 @@ async def _main(args) -> None:
         json.dump(results, f)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--transport", choices=["sse", "ws"], required=True)
+    parser.add_argument("--path", default=None, help="the route (default: /api/chat/stream or /ws/chat)")
     parser.add_argument("--clients", type=int, required=True)
     parser.add_argument("--ramp-s", type=float, default=4.0)
     parser.add_argument("--model", default="gpt-4o")
     parser.add_argument("--max-tokens", type=int, default=40)
     parser.add_argument("--seed-base", type=int, default=0)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.path = args.path or ("/api/chat/stream" if args.transport == "sse" else "/ws/chat")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))     # one socket per client
     asyncio.run(_main(args))

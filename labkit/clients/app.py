@@ -97,10 +97,12 @@ class ws_chat(TokenIterator):
     """One question over a fresh ``/ws/chat`` connection (for many, keep a :class:`WSChat` open).
 
     ``options`` (model, max_tokens, temperature, seed) go with the message; ``connect_options``
-    go to ``websockets.connect`` (for example ``additional_headers``)."""
+    go to ``websockets.connect`` (for example ``additional_headers``). ``coalesce``: let the server
+    send the tokens that are waiting in one frame when it falls behind (same tokens, fewer frames)."""
 
-    def __init__(self, base_url: str, prompt: str, *, connect_options: dict | None = None, **options):
-        self.url = ws_url(base_url) + "/ws/chat"
+    def __init__(self, base_url: str, prompt: str, *, connect_options: dict | None = None, coalesce: bool = False,
+                 **options):
+        self.url = ws_url(base_url) + "/ws/chat" + ("?coalesce=1" if coalesce else "")
         self.prompt, self.options, self.connect_options = prompt, options, connect_options or {}
 
     async def _run(self) -> AsyncIterator[TimedToken]:
@@ -114,10 +116,14 @@ class ws_chat(TokenIterator):
 
 
 class WSChat:
-    """A WebSocket chat connection that keeps the conversation: ``async for tok in chat.ask("...")``."""
+    """A WebSocket chat connection that keeps the conversation: ``async for tok in chat.ask("...")``.
+    ``coalesce=True`` asks for several waiting tokens per frame (``tokens`` messages) when the server
+    falls behind; every token is still yielded on its own, with its seq and server time."""
 
-    def __init__(self, url: str, **connect_options):
+    def __init__(self, url: str, coalesce: bool = False, **connect_options):
         self.url = url if "/ws/" in url else ws_url(url) + "/ws/chat"
+        if coalesce:
+            self.url += ("&" if "?" in self.url else "?") + "coalesce=1"
         self.connect_options = connect_options
         self.ws = None
 
@@ -167,6 +173,9 @@ async def read_ws_reply(recv, clock: Clock, reply) -> AsyncIterator[TimedToken]:
             reply.stream_id = msg["stream_id"]
         elif kind == "token" and msg.get("stream_id") == reply.stream_id:
             yield TimedToken(msg["content"], t, clock.start_wall + t, msg["seq"], msg["t"])
+        elif kind == "tokens" and msg.get("stream_id") == reply.stream_id:      # several, coalesced
+            for item in msg["tokens"]:
+                yield TimedToken(item["content"], t, clock.start_wall + t, item["seq"], item["t"])
         elif kind == "complete" and msg.get("stream_id") == reply.stream_id:
             reply.finish_reason, reply.content = msg["finish_reason"], msg.get("content")
             return

@@ -153,6 +153,13 @@ def token(stream_id: str, seq: int, content: str, t: float) -> dict:
     return {"type": "token", "stream_id": stream_id, "seq": seq, "content": content, "t": t}
 
 
+def tokens(stream_id: str, items: list[tuple[int, str, float]]) -> dict:
+    """Several tokens in one frame (``/ws/chat?coalesce=1``, when the writer fell behind): each is
+    exactly what its own ``token`` message would have said, in order."""
+    return {"type": "tokens", "stream_id": stream_id,
+            "tokens": [{"seq": seq, "content": content, "t": t} for seq, content, t in items]}
+
+
 def complete(stream_id: str, content: str, tokens: int, finish_reason: str) -> dict:
     return {"type": "complete", "stream_id": stream_id, "content": content, "tokens": tokens,
             "finish_reason": finish_reason}

@@ -7,6 +7,7 @@ code: malformed input, unknown routes and wrong methods included, so any client 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from contextlib import asynccontextmanager
 
@@ -31,6 +32,7 @@ from .guard import RequestGuard
 from .identity import IdentityMiddleware
 from .participants import Participants
 from .rooms import RoomHub, create_room_router
+from .sharedstreams import SharedStreams
 from .state import LiveSettings, ServerConfig, ServerStats
 from .streamhub import StreamHub
 from .voice import create_voice_router
@@ -56,7 +58,10 @@ def create_app(config: ServerConfig | None = None, live: LiveSettings | None = N
     upstream = Upstream(parts.upstream, live)
     manager = ConnectionManager()
     participants = Participants()
-    hub = StreamHub(parts.streams, stats, upstream, participants)
+    # with Redis (several processes), replies are resumable on any of them, as rooms are shared
+    shared = (SharedStreams(config.redis_url, keep_s=config.stream_keep_s, reader_ttl_s=max(5.0, 2 * config.resume_grace_s))
+              if config.redis_url else None)
+    hub = StreamHub(parts.streams, stats, upstream, participants, shared)
     broker = make_broker(parts.rooms.redis_url)
     rooms = RoomHub(parts.rooms, stats, upstream, broker, lease_s=parts.rooms.room_lease_s, participants=participants)
 
@@ -79,6 +84,9 @@ def create_app(config: ServerConfig | None = None, live: LiveSettings | None = N
         except Exception:
             log.warning("rooms did not close cleanly (is the broker still there?)")
         await hub.aclose()
+        if shared is not None:
+            with contextlib.suppress(Exception):
+                await shared.aclose()
         await calls.aclose()                  # WebRTC calls still open
         await upstream.aclose()
 

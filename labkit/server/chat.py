@@ -132,7 +132,7 @@ def create_chat_router(config: ChatConfig, stats: ServerStats, upstream: Upstrea
     @router.get("/api/chat/stream/{stream_id}")
     async def follow_stream(stream_id: str, request: Request) -> Response:
         """The reply as SSE, from the start or after ``Last-Event-ID`` (header, or ``last_event_id`` query)."""
-        log = hub.get(stream_id, request.state.user)
+        log = await hub.find(stream_id, request.state.user)
         last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         if last == END_ID:
             return Response(status_code=204)          # the client has it all; 204 stops EventSource for good
@@ -151,7 +151,7 @@ def create_chat_router(config: ChatConfig, stats: ServerStats, upstream: Upstrea
     @router.get("/api/chat/streams/{stream_id}")
     async def stream_status(stream_id: str, request: Request) -> JSONResponse:
         """A kept reply as JSON: its status and all the text so far."""
-        return JSONResponse(hub.get(stream_id, request.state.user).summary())
+        return JSONResponse((await hub.find(stream_id, request.state.user)).summary())
 
     @router.delete("/api/chat/streams/{stream_id}", status_code=204)
     async def cancel_stream(stream_id: str, request: Request) -> Response:
@@ -206,19 +206,25 @@ async def _sse_follow(hub: StreamHub, log: StreamLog, after: int, heartbeat_s: f
     """The SSE body of one reader: ``retry``, the tokens after ``after`` (each with ``id: seq``), then
     ``done`` or ``error`` with ``id: end``. A silent model gets keep-alive comments."""
     yield b"retry: 1000\n\n"
-    async for event in hub.follow(log, after, heartbeat_s):
-        if isinstance(event, Heartbeat):
-            yield encode_comment("ping")
-        elif isinstance(event, Token):
-            yield encode_event(json.dumps({"seq": event.seq, "content": event.content, "t": event.t}),
-                               event="token", id=event.seq)
-        elif isinstance(event, End):
-            if log.status == DONE:
-                yield encode_event(json.dumps({"content": log.text, "tokens": len(log.tokens),
-                                               "finish_reason": log.finish_reason}), event="done", id=END_ID)
-            else:
-                yield encode_event(json.dumps({"code": log.error_code, "message": log.error_message}),
-                                   event="error", id=END_ID)
+    async for batch in hub.batches(log, after, heartbeat_s):
+        # every event that was waiting goes out in one write (a writer that fell behind coalesces):
+        # the same events, ids and times, in fewer writes
+        yield b"".join(_sse_event(event, log) for event in batch)
+
+
+def _sse_event(event, log: StreamLog) -> bytes:
+    if isinstance(event, Heartbeat):
+        return encode_comment("ping")
+    if isinstance(event, Token):
+        return encode_event(json.dumps({"seq": event.seq, "content": event.content, "t": event.t}),
+                            event="token", id=event.seq)
+    if isinstance(event, End):
+        if log.status == DONE:
+            return encode_event(json.dumps({"content": log.text, "tokens": len(log.tokens),
+                                            "finish_reason": log.finish_reason}), event="done", id=END_ID)
+        return encode_event(json.dumps({"code": log.error_code, "message": log.error_message}),
+                            event="error", id=END_ID)
+    return b""                                         # stage changes say nothing over SSE
 
 
 class _WSChatSession:
@@ -234,6 +240,8 @@ class _WSChatSession:
         self.ws, self.user, self.config, self.stats, self.hub, self.manager = ws, user, config, stats, hub, manager
         self.progressive = progressive
         self.turns = ChatConnection()
+        # ?coalesce=1 (plain /ws/chat): tokens already waiting go out as one ``tokens`` frame
+        self.coalesce = not progressive and ws.query_params.get("coalesce") in ("1", "true")
         self.reader: asyncio.Task | None = None
         self.clean_close = False
 
@@ -292,7 +300,7 @@ class _WSChatSession:
 
     async def _resume(self, resume: Resume) -> None:
         try:
-            log = self.hub.get(resume.stream_id, self.user)
+            log = await self.hub.find(resume.stream_id, self.user)
         except APIError as e:
             await self.send(proto.error(e.code, e.message, resume.stream_id))
             return
@@ -312,15 +320,23 @@ class _WSChatSession:
         view = chat_view(self.progressive, log.id, expected_tokens)
         typing = _Typing(self, self.config.typing_interval_s)
         try:
-            async for event in self.hub.follow(log, after):
-                self.turns.saw(event)
-                for action in view.render(event):
-                    if isinstance(action, StartTyping):
-                        typing.start()
-                    elif isinstance(action, StopTyping):
-                        await typing.stop()
-                    elif not await self.send(action.message):
-                        return          # the client is gone: leaving follow() starts the grace period
+            async for batch in self.hub.batches(log, after):
+                tokens = [e for e in batch if isinstance(e, Token)] if self.coalesce else []
+                if len(tokens) > 1:          # fallen behind: the waiting tokens in one frame, then the rest
+                    for event in tokens:
+                        self.turns.saw(event)
+                    if not await self.send(proto.tokens(log.id, [(e.seq, e.content, e.t) for e in tokens])):
+                        return
+                    batch = [e for e in batch if not isinstance(e, Token)]
+                for event in batch:
+                    self.turns.saw(event)
+                    for action in view.render(event):
+                        if isinstance(action, StartTyping):
+                            typing.start()
+                        elif isinstance(action, StopTyping):
+                            await typing.stop()
+                        elif not await self.send(action.message):
+                            return      # the client is gone: leaving batches() starts the grace period
         finally:
             self.turns.ended()
             await typing.stop(notify=False)

@@ -215,12 +215,16 @@ def _stop_all() -> None:
 
 
 def run_forever(config: ServerConfig, host: str, port: int, app_factory=None,
-                name: str = "labkit server") -> None:
+                name: str = "labkit server", workers: int = 1) -> None:
     """The foreground server of ``python -m labkit serve``.
 
     ``app_factory(config)``, when given, builds another ASGI app to serve instead of labkit's (the
     CLI's ``--app tutorial``: the tutorial's blocking SSE server, for comparisons). The caller picks
-    it, so this module does not import the chapters' code."""
+    it, so this module does not import the chapters' code. ``workers`` > 1: that many processes on one
+    socket, sharing rooms and streams through ``config.redis_url`` (:mod:`labkit.server.workers`)."""
+    if workers > 1 and not config.redis_url:
+        raise OSError(0, "--workers above 1 needs Redis (--redis-url or REDIS_URL): rooms and resumable "
+                         "streams must be shared by the worker processes")
     check_bind(host, config.lab_token)
     sock = bind_socket(host, port)
     if app_factory is not None:
@@ -235,7 +239,13 @@ def run_forever(config: ServerConfig, host: str, port: int, app_factory=None,
     key = "<LAB_TOKEN or a user token>" if config.lab_token else "any"
     print(f"  OpenAI SDK:  OpenAI(base_url=\"{url}/v1\", api_key=\"{key}\")", flush=True)
     print(f"  chat:        POST {url}/api/chat   POST {url}/api/chat/stream   ws{url[4:]}/ws/chat", flush=True)
+    if workers > 1:
+        print(f"  {workers} worker processes, sharing rooms and streams through Redis", flush=True)
     print("  Ctrl+C to stop.", flush=True)
+    if workers > 1:
+        from .workers import run_workers
+        run_workers(config, sock, workers)
+        return
     server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="info", **uvicorn_options(config)))
     logredact.install()                        # ?token=… in an access-log line is masked
     server.run(sockets=[sock])

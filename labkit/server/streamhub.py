@@ -10,6 +10,9 @@ to be picked up again (long enough for a reconnect, short enough not to waste th
 that, or at once when a client says it is done (a WebSocket closed cleanly, a ``cancel``), the
 producer is cancelled, which closes the upstream stream and stops the model within a token.
 
+With several server processes (``shared``, :mod:`labkit.server.sharedstreams`), every reply is also
+mirrored into Redis, and :meth:`StreamHub.find` follows a reply another process is generating.
+
 The decisions (limits, readers, orphans, cancel reasons, what a reader gets next) are
 :class:`labkit.streams.StreamMachine`'s; this module holds only the tasks, wake-ups and timers.
 
@@ -20,14 +23,16 @@ Per user: at most ``max_streams_per_user`` replies stream at once (a third tab i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
 from ..protocol.openai_chat import APIError
 from ..ratelimit import KeyedBuckets
-from ..streams import (Heartbeat, RegistryFull, StreamEvent, StreamGone, StreamLog, StreamMachine,
+from ..streams import (DONE, Heartbeat, RegistryFull, StreamEvent, StreamGone, StreamLog, StreamMachine,
                        StreamReader, StreamStage, TooManyStreams)
 from .participants import Participants
+from .sharedstreams import SharedStreams
 from .state import StreamConfig, ServerStats
 from .upstream import Upstream
 
@@ -39,8 +44,8 @@ QUEUED, WAITING, STREAMING, FINISHED = (StreamStage.QUEUED, StreamStage.WAITING,
 
 class StreamHub:
     def __init__(self, config: StreamConfig, stats: ServerStats, upstream: Upstream,
-                 participants: Participants | None = None):
-        self.config, self.stats, self.upstream = config, stats, upstream
+                 participants: Participants | None = None, shared: SharedStreams | None = None):
+        self.config, self.stats, self.upstream, self.shared = config, stats, upstream, shared
         self.participants = participants or Participants()
         self.machine = StreamMachine(keep_s=config.stream_keep_s, max_streams=config.max_kept_streams,
                                      max_streams_per_user=config.max_streams_per_user,
@@ -80,6 +85,8 @@ class StreamHub:
         accepted = asyncio.get_running_loop().create_future()
         accepted.add_done_callback(lambda f: f.cancelled() or f.exception())   # WebSocket readers never await it
         self._accepted[log.id] = accepted
+        if self.shared is not None:
+            self.shared.started(log.id, user, messages)
         self._tasks[log.id] = asyncio.create_task(self._produce(log, options, accepted), name=f"produce-{log.id}")
         return log
 
@@ -98,6 +105,32 @@ class StreamHub:
             raise APIError(410 if e.code == "stream_expired" else 404, e.message, code=e.code) from None
         if user is not None and log.user != user:
             raise APIError(404, f"No stream with id {stream_id!r}.", code="stream_not_found")
+        return log
+
+    async def find(self, stream_id: str, user: str | None = None) -> StreamLog:
+        """:meth:`get`, and with ``shared`` streams a reply another process generates, followed from
+        Redis into a local copy (its tokens keep their seq and their generating process's times)."""
+        try:
+            return self.get(stream_id, user)
+        except APIError as e:
+            if self.shared is None or e.status != 404:
+                raise
+            meta = await self.shared.meta(stream_id)
+            if meta is None or (user is not None and meta["user"] != user):
+                raise
+        if stream_id in self._tasks:                          # another request adopted it meanwhile
+            return self.get(stream_id, user)
+        await self.shared.reading(stream_id)              # the caller is about to read: keep it alive there
+        if stream_id in self._tasks:
+            return self.get(stream_id, user)
+        log = self.registry.create(meta["user"], meta["messages"], time.time(), stream_id=stream_id)
+        log.accept()
+        self._signals[log.id] = asyncio.Event()
+        synced = asyncio.get_running_loop().create_future()
+        self._tasks[log.id] = asyncio.create_task(self._mirror(log, synced), name=f"mirror-{log.id}")
+        with contextlib.suppress(TimeoutError):           # what it has so far is here before a resume is judged
+            async with asyncio.timeout(10):
+                await asyncio.shield(synced)
         return log
 
     def stage(self, log: StreamLog) -> StreamStage:
@@ -196,6 +229,9 @@ class StreamHub:
                     async for tok in stream.tokens():
                         if not machine.token(log, tok.content):   # failed: too long, or replaced by a newer request
                             break
+                        if self.shared is not None:
+                            seq = len(log.tokens) - 1
+                            self.shared.token(log.id, seq, log.tokens[seq], log.times[seq])
                         self._notify(log)
             machine.finished(log, stream.finish_reason)
             finished = log.status == "done"
@@ -210,6 +246,8 @@ class StreamHub:
                 accepted.cancel()
             raise
         finally:
+            if self.shared is not None:
+                self.shared.ended(log.id, _end_of(log))
             self.stats.app_streams_active -= 1
             if not finished:
                 self.stats.app_streams_cancelled += 1
@@ -217,6 +255,38 @@ class StreamHub:
             self._notify(log)
             self._tasks.pop(log.id, None)
             self._accepted.pop(log.id, None)
+            timer = self._orphan_timers.pop(log.id, None)
+            if timer is not None:
+                timer.cancel()
+
+    async def _mirror(self, log: StreamLog, synced: asyncio.Future) -> None:
+        """The producer of a reply another process generates: its tokens and end, from Redis
+        (``synced`` is set once what Redis held at the start has been copied). Its readers count as
+        readers of the original (the generating process is told, and keeps it alive)."""
+        try:
+            async for kind, value in self.shared.follow(log.id, lambda: self.machine.readers(log) > 0):
+                if kind == "synced":
+                    if not synced.done():
+                        synced.set_result(None)
+                elif kind == "tokens":
+                    for seq, content, t in value:
+                        if seq == len(log.tokens):             # in order, each once
+                            log.append(content, t)
+                    self._notify(log)
+                elif value["status"] == DONE:
+                    log.finish(value["finish_reason"] or "stop", value["finished"] or time.time())
+                else:
+                    log.fail(value["error_code"] or "upstream_error", value["error_message"] or "", time.time())
+        except asyncio.CancelledError:
+            self.machine.cancelled(log)
+            raise
+        except Exception:
+            log.fail("upstream_error", "The process generating this reply could not be followed.", time.time())
+        finally:
+            if not synced.done():
+                synced.set_result(None)
+            self._notify(log)
+            self._tasks.pop(log.id, None)
             timer = self._orphan_timers.pop(log.id, None)
             if timer is not None:
                 timer.cancel()
@@ -243,10 +313,27 @@ class StreamHub:
 
     def _cancel_orphan(self, log: StreamLog) -> None:
         self._orphan_timers.pop(log.id, None)
+        if self.shared is not None and log.running and not self.machine.readers(log):
+            asyncio.create_task(self._cancel_orphan_unless_read_elsewhere(log))   # read through another process?
+            return
         if self.machine.orphan_due(log):
+            self._stop_task(log)
+
+    async def _cancel_orphan_unless_read_elsewhere(self, log: StreamLog) -> None:
+        if await self.shared.has_remote_readers(log.id):
+            if log.running and not self.machine.readers(log) and log.id not in self._orphan_timers:
+                self._orphan_timers[log.id] = asyncio.get_running_loop().call_later(
+                    self.config.resume_grace_s, self._cancel_orphan, log)
+        elif self.machine.orphan_due(log):
             self._stop_task(log)
 
     def _forget(self, stream_ids: list[str]) -> None:
         """Drop the wake-ups of streams the machine no longer keeps (memory stays bounded)."""
         for stream_id in stream_ids:
             self._signals.pop(stream_id, None)
+
+
+def _end_of(log: StreamLog) -> dict:
+    """How a reply ended, as other processes need it."""
+    return {"status": log.status, "finish_reason": log.finish_reason, "finished": log.finished,
+            "error_code": log.error_code, "error_message": log.error_message}

@@ -1,0 +1,45 @@
+"""CPU per layer: a real cProfile of real library calls, split by the file each function lives in."""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import os
+import pstats
+
+import starlette.datastructures
+
+from labkit.bench.cpuprofile import OTHER, layer_of, layer_seconds, process_cpu_s
+
+
+def test_files_map_to_their_layers():
+    assert layer_of(json.__file__) == "json"
+    assert layer_of(starlette.datastructures.__file__).startswith("framework")
+    assert layer_of("/x/site-packages/uvicorn/protocols/websockets/websockets_impl.py").startswith("websocket")
+    assert layer_of("/x/site-packages/uvicorn/protocols/http/httptools_impl.py").startswith("http server")
+    assert layer_of("/x/labkit/server/streamhub.py").startswith("lab streams")
+    assert layer_of("/x/site-packages/typing_extensions.py") == f"{OTHER}: typing_extensions"
+    assert layer_of("~") is None                                       # a C function: no file of its own
+
+
+def test_c_functions_are_charged_to_their_callers_layers():
+    def work():
+        for _ in range(2000):
+            json.dumps({"seq": 1, "content": "token", "t": 1.0})          # Python json calling the C encoder
+            starlette.datastructures.Headers({"a": "b"})
+
+    profile = cProfile.Profile()
+    profile.enable()
+    work()
+    profile.disable()
+    stats = pstats.Stats(profile)
+    layers = layer_seconds(stats)
+    total_own = sum(v[2] for v in stats.stats.values())
+    assert abs(sum(layers.values()) - total_own) < 1e-6 * max(1.0, total_own)    # nothing lost, nothing twice
+    assert layers["json"] > 0 and any(k.startswith("framework") for k in layers)
+
+
+def test_process_cpu_grows_with_work():
+    before = process_cpu_s(os.getpid())
+    sum(i * i for i in range(2_000_000))
+    assert process_cpu_s(os.getpid()) > before
