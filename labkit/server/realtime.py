@@ -24,6 +24,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from ..audio.pacing import SpeechPace
 from ..audio.pcm import resample
 from ..audio.tts import TTSUnavailable as SynthesisUnavailable
 from ..ephemeral import EphemeralKeys, KeyRefused, check_realtime_key, handshake_credentials
@@ -202,19 +203,43 @@ class SessionDriver:
                                                                      "this response."))
 
     async def _speak(self, order: StartResponse, text: str) -> None:
-        from ..audio.tts import ESPEAK_RATE, synthesize_words
+        """Speak ``text`` sentence by sentence: each sentence is synthesized (on the synthesiser's pool,
+        taking turns with other sessions) while the one before it plays, so the first audio waits for
+        the first sentence only."""
+        from ..audio.sentences import split_sentences
+        from ..audio.tts import synthesize_words_async
 
-        words_per_minute = int(175 * order.speed)
-        audio22, words = await asyncio.to_thread(synthesize_words, text, ESPEAK_VOICE_FOR[order.voice], words_per_minute)
+        voice, words_per_minute = ESPEAK_VOICE_FOR[order.voice], int(175 * order.speed)
+        sentences = split_sentences(text)
+        pace = SpeechPace(SAMPLE_RATE, self.config.time_scale)
+        upcoming = asyncio.ensure_future(synthesize_words_async(sentences[0], voice, words_per_minute, id(self))) \
+            if sentences else None
+        try:
+            for k in range(len(sentences)):
+                audio22, words = await upcoming
+                upcoming = (asyncio.ensure_future(synthesize_words_async(sentences[k + 1], voice, words_per_minute,
+                                                                         id(self)))
+                            if k + 1 < len(sentences) else None)
+                await self._play(order, audio22, words, pace)
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()
+
+    async def _play(self, order: StartResponse, audio22, words: list[tuple[str, int]], pace: SpeechPace) -> None:
+        """One sentence's audio out in AUDIO_CHUNK_MS deltas at the pace of speech, each word's transcript
+        delta just before the chunk its sound begins in."""
+        from ..audio.tts import ESPEAK_RATE
+
         audio = resample(audio22, ESPEAK_RATE, SAMPLE_RATE)
-        word_ms = [(piece, sample * 1000 // ESPEAK_RATE) for piece, sample in words]
+        offset_ms = pace.sent_ms                           # where this sentence starts in the reply
+        word_ms = [(piece, offset_ms + sample * 1000 // ESPEAK_RATE) for piece, sample in words]
         chunk = SAMPLE_RATE * AUDIO_CHUNK_MS // 1000
         loop = asyncio.get_running_loop()
-        t0, pace = loop.time(), self.config.time_scale
+        pace.resume(loop.time())
         w = 0
-        for k, i in enumerate(range(0, audio.size, chunk)):
-            await asyncio.sleep(max(0.0, t0 + k * AUDIO_CHUNK_MS / 1000 * pace - loop.time()))
-            end_ms = (i + chunk) * 1000 // SAMPLE_RATE
+        for i in range(0, audio.size, chunk):
+            await asyncio.sleep(pace.delay(loop.time()))
+            end_ms = offset_ms + (i + chunk) * 1000 // SAMPLE_RATE
             starting = []
             while w < len(word_ms) and (word_ms[w][1] < end_ms or i + chunk >= audio.size):
                 starting.append(word_ms[w])
@@ -222,7 +247,9 @@ class SessionDriver:
             events = []
             for piece, _ in starting:             # the words this chunk begins, just before their sound
                 events += self.session.text_delta(order.response_id, piece)
-            events += self.session.audio_delta(order.response_id, audio[i:i + chunk].astype("<i2").tobytes(), starting)
+            piece = audio[i:i + chunk]
+            events += self.session.audio_delta(order.response_id, piece.astype("<i2").tobytes(), starting)
+            pace.sent(piece.size)
             await self.emit(events)
 
     async def _transcribe(self, order: StartTranscription) -> None:
@@ -230,7 +257,7 @@ class SessionDriver:
 
         t0 = time.perf_counter()
         try:
-            text = await asr.transcribe_async(order.audio, SAMPLE_RATE)
+            text = await asr.transcribe_async(order.audio, SAMPLE_RATE, session=id(self))
         except asr.ASRUnavailable as e:          # not installed, or busy (a bounded queue): say so at once
             await self.emit(self.session.transcription_failed(order.item_id, str(e)))
         except Exception:
