@@ -24,7 +24,7 @@ import numpy as np
 
 from .realtime import SILENCE_MS, _Server, _turn, class_turns
 
-__all__ = ["LEVELS", "TARGET_LEVEL", "speak_together", "summarize_level", "judge", "cpu_costs", "run", "plot"]
+__all__ = ["LEVELS", "TARGET_LEVEL", "speak_together", "summarize_level", "judge", "cpu_costs", "run", "plot", "plot_levels"]
 
 LEVELS = (1, 5, 10, 20, 40)
 TARGET_LEVEL = 20
@@ -46,10 +46,12 @@ class _StartTogether:
 
 
 async def speak_together(server, n: int, model: str = "gpt-realtime", turns: list | None = None) -> list:
-    """``n`` sessions on ``server`` (anything with ``.ws_url``) speak one utterance each, starting together.
+    """``n`` sessions on ``server`` (its ``http://`` URL, or anything with ``.ws_url``) speak one utterance
+    each, starting together.
 
     Returns one row per session: the timings of :func:`labkit.bench.realtime._turn`, or the exception
     that session ended with (it was not answered)."""
+    server = _Server(server) if isinstance(server, str) else server
     turns = turns if turns is not None else class_turns(n)
     start = _StartTogether(n)
     jobs = [_turn(server, model, audio, end_s, text, start) for audio, end_s, text in turns[:n]]
@@ -169,7 +171,7 @@ def run(quick: bool = False, levels: tuple[int, ...] = LEVELS) -> dict:
     results = []
     with ServerProcess(["serve", "--port", "0"]) as proc:
         server = _Server(proc.url)
-        asyncio.run(speak_together(server, 1))                   # warm-up: the worker processes start
+        asyncio.run(speak_together(server, 2 if quick else 4))   # warm-up: every worker process starts
         for n in levels:
             cpu0 = _process_cpu_s(proc.proc.pid)
             t0 = time.perf_counter()
@@ -193,22 +195,22 @@ def run(quick: bool = False, levels: tuple[int, ...] = LEVELS) -> dict:
     }
 
 
-def plot(results: dict, path: str) -> None:
-    """The curve: voice-to-voice and transcript delay (p50, p95) against sessions, with the targets."""
-    import matplotlib
-    matplotlib.use("Agg")
+def plot_levels(levels: list[dict], axes=None, title: str = ""):
+    """The curve: voice-to-voice and transcript delay (p50, p95) against sessions, with the targets.
+    Draws on two matplotlib ``axes`` (new ones if None); returns the figure."""
     import matplotlib.pyplot as plt
 
-    levels = results["levels"]
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    a, b = axes
     n = [r["sessions"] for r in levels]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in ((a, "voice_to_voice_ms", "voice-to-voice"), (b, "transcript_after_speech_ms",
-                                                                         "transcript after end of speech")):
+    for ax, key, name in ((a, "voice_to_voice_ms", "voice-to-voice"),
+                          (b, "transcript_after_speech_ms", "transcript after end of speech")):
         for q, style in (("p50", "o-"), ("p95", "s--")):
             ax.plot(n, [r[key][q] for r in levels], style, label=q)
         ax.set_xlabel("sessions speaking together")
         ax.set_ylabel("ms")
-        ax.set_title(title)
+        ax.set_title(name)
         ax.grid(alpha=0.3)
     single = next((r for r in levels if r["sessions"] == 1), None)
     if single and single["voice_to_voice_ms"]["p95"]:
@@ -217,7 +219,20 @@ def plot(results: dict, path: str) -> None:
     b.axhline(TRANSCRIPT_P95_MAX_MS, color="red", lw=0.8, label=f"target p95 at {TARGET_LEVEL}")
     a.legend()
     b.legend()
-    fig.suptitle(f"{results['setup']['cpus']} cores: sessions each speaking one utterance at once")
+    fig = a.figure
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot(results: dict, path: str) -> None:
+    """The benchmark's curve as a PNG at ``path``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plot_levels(results["levels"], title=f"{results['setup']['cpus']} cores: sessions each speaking one "
+                                                f"utterance at once")
     fig.savefig(path, dpi=90)
     plt.close(fig)
