@@ -133,3 +133,10 @@ def test_targets_are_judged_from_the_curve():
     failed = summarize_level(20, [_row(900, 100)] * 19 + [_row(900, failed=True)])
     assert list(judge([single, failed]).values())[1]["met"] is False      # a failed transcript is not a fast one
     assert [t["met"] for t in judge([single]).values()][:2] == [None, None]  # the level was not run
+
+
+def test_the_transcript_floor_is_the_vad_wait_plus_recognition_shared_by_the_cores():
+    from labkit.bench.realtime_scale import transcript_floor_ms
+    costs = {"recognition_cpu_s_per_utterance": 0.3, "cores": 2}
+    assert transcript_floor_ms(1, costs) == 500 + 300                 # one utterance: one core
+    assert transcript_floor_ms(20, costs) == 500 + 19 * 300 / 2       # 19 of 20 (p95) over two cores

@@ -24,7 +24,8 @@ import numpy as np
 
 from .realtime import SILENCE_MS, _Server, _turn, class_turns
 
-__all__ = ["LEVELS", "TARGET_LEVEL", "speak_together", "summarize_level", "judge", "cpu_costs", "run", "plot", "plot_levels"]
+__all__ = ["LEVELS", "TARGET_LEVEL", "speak_together", "summarize_level", "judge", "cpu_costs", "run", "plot", "plot_levels",
+           "transcript_floor_ms"]
 
 LEVELS = (1, 5, 10, 20, 40)
 TARGET_LEVEL = 20
@@ -120,6 +121,7 @@ def cpu_costs(turns: list, answers: list[str]) -> dict:
             if k == 0:
                 first.append(time.process_time() - cpu)
         tts.append((time.process_time() - cpu, seconds))
+    stall = asyncio.run(_loop_stall_while_synthesizing(answers))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     asr_cpu = float(np.mean([c for c, _ in asr]))
     budget_s = (TRANSCRIPT_P95_MAX_MS - SILENCE_MS) / 1000       # what is left after the VAD's silence
@@ -130,11 +132,20 @@ def cpu_costs(turns: list, answers: list[str]) -> dict:
         "synthesis_cpu_s_per_answer": round(float(np.mean([c for c, _ in tts])), 4),
         "synthesis_cpu_s_first_sentence": round(float(np.mean(first)), 4),
         "synthesis_x_real_time": round(sum(c for c, _ in tts) / sum(d for _, d in tts), 4),
+        "synthesis_event_loop_stall_ms": stall,
         "utterances_ending_together_recognisable_within_budget": int(cores * budget_s / asr_cpu),
         "note": (f"recognition of utterances that end together is CPU-bound: {cores} cores x {budget_s:.1f} s "
                  f"(the 1.5 s target minus the {SILENCE_MS} ms VAD silence) / {asr_cpu:.2f} CPU s per utterance; "
                  "with every core free for it, which a shared machine running the clients too never is"),
     }
+
+
+def transcript_floor_ms(sessions: int, costs: dict) -> float:
+    """The soonest 95% of ``sessions`` utterances ending together can be transcribed here, after the end
+    of speech: the VAD's silence, then 95% of them recognised with every core doing nothing else."""
+    share = int(np.ceil(0.95 * sessions))
+    return round(SILENCE_MS + 1000 * share * costs["recognition_cpu_s_per_utterance"] / max(1, min(share, costs["cores"])),
+                 0)
 
 
 def model_answers(n: int) -> list[str]:
@@ -146,6 +157,43 @@ def model_answers(n: int) -> list[str]:
 
     topics = json.loads(Path(KNOWLEDGE_PATH).read_text())["topics"]
     return [a for t in topics for a in t["answers"]][:n]
+
+
+async def _loop_stall_while_synthesizing(answers: list[str]) -> dict:
+    """How long the event loop is held while synthesis runs on its thread (espeak-ng releases the GIL;
+    its audio callback takes it briefly): the longest gap of a 1 ms ticker, and the ticker alone."""
+    from ..audio.sentences import split_sentences
+    from ..audio.tts import synthesize_words_async
+
+    async def longest_gap(work) -> float:
+        loop, gaps, done = asyncio.get_running_loop(), [0.0], asyncio.Event()
+
+        async def tick():
+            last = loop.time()
+            while not done.is_set():
+                await asyncio.sleep(0.001)
+                now = loop.time()
+                gaps.append(now - last)
+                last = now
+        ticker = asyncio.ensure_future(tick())
+        await work()
+        done.set()
+        await ticker
+        return round(1000 * max(gaps), 1)
+
+    async def synthesize_all():
+        for answer in answers:
+            for sentence in split_sentences(answer):
+                await synthesize_words_async(sentence, session="bench")
+
+    async def idle():
+        await asyncio.sleep(0.3)
+    return {"max_gap_while_synthesizing": await longest_gap(synthesize_all), "max_gap_idle": await longest_gap(idle)}
+
+
+def _load() -> list[float] | None:
+    """The machine's 1, 5 and 15 minute load averages: on a shared machine, what else was running."""
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def _process_cpu_s(pid: int) -> float:
@@ -173,12 +221,14 @@ def run(quick: bool = False, levels: tuple[int, ...] = LEVELS) -> dict:
         server = _Server(proc.url)
         asyncio.run(speak_together(server, 2 if quick else 4))   # warm-up: every worker process starts
         for n in levels:
-            cpu0 = _process_cpu_s(proc.proc.pid)
+            cpu0, client0, load = _process_cpu_s(proc.proc.pid), time.process_time(), _load()
             t0 = time.perf_counter()
             rows = asyncio.run(speak_together(server, n))
             wall = time.perf_counter() - t0
             level = summarize_level(n, rows)
             level["server_cpu_s"] = round(_process_cpu_s(proc.proc.pid) - cpu0, 2)
+            level["client_cpu_s"] = round(time.process_time() - client0, 2)   # the sessions' own side
+            level["load_average_1min_before"] = load[0] if load else None
             level["wall_s"] = round(wall, 2)
             results.append(level)
             print(f"  {n:3} sessions: answered {level['answered']}/{n}, voice-to-voice p50/p95 "
@@ -186,11 +236,14 @@ def run(quick: bool = False, levels: tuple[int, ...] = LEVELS) -> dict:
                   f"p50/p95 {level['transcript_after_speech_ms']['p50']}/{level['transcript_after_speech_ms']['p95']}"
                   f" ms, server CPU {level['server_cpu_s']} s", file=sys.stderr, flush=True)
     costs = cpu_costs(class_turns(6 if quick else 12), model_answers(3 if quick else 8))
+    for level in results:
+        level["transcript_p95_floor_ms"] = transcript_floor_ms(level["sessions"], costs)
     return {
         "benchmark": "realtime-concurrency", "description": __doc__.strip().splitlines()[0],
         "setup": {"levels": list(levels), "silence_duration_ms": SILENCE_MS, "cpus": os.cpu_count(),
                   "model": "gpt-realtime", "start": "all sessions together",
-                  "server": "labkit serve in its own process; the clients in this one"},
+                  "server": "labkit serve in its own process; the clients in this one",
+                  "asr_workers": "one per core (the server's default)", "load_average_at_start": _load()},
         "levels": results, "targets": judge(results), "cost": costs,
     }
 
