@@ -120,7 +120,8 @@ class _Workers:
     def warm(self) -> None:
         """Start every lane that has no live process, each building its decoder (in the background)."""
         for lane in self.lanes:
-            if lane.proc is None or lane.proc.poll() is not None:
+            cold = lane.proc is None or lane.proc.poll() is not None
+            if cold and not lane.lock.locked():          # not being started (or used) right now
                 threading.Thread(target=_warm_lane, args=(lane,), daemon=True).start()
 
     def stop(self) -> None:

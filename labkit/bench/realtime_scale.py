@@ -196,19 +196,18 @@ def _load() -> list[float] | None:
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
-def _process_cpu_s(pid: int) -> float:
-    """CPU seconds of a process and its live children (the recogniser and synthesiser workers)."""
+def _process_cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds of a process, and of its live children (the recogniser processes)."""
     import psutil
 
-    proc = psutil.Process(pid)
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
+    def cpu(p) -> float:
         try:
             t = p.cpu_times()
-            total += t.user + t.system
+            return t.user + t.system
         except psutil.Error:
-            pass
-    return total
+            return 0.0
+    proc = psutil.Process(pid)
+    return cpu(proc), sum(cpu(child) for child in proc.children(recursive=True))
 
 
 def run(quick: bool = False, levels: tuple[int, ...] = LEVELS) -> dict:
@@ -226,7 +225,9 @@ def run(quick: bool = False, levels: tuple[int, ...] = LEVELS) -> dict:
             rows = asyncio.run(speak_together(server, n))
             wall = time.perf_counter() - t0
             level = summarize_level(n, rows)
-            level["server_cpu_s"] = round(_process_cpu_s(proc.proc.pid) - cpu0, 2)
+            server_cpu, recogniser_cpu = _process_cpu_s(proc.proc.pid)
+            level["server_cpu_s"] = round(server_cpu - cpu0[0], 2)            # event loop, VAD, synthesis
+            level["recognisers_cpu_s"] = round(recogniser_cpu - cpu0[1], 2)
             level["client_cpu_s"] = round(time.process_time() - client0, 2)   # the sessions' own side
             level["load_average_1min_before"] = load[0] if load else None
             level["wall_s"] = round(wall, 2)
@@ -234,7 +235,7 @@ def run(quick: bool = False, levels: tuple[int, ...] = LEVELS) -> dict:
             print(f"  {n:3} sessions: answered {level['answered']}/{n}, voice-to-voice p50/p95 "
                   f"{level['voice_to_voice_ms']['p50']}/{level['voice_to_voice_ms']['p95']} ms, transcript "
                   f"p50/p95 {level['transcript_after_speech_ms']['p50']}/{level['transcript_after_speech_ms']['p95']}"
-                  f" ms, server CPU {level['server_cpu_s']} s", file=sys.stderr, flush=True)
+                  f" ms, CPU: server {level['server_cpu_s']} s, recognisers {level['recognisers_cpu_s']} s", file=sys.stderr, flush=True)
     costs = cpu_costs(class_turns(6 if quick else 12), model_answers(3 if quick else 8))
     for level in results:
         level["transcript_p95_floor_ms"] = transcript_floor_ms(level["sessions"], costs)
