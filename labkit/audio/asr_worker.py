@@ -12,7 +12,6 @@ UTF-8 line, the transcript. It exits when stdin closes.
 
 from __future__ import annotations
 
-import os
 import struct
 import sys
 
@@ -36,15 +35,7 @@ def decode(decoder, pcm: np.ndarray) -> str:
     return hyp.hypstr if hyp is not None else ""
 
 
-#: How much lower than the server the recogniser runs. When a class stops talking together, the
-#: recognisers are busy for seconds; at equal priority they would take the cores from the server's
-#: event loop, which streams everyone's answer audio. Lower, they get what the loop leaves.
-NICENESS = 5
-
-
 def main(lm_path: str, dict_path: str) -> None:
-    if hasattr(os, "nice"):
-        os.nice(NICENESS)
     decoder = make_decoder(lm_path, dict_path)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
