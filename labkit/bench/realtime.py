@@ -88,9 +88,15 @@ async def _turn(server, model: str, audio24: np.ndarray, speech_end_s: float, te
     listener = asyncio.ensure_future(listen())
     n = RATE * CHUNK_MS // 1000
     t0 = time.perf_counter()
+    true_end = t0 + speech_end_s                     # when the speech ends, if every chunk goes out on time
+    end_chunk = int(speech_end_s * 1000 // CHUNK_MS)
     for k, i in enumerate(range(0, audio24.size, n)):
         await asyncio.sleep(max(0.0, t0 + (k + 1) * CHUNK_MS / 1000 - time.perf_counter()))
         await rt.send_audio(audio24[i:i + n])
+        if k == end_chunk:
+            # a busy client sends late: the user's speech ended when its last chunk really went out
+            # (minus what that chunk held after the end), so the server is not charged for our lateness
+            true_end = max(true_end, time.perf_counter() - ((k + 1) * CHUNK_MS / 1000 - speech_end_s))
         if listener.done():
             break
     while not listener.done():                       # keep the input stream alive with silence, as a mic would
@@ -102,14 +108,14 @@ async def _turn(server, model: str, audio24: np.ndarray, speech_end_s: float, te
     await listener
     await rt.cancel()
     await rt.close()
-    true_end = t0 + speech_end_s
     audio_end_s = events["input_audio_buffer.speech_stopped"]["audio_end_ms"] / 1000
     heard = events.get("conversation.item.input_audio_transcription.completed", {}).get("transcript")
     completed = marks.get("conversation.item.input_audio_transcription.completed")
     return {
         "voice_to_voice_ms": 1000 * (marks["response.output_audio.delta"] - true_end),
         "vad_wait_ms": 1000 * (audio_end_s - speech_end_s),
-        "to_response_ms": 1000 * (marks["response.created"] - (t0 + audio_end_s)),
+        "client_send_lag_ms": 1000 * (true_end - (t0 + speech_end_s)),
+        "to_response_ms": 1000 * (marks["response.created"] - (true_end - speech_end_s + audio_end_s)),
         "to_first_audio_ms": 1000 * (marks["response.output_audio.delta"] - marks["response.created"]),
         "transcription_ms": (1000 * (marks["conversation.item.input_audio_transcription.completed"]
                                      - marks["input_audio_buffer.speech_stopped"])

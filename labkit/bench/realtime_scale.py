@@ -73,6 +73,8 @@ def summarize_level(n: int, rows: list) -> dict:
             "transcript_after_speech_ms": {"count": len(heard), "p50": _p(heard, 50), "p95": _p(heard, 95),
                                            "max": _p(heard, 100)},
             "transcriptions_failed": sum(1 for r in done if r.get("transcription_failed")),
+            # how late this (shared-CPU) client sent the end of speech; the latencies start from then
+            "client_send_lag_ms": {"p95": _p([r.get("client_send_lag_ms", 0.0) for r in done], 95)},
             "errors": sorted({f"{type(r).__name__}: {r}" for r in rows if not isinstance(r, dict)})[:3]}
 
 
