@@ -265,7 +265,8 @@ def plot_levels(levels: list[dict], axes=None, title: str = ""):
         for q, style in (("p50", "o-"), ("p95", "s--")):
             ax.plot(n, [r[key][q] for r in levels], style, label=q)
         ax.set_xlabel("sessions speaking together")
-        ax.set_ylabel("ms")
+        ax.set_ylabel("ms (log scale)")
+        ax.set_yscale("log")
         ax.set_title(name)
         ax.grid(alpha=0.3)
     single = next((r for r in levels if r["sessions"] == 1), None)
@@ -273,6 +274,9 @@ def plot_levels(levels: list[dict], axes=None, title: str = ""):
         a.axhline(V2V_RATIO_MAX * single["voice_to_voice_ms"]["p95"], color="red", lw=0.8,
                   label=f"target at {TARGET_LEVEL}: {V2V_RATIO_MAX}x single p95")
     b.axhline(TRANSCRIPT_P95_MAX_MS, color="red", lw=0.8, label=f"target p95 at {TARGET_LEVEL}")
+    if all("transcript_p95_floor_ms" in r for r in levels):
+        b.plot(n, [r["transcript_p95_floor_ms"] for r in levels], ":", color="gray",
+               label="p95 floor: VAD wait + recognition CPU / cores")
     a.legend()
     b.legend()
     fig = a.figure
