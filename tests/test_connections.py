@@ -57,7 +57,8 @@ async def test_a_slow_client_is_dropped_after_the_timeout_without_delaying_other
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     assert await manager.broadcast("x") == 1
-    assert loop.time() - t0 < 1.0 and fast.received == ["x"] and stuck not in manager
+    # the stuck client would hold the broadcast for 10 s; the 0.1 s timeout ends it well before that
+    assert loop.time() - t0 < 5.0 and fast.received == ["x"] and stuck not in manager
 
 
 async def test_sends_on_one_socket_never_interleave():

@@ -48,7 +48,9 @@ async def test_poisson_arrivals_have_the_asked_rate():
 
     result = await run_load(request, requests=60, rate_per_s=100, seed=3, progress=False)
     span = max(starts) - min(starts)
-    assert len(result.metrics) == 60 and 0.3 < span < 1.2          # 60 arrivals at 100/s: about 0.6 s
+    # 60 arrivals at 100/s: about 0.6 s. Never much sooner (the rate is not exceeded); a busy machine's late
+    # wake-ups can stretch it, so the upper bound only catches a rate that is wrong by a factor (10/s: 6 s)
+    assert len(result.metrics) == 60 and 0.3 < span < 3.0
 
 
 async def test_bounded_in_time_and_errors_are_counted(tmp_path):

@@ -196,7 +196,7 @@ async def _audio_turn_with_transcription(server):
     outcome = next((e for e in c.events if e["type"] in ("conversation.item.input_audio_transcription.completed",
                                                           "conversation.item.input_audio_transcription.failed")), None)
     while outcome is None:
-        e = await c.recv()
+        e = await c.recv(timeout=60)         # recognition runs after the reply; a busy machine is slower
         if e["type"] in ("conversation.item.input_audio_transcription.completed",
                          "conversation.item.input_audio_transcription.failed"):
             outcome = e
