@@ -74,10 +74,21 @@ def _classroom(args: argparse.Namespace) -> int:
                        not args.no_qr, os.environ.get("LAB_INSTRUCTOR_KEY") or None, args.https)
 
 
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, e.g. 1,5,10: {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError("each level is a number of sessions, 1 or more")
+    return levels
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_benchmark
 
-    return run_benchmark(args.name, args.json, quick=args.quick, transport=args.transport)
+    return run_benchmark(args.name, args.json, quick=args.quick, transport=args.transport,
+                         concurrency=args.concurrency)
 
 
 def _notebooks(args: argparse.Namespace) -> int:
@@ -142,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--transport", choices=["websocket", "webrtc"], default=None,
                    help="realtime: also measure answer audio under 0/2/5/10%% loss over this transport "
                         "(webrtc: and voice-to-voice turns over WebRTC instead of the WebSocket's)")
+    b.add_argument("--concurrency", type=_levels, default=None, metavar="N,N,...",
+                   help="realtime: N sessions speaking one utterance together at each level, e.g. 1,5,10,20,40 "
+                        "(writes the curve as a PNG beside the JSON)")
     b.set_defaults(func=_bench)
 
     d = sub.add_parser("data", help="rebuild the lab's data")

@@ -216,7 +216,7 @@ async def test_audio_turn_is_transcribed_offline(server):
 async def test_without_a_recogniser_transcription_fails_clearly(server, monkeypatch):
     from labkit.audio import asr
 
-    async def unavailable(audio, rate):
+    async def unavailable(audio, rate, **_):      # the server passes session= (fair scheduling)
         raise asr.ASRUnavailable("offline speech recognition is not installed: pip install pocketsphinx")
 
     monkeypatch.setattr(asr, "transcribe_async", unavailable)

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .asr_worker import decode, make_decoder
 from .pcm import resample
 
-__all__ = ["recognise", "lab_corpus", "normalise"]
+__all__ = ["recognise", "lab_corpus", "normalise", "model_files", "prepare"]
 
 _lock = threading.Lock()
 _decoder = None
@@ -40,8 +41,21 @@ def lab_corpus() -> list[str]:
     return [s for s in (normalise(x) for x in sentences) if s]
 
 
-def _build_decoder():
-    from pocketsphinx import Decoder, get_model_path
+_files: tuple[str, str] | None = None
+_files_lock = threading.Lock()
+
+
+def model_files() -> tuple[str, str]:
+    """``(language model path, dictionary path)``, written once per process into a temporary folder."""
+    global _files
+    with _files_lock:
+        if _files is None:
+            _files = _write_model_files()
+        return _files
+
+
+def _write_model_files() -> tuple[str, str]:
+    from pocketsphinx import get_model_path
     from pocketsphinx.lm import ArpaBoLM
 
     folder = Path(tempfile.mkdtemp(prefix="labkit-asr-"))
@@ -58,21 +72,22 @@ def _build_decoder():
             if re.sub(r"\(\d+\)$", "", head) in words:
                 keep.append(line)
     (folder / "lab.dict").write_text("".join(keep))
-    return Decoder(samprate=16_000, lm=str(folder / "lab.arpa"), dict=str(folder / "lab.dict"), loglevel="FATAL")
+    return str(folder / "lab.arpa"), str(folder / "lab.dict")
+
+
+def prepare(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """What the decoder hears: 16 kHz int16, with a whisper of dither (espeak's exact digital silence
+    upsets the recogniser's features)."""
+    pcm = resample(np.asarray(audio, dtype=np.int16), sample_rate, 16_000) if sample_rate != 16_000 else audio
+    dither = np.random.default_rng(0).normal(0, 100, pcm.size)
+    return np.clip(pcm + dither, -32768, 32767).astype(np.int16)
 
 
 def recognise(audio: np.ndarray, sample_rate: int) -> str:
-    """The words in ``audio`` (int16 mono), using the lab-vocabulary model."""
+    """The words in ``audio`` (int16 mono), using the lab-vocabulary model, in this process."""
     global _decoder
-    pcm = resample(np.asarray(audio, dtype=np.int16), sample_rate, 16_000) if sample_rate != 16_000 else audio
-    # espeak's exact digital silence upsets the recogniser's features: a whisper of dither fixes it
-    dither = np.random.default_rng(0).normal(0, 100, pcm.size)
-    pcm = np.clip(pcm + dither, -32768, 32767).astype(np.int16)
+    pcm = prepare(audio, sample_rate)
     with _lock:
         if _decoder is None:
-            _decoder = _build_decoder()
-        _decoder.start_utt()
-        _decoder.process_raw(pcm.tobytes(), False, True)
-        _decoder.end_utt()
-        hyp = _decoder.hyp()
-    return hyp.hypstr if hyp is not None else ""
+            _decoder = make_decoder(*model_files())
+        return decode(_decoder, pcm)

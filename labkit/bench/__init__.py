@@ -15,9 +15,18 @@ BENCHMARKS = {"transports": "labkit.bench.transports", "vad": "labkit.bench.vad"
               "latency": "labkit.bench.latency", "load": "labkit.bench.load"}
 
 
-def run_benchmark(name: str, json_path: str, quick: bool = False, transport: str | None = None) -> int:
+def run_benchmark(name: str, json_path: str, quick: bool = False, transport: str | None = None,
+                  concurrency: list[int] | None = None) -> int:
     module = importlib.import_module(BENCHMARKS[name])
-    if transport is not None:                               # realtime only: the WebSocket or WebRTC comparison
+    if concurrency is not None:                             # realtime only: N sessions speaking together
+        if name != "realtime":
+            raise SystemExit("--concurrency applies to the realtime benchmark only")
+        from . import realtime_scale
+        results = realtime_scale.run(quick=quick, levels=tuple(concurrency))
+        png = str(Path(json_path).with_suffix(".png"))
+        realtime_scale.plot(results, png)
+        results["plot"] = Path(png).name
+    elif transport is not None:                               # realtime only: the WebSocket or WebRTC comparison
         if name != "realtime":
             raise SystemExit("--transport applies to the realtime benchmark only")
         from .realtime_loss import run_transport

@@ -41,6 +41,8 @@ from ..speechdata import SAMPLE_RATE, load_clean
 RATE = 24_000
 CHUNK_MS = 20
 SILENCE_MS = 500
+TRANSCRIPT_OUTCOMES = ("conversation.item.input_audio_transcription.completed",
+                       "conversation.item.input_audio_transcription.failed")
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
@@ -59,7 +61,10 @@ class _Server:
         self.ws_url = "ws" + url[4:]
 
 
-async def _turn(server, model: str, audio24: np.ndarray, speech_end_s: float, text: str) -> dict:
+async def _turn(server, model: str, audio24: np.ndarray, speech_end_s: float, text: str,
+                start: asyncio.Event | None = None) -> dict:
+    """One spoken turn, timed. With ``start``, the connection and session are set up first and the
+    speech begins when the event is set (so that concurrent sessions speak together)."""
     rt = RealtimeClient.local(server, model)
     await rt.connect()
     await rt.update_session(audio={"input": {"transcription": {"model": "gpt-4o-mini-transcribe"},
@@ -74,17 +79,24 @@ async def _turn(server, model: str, audio24: np.ndarray, speech_end_s: float, te
             kind = e["type"]
             if kind not in marks:
                 marks[kind], events[kind] = now, e
-            transcribed = any(k.startswith("conversation.item.input_audio_transcription.") and not k.endswith("delta")
-                              for k in marks)
+            transcribed = any(k in marks for k in TRANSCRIPT_OUTCOMES)
             if "response.output_audio.delta" in marks and transcribed:
                 return                            # all the timing is in: the rest of the answer is not needed
 
+    if start is not None:                          # update_session returned: the session is ready
+        await start.wait()
     listener = asyncio.ensure_future(listen())
     n = RATE * CHUNK_MS // 1000
     t0 = time.perf_counter()
+    true_end = t0 + speech_end_s                     # when the speech ends, if every chunk goes out on time
+    end_chunk = int(speech_end_s * 1000 // CHUNK_MS)
     for k, i in enumerate(range(0, audio24.size, n)):
         await asyncio.sleep(max(0.0, t0 + (k + 1) * CHUNK_MS / 1000 - time.perf_counter()))
         await rt.send_audio(audio24[i:i + n])
+        if k == end_chunk:
+            # a busy client sends late: the user's speech ended when its last chunk really went out
+            # (minus what that chunk held after the end), so the server is not charged for our lateness
+            true_end = max(true_end, time.perf_counter() - ((k + 1) * CHUNK_MS / 1000 - speech_end_s))
         if listener.done():
             break
     while not listener.done():                       # keep the input stream alive with silence, as a mic would
@@ -96,20 +108,36 @@ async def _turn(server, model: str, audio24: np.ndarray, speech_end_s: float, te
     await listener
     await rt.cancel()
     await rt.close()
-    true_end = t0 + speech_end_s
     audio_end_s = events["input_audio_buffer.speech_stopped"]["audio_end_ms"] / 1000
     heard = events.get("conversation.item.input_audio_transcription.completed", {}).get("transcript")
+    completed = marks.get("conversation.item.input_audio_transcription.completed")
     return {
         "voice_to_voice_ms": 1000 * (marks["response.output_audio.delta"] - true_end),
         "vad_wait_ms": 1000 * (audio_end_s - speech_end_s),
-        "to_response_ms": 1000 * (marks["response.created"] - (t0 + audio_end_s)),
+        "client_send_lag_ms": 1000 * (true_end - (t0 + speech_end_s)),
+        "to_response_ms": 1000 * (marks["response.created"] - (true_end - speech_end_s + audio_end_s)),
         "to_first_audio_ms": 1000 * (marks["response.output_audio.delta"] - marks["response.created"]),
         "transcription_ms": (1000 * (marks["conversation.item.input_audio_transcription.completed"]
                                      - marks["input_audio_buffer.speech_stopped"])
                              if heard is not None else None),
+        "transcript_after_speech_ms": 1000 * (completed - true_end) if completed is not None else None,
+        "transcription_failed": "conversation.item.input_audio_transcription.failed" in marks,
         "input_wer": word_error_rate(text, heard) if heard is not None else None,
         "input_transcript": heard, "said": text,
     }
+
+
+def class_turns(n: int) -> list[tuple[np.ndarray, float, str]]:
+    """``n`` turns of the speech set (it repeats past its length): each ``(audio at 24 kHz with 0.5 s of
+    silence before the speech and 0.3 s after, where the speech ends in seconds, what is said)``."""
+    clean, utterances = load_clean()
+    turns = []
+    for k in range(n):
+        u = utterances[k % len(utterances)]
+        lead, tail = 0.5, 0.3
+        piece = clean[int((u.start_s - lead) * SAMPLE_RATE): int((u.end_s + tail) * SAMPLE_RATE)]
+        turns.append((resample(piece, SAMPLE_RATE, RATE), lead + u.duration_s, u.text))
+    return turns
 
 
 async def _answer_round_trip(server, questions: list[str]) -> list[dict]:
@@ -144,13 +172,8 @@ async def _series(server, model: str, turns: list) -> list[dict]:
 
 
 def run(quick: bool = False) -> dict:
-    clean, utterances = load_clean()
-    chosen = utterances[:2] if quick else utterances[:6]
-    turns = []
-    for u in chosen:
-        lead, tail = 0.5, 0.3
-        piece = clean[int((u.start_s - lead) * SAMPLE_RATE): int((u.end_s + tail) * SAMPLE_RATE)]
-        turns.append((resample(piece, SAMPLE_RATE, RATE), lead + u.duration_s, u.text))
+    chosen = load_clean()[1][:2 if quick else 6]
+    turns = class_turns(len(chosen))
     print(f"realtime benchmark: {len(turns)} turns x 2 models, streamed at real-time pace", file=sys.stderr)
     with ServerProcess(["serve", "--port", "0"]) as proc:
         server = _Server(proc.url)

@@ -24,6 +24,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from ..audio.pacing import SpeechPace
 from ..audio.pcm import resample
 from ..ephemeral import EphemeralKeys, KeyRefused, check_realtime_key, handshake_credentials
 from ..model import UnknownModelError, plan_tool_calls, resolve_model
@@ -198,26 +199,50 @@ class SessionDriver:
                                                   type=failure.type))
 
     async def _speak(self, order: StartResponse, text: str) -> None:
-        from ..audio.tts import ESPEAK_RATE, synthesize_words
+        """Speak ``text`` sentence by sentence: each sentence is synthesized (on the synthesiser's pool,
+        taking turns with other sessions) while the one before it plays, so the first audio waits for
+        the first sentence only."""
+        from ..audio.sentences import split_sentences
+        from ..audio.tts import synthesize_words_async
 
-        words_per_minute = int(175 * order.speed)
-        audio22, words = await asyncio.to_thread(synthesize_words, text, ESPEAK_VOICE_FOR[order.voice], words_per_minute)
+        voice, words_per_minute = ESPEAK_VOICE_FOR[order.voice], int(175 * order.speed)
+        sentences = split_sentences(text)
+        pace = SpeechPace(SAMPLE_RATE, self.config.time_scale)
+        upcoming = asyncio.ensure_future(synthesize_words_async(sentences[0], voice, words_per_minute, id(self))) \
+            if sentences else None
+        try:
+            for k in range(len(sentences)):
+                audio22, words = await upcoming
+                upcoming = (asyncio.ensure_future(synthesize_words_async(sentences[k + 1], voice, words_per_minute,
+                                                                         id(self)))
+                            if k + 1 < len(sentences) else None)
+                await self._play(order, audio22, words, pace)
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()
+
+    async def _play(self, order: StartResponse, audio22, words: list[tuple[str, int]], pace: SpeechPace) -> None:
+        """One sentence's audio out in AUDIO_CHUNK_MS deltas at the pace of speech, each word's transcript
+        delta just before the chunk its sound begins in."""
+        from ..audio.tts import ESPEAK_RATE
+
         audio = resample(audio22, ESPEAK_RATE, SAMPLE_RATE)
-        chunks = speech_chunks(audio.size, word_times_ms(words, ESPEAK_RATE), SAMPLE_RATE, AUDIO_CHUNK_MS,
-                               pace=self.config.time_scale)
+        offset_ms = pace.sent_ms                           # where this sentence starts in the reply
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        for chunk in chunks:
-            await asyncio.sleep(max(0.0, t0 + chunk.due_s - loop.time()))
-            await self.emit(self.session.speech_chunk(order.response_id, audio[chunk.start:chunk.end]
-                                                      .astype("<i2").tobytes(), chunk.words))
+        pace.resume(loop.time())
+        for chunk in speech_chunks(audio.size, word_times_ms(words, ESPEAK_RATE), SAMPLE_RATE, AUDIO_CHUNK_MS):
+            await asyncio.sleep(pace.delay(loop.time()))
+            piece = audio[chunk.start:chunk.end]
+            in_reply = tuple((text, offset_ms + ms) for text, ms in chunk.words)
+            pace.sent(piece.size)
+            await self.emit(self.session.speech_chunk(order.response_id, piece.astype("<i2").tobytes(), in_reply))
 
     async def _transcribe(self, order: StartTranscription) -> None:
         from ..audio import asr
 
         t0 = time.perf_counter()
         try:
-            text = await asr.transcribe_async(order.audio, SAMPLE_RATE)
+            text = await asr.transcribe_async(order.audio, SAMPLE_RATE, session=id(self))
         except Exception as e:                   # which message: labkit.realtime.failures
             message, unexpected = transcription_failure(e)
             if unexpected:
