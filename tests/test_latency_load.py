@@ -87,6 +87,12 @@ async def test_parallel_completions_do_not_wait_for_each_other(make_server):
     many = await parallel_completions(client, [f"question {i} about SSE" for i in range(24)], max_concurrent=24,
                                       model="slow-large", max_tokens=30)
     assert len(many) == 24 and all(s.n_tokens == 30 for s in many)
-    # they overlap: every stream had its first token before any stream had its last (an order of
-    # events, not a speed: how much faster parallel is, `bench load` measures)
-    assert max(s.tokens[0].wall for s in many) < min(s.tokens[-1].wall for s in many)
+    # they overlap: at some moment most of them were streaming at once (one after another, it would be
+    # one). An order of events, not a speed: how much faster parallel is, `bench load` measures. (Not
+    # "all 24 at once": on a busy machine starting the last ones can take longer than a stream lasts.)
+    edges = sorted([(s.tokens[0].wall, 1) for s in many] + [(s.tokens[-1].wall, -1) for s in many])
+    streaming = peak = 0
+    for _, step in edges:
+        streaming += step
+        peak = max(peak, streaming)
+    assert peak >= 12, peak
