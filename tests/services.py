@@ -4,7 +4,7 @@ Library code only *finds* them (:func:`labkit.services.find_binary`); installing
 test run: when a binary is missing and the run is root with Debian's ``apt-get`` (as CI is), its
 package is installed, in a background thread started with the session so other tests go on meanwhile.
 A test (or a notebook run under nbval) that needs one waits for that thread first (root conftest.py:
-``pytest_runtest_setup``). A file lock makes the two xdist workers install one after the other (the
+``pytest_runtest_setup``). A file lock makes the xdist workers install one after the other (the
 second then finds everything in place). What cannot be had is recorded, and the test skips with that
 reason, as before.
 """
