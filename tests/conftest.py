@@ -45,3 +45,15 @@ def chromium():
     except ServiceUnavailable as e:
         why = services.install_failures().get("chromium", e)
         pytest.skip(f"Chromium cannot be had here: {why}")
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    """A private Redis (started by the test setup) for one test file; skipped, saying why, where none can be had."""
+    from labkit.services import RedisServer, ServiceUnavailable
+
+    try:
+        with RedisServer() as redis:
+            yield redis.url
+    except ServiceUnavailable as e:
+        pytest.skip(f"Redis cannot be had here: {e}")

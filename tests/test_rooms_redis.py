@@ -11,17 +11,7 @@ from labkit.clients.room import RoomClient as Member, answers_at_least as comple
 from labkit.rooms.broker import MemoryBroker, RedisBroker
 from labkit.rooms.protocol import event_key
 from labkit.server.process import ServerProcess
-from labkit.services import RedisServer, ServiceUnavailable
 
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    try:
-        with RedisServer() as redis:
-            yield redis.url
-    except ServiceUnavailable as e:
-        pytest.skip(f"Redis cannot be had here: {e}")
 
 
 def app_server(redis_url: str) -> ServerProcess:

@@ -16,18 +16,8 @@ import websockets
 from labkit.bench.load import process_tree
 from labkit.protocol.sse import SSEDecoder
 from labkit.server.process import ServerProcess
-from labkit.services import RedisServer, ServiceUnavailable
 
 BODY = {"message": "How do Server-Sent Events work?", "model": "gpt-4o", "max_tokens": 40, "seed": 7}
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    try:
-        with RedisServer() as redis:
-            yield redis.url
-    except ServiceUnavailable as e:
-        pytest.skip(f"Redis cannot be had here: {e}")
 
 
 def app(redis_url: str, *extra: str) -> ServerProcess:
