@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .services import BINARIES, ServiceUnavailable, find_binary, free_port, stop_process
+from .services import BINARIES, ServiceUnavailable, find_binary, free_port, spawn, stop_process
 
 __all__ = ["ServiceUnavailable", "ensure_nginx", "NginxProxy", "ROUTES"]
 
@@ -75,8 +75,8 @@ class NginxProxy:
         check = subprocess.run([self.binary, "-t", "-p", str(root), "-c", conf], capture_output=True, text=True)
         if check.returncode != 0:
             raise ServiceUnavailable(f"nginx rejected its config: {check.stderr.strip()[-300:]}")
-        self._proc = subprocess.Popen([self.binary, "-p", str(root), "-c", conf, "-g", "daemon off;"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = spawn([self.binary, "-p", str(root), "-c", conf, "-g", "daemon off;"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while True:
             try:

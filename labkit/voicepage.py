@@ -4,7 +4,7 @@ Used by the tests and by chapter 05b: the fake microphone (:mod:`labkit.fakemic`
 first line, pauses, and says the second while the answer to the first is still playing (a
 barge-in); then the Interrupt button cuts the answer to the second. What comes back is what the
 page measured (``window.voice``) and what the server said over the protocol, plus a screenshot.
-Chromium is Debian's (``labkit.services.ensure_binary``); nothing is downloaded.
+Chromium is Debian's (``labkit.services.chromium_path``); nothing is downloaded.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import time
 
 import httpx
 
-from ..services import stop_process
+from ..services import spawn, stop_process
 
 __all__ = ["ServerProcess"]
 
@@ -31,7 +31,8 @@ class ServerProcess:
         self.url = ""
 
     def __enter__(self) -> "ServerProcess":
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env)
+        # spawn: the child never outlives this process, even one killed with SIGKILL mid-benchmark
+        self.proc = spawn(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env)
         first = self.proc.stdout.readline()
         if not first.strip().split() or "://" not in first.split()[-1]:
             rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
