@@ -23,9 +23,12 @@ import asyncio
 import os
 import sys
 
-from ..latency.experiments import (concurrency_sweep, model_table, network_conditions, proxy_buffering, select_model,
-                                   streaming_vs_not, transport_overhead, ttft_vs_prompt_length)
+from ..latency.experiments import (SweepServer, concurrency_sweep, model_table, network_conditions, proxy_buffering,
+                                   select_model, streaming_vs_not, transport_overhead, ttft_vs_prompt_length)
 from ..server.process import ServerProcess
+
+#: The concurrency sweep's two app servers (row names in the JSON).
+LAB, TUTORIAL = "lab (AsyncOpenAI)", "tutorial (sync client)"
 
 
 def _say(text: str) -> None:
@@ -46,7 +49,7 @@ def run(quick: bool = False) -> dict:
         _say("3/5 model table")
         table = asyncio.run(model_table(base, runs=3 if quick else 8))
         _say(f"5/5 concurrency at {users} users (the tutorial's server is slow under load)")
-        sweep = asyncio.run(concurrency_sweep({"lab (AsyncOpenAI)": lab.url, "tutorial (sync client)": tut.url},
+        sweep = asyncio.run(concurrency_sweep({LAB: SweepServer.lab(lab.url), TUTORIAL: SweepServer.tutorial(tut.url)},
                                               users=users, requests_per_user=2 if quick else 3))
         _say("7 network conditions through labkit.netem")
         network = asyncio.run(network_conditions(int(lab.url.rsplit(":", 1)[1]), reps=1 if quick else 3))
@@ -68,8 +71,8 @@ def run(quick: bool = False) -> dict:
         per_transport = asyncio.run(transport_overhead(app.url, model.url + "/v1", raw.url, runs=3 if quick else 8))
     transport = transports.run(quick=True)
     top = max(users)
-    lab_top = next(r for r in sweep if r["server"].startswith("lab") and r["users"] == top)
-    tut_top = next(r for r in sweep if r["server"].startswith("tutorial") and r["users"] == top)
+    lab_top = next(r for r in sweep if r["server"] == LAB and r["users"] == top)
+    tut_top = next(r for r in sweep if r["server"] == TUTORIAL and r["users"] == top)
     return {
         "benchmark": "latency", "description": __doc__.strip().splitlines()[0],
         "setup": {"cpus": os.cpu_count(), "users": list(users)},

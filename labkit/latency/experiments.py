@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import numpy as np
 from openai import AsyncOpenAI
@@ -23,7 +25,7 @@ from .metrics import request_metrics
 from .stats import summarize
 
 __all__ = ["streaming_vs_not", "ttft_vs_prompt_length", "optimize_prompt", "model_table", "select_model",
-           "concurrency_sweep", "lab_sse_request", "tutorial_sse_request", "network_conditions", "proxy_buffering",
+           "SweepServer", "concurrency_sweep", "lab_sse_request", "tutorial_sse_request", "network_conditions", "proxy_buffering",
            "transport_overhead"]
 
 PROMPT = "Why does streaming make a chat feel faster?"
@@ -161,16 +163,32 @@ def tutorial_sse_request(url: str, i: int, max_tokens: int = 20) -> asyncio.Futu
     return _sse_request(url, "/api/chat/stream", body, lambda e: json.loads(e.data).get("token"))
 
 
-async def concurrency_sweep(servers: dict[str, str], *, users=(1, 10, 50), requests_per_user: int = 3,
+@dataclass(frozen=True)
+class SweepServer:
+    """One app server of a concurrency sweep: its URL and the request its chat route takes (the lab's
+    ``{"message"}`` body, or the tutorial's ``{"messages"}``). Said by whoever started the server, never
+    guessed from its name: ``SweepServer.lab(url)``, ``SweepServer.tutorial(url)``."""
+    url: str
+    request: Callable[[str, int], Awaitable[TimedStream]]
+
+    @classmethod
+    def lab(cls, url: str) -> "SweepServer":
+        return cls(url, lab_sse_request)
+
+    @classmethod
+    def tutorial(cls, url: str) -> "SweepServer":
+        return cls(url, tutorial_sse_request)
+
+
+async def concurrency_sweep(servers: dict[str, SweepServer], *, users=(1, 10, 50), requests_per_user: int = 3,
                             min_requests: int = 20, max_seconds: float = 60.0) -> list[dict]:
-    """TTFT p50/p99 against concurrent users, for each server (name -> URL), closed loop, users ramped
-    in over one second."""
+    """TTFT p50/p99 against concurrent users, for each server (row name -> :class:`SweepServer`), closed
+    loop, users ramped in over one second."""
     rows = []
-    for name, url in servers.items():
-        request = lab_sse_request if name.startswith("lab") else tutorial_sse_request
+    for name, server in servers.items():
         for n in users:
             count = max(n * requests_per_user, min_requests)  # enough requests for a stable single-user baseline
-            result = await run_load(lambda i, url=url, request=request: request(url, i), requests=count,
+            result = await run_load(lambda i, server=server: server.request(server.url, i), requests=count,
                                     concurrency=n, ramp_s=1.0 if n > 1 else 0.0, max_seconds=max_seconds,
                                     progress=False)
             s = result.summary()
