@@ -92,3 +92,39 @@ def test_the_contract_catches_an_upward_import(graph):
     graph.add_import(importer="labkit.vad", imported="labkit.server.app", line_number=1, line_contents="x")
     illegal = _layered(graph, LAYERS)
     assert {(d.importer, d.imported) for d in illegal} == {("labkit.vad", "labkit.server")}
+
+
+def _private_names_crossing(package_dir) -> list[str]:
+    """``from <a labkit module> import _name`` and ``<a labkit module or name>._name`` in ``package_dir``'s
+    sources: a private name used outside the module that defines it."""
+    import ast
+
+    found = []
+    for path in sorted(package_dir.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("labkit")):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append(f"{path.name}:{node.lineno}: imports {alias.name} from {node.module or '.'}")
+                    imported.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                imported |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.startswith("labkit")}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in imported
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+                found.append(f"{path.name}:{node.lineno}: uses {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_private_name_crosses_a_module(tmp_path):
+    from pathlib import Path
+
+    import labkit
+
+    assert _private_names_crossing(Path(labkit.__file__).parent) == []
+    # and the check can fail: both ways of reaching into another module are reported
+    (tmp_path / "a.py").write_text("from .b import _helper\nfrom . import c\nc._state = 1\n")
+    assert [f.split(": ", 1)[1] for f in _private_names_crossing(tmp_path)] == ["imports _helper from b",
+                                                                                "uses c._state"]

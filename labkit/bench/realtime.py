@@ -56,12 +56,14 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return float(d[-1, -1]) / max(1, len(r))
 
 
-class _Server:
+class ServerAddress:
+    """A running server known by its ``http://`` URL, as :meth:`RealtimeClient.local` takes one."""
+
     def __init__(self, url: str):
         self.ws_url = "ws" + url[4:]
 
 
-async def _turn(server, model: str, audio24: np.ndarray, speech_end_s: float, text: str,
+async def timed_turn(server, model: str, audio24: np.ndarray, speech_end_s: float, text: str,
                 start: asyncio.Event | None = None) -> dict:
     """One spoken turn, timed. With ``start``, the connection and session are set up first and the
     speech begins when the event is set (so that concurrent sessions speak together)."""
@@ -164,7 +166,7 @@ async def _answer_round_trip(server, questions: list[str]) -> list[dict]:
 async def _series(server, model: str, turns: list) -> list[dict]:
     rows = []
     for k, (audio, end_s, text) in enumerate(turns):
-        row = await _turn(server, model, audio, end_s, text)
+        row = await timed_turn(server, model, audio, end_s, text)
         rows.append(row)
         print(f"  {model:12} turn {k + 1}/{len(turns)}: voice-to-voice {row['voice_to_voice_ms']:6.0f} ms "
               f"(VAD wait {row['vad_wait_ms']:4.0f} ms)", file=sys.stderr, flush=True)
@@ -172,14 +174,13 @@ async def _series(server, model: str, turns: list) -> list[dict]:
 
 
 def run(quick: bool = False) -> dict:
-    chosen = load_clean()[1][:2 if quick else 6]
-    turns = class_turns(len(chosen))
+    turns = class_turns(2 if quick else 6)
     print(f"realtime benchmark: {len(turns)} turns x 2 models, streamed at real-time pace", file=sys.stderr)
     with ServerProcess(["serve", "--port", "0"]) as proc:
-        server = _Server(proc.url)
+        server = ServerAddress(proc.url)
         series = {model: asyncio.run(_series(server, model, turns)) for model in ("gpt-realtime", "instant")}
     with ServerProcess(["serve", "--port", "0", "--time-scale", "0.02"]) as proc:     # fast: whole answers
-        round_trip = asyncio.run(_answer_round_trip(_Server(proc.url), [u.text for u in chosen[:3]]))
+        round_trip = asyncio.run(_answer_round_trip(ServerAddress(proc.url), [text for _, _, text in turns[:3]]))
     parts = ("voice_to_voice_ms", "vad_wait_ms", "to_response_ms", "to_first_audio_ms", "transcription_ms")
     summary = {model: {p: summarize((r[p] for r in rows), digits=1) for p in parts} for model, rows in series.items()}
     overhead = [r["voice_to_voice_ms"] - r["vad_wait_ms"] for r in series["instant"]]

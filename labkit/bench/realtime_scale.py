@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .realtime import SILENCE_MS, _Server, _turn, class_turns
+from .realtime import SILENCE_MS, ServerAddress, class_turns, timed_turn
 
 __all__ = ["LEVELS", "TARGET_LEVEL", "speak_together", "summarize_level", "judge", "cpu_costs", "run", "plot", "plot_levels",
            "transcript_floor_ms"]
@@ -50,12 +50,12 @@ async def speak_together(server, n: int, model: str = "gpt-realtime", turns: lis
     """``n`` sessions on ``server`` (its ``http://`` URL, or anything with ``.ws_url``) speak one utterance
     each, starting together.
 
-    Returns one row per session: the timings of :func:`labkit.bench.realtime._turn`, or the exception
+    Returns one row per session: the timings of :func:`labkit.bench.realtime.timed_turn`, or the exception
     that session ended with (it was not answered)."""
-    server = _Server(server) if isinstance(server, str) else server
+    server = ServerAddress(server) if isinstance(server, str) else server
     turns = turns if turns is not None else class_turns(n)
     start = _StartTogether(n)
-    jobs = [_turn(server, model, audio, end_s, text, start) for audio, end_s, text in turns[:n]]
+    jobs = [timed_turn(server, model, audio, end_s, text, start) for audio, end_s, text in turns[:n]]
     return list(await asyncio.gather(*jobs, return_exceptions=True))
 
 
@@ -219,7 +219,7 @@ def run(quick: bool = False, levels: tuple[int, ...] = LEVELS) -> dict:
     print(f"realtime concurrency benchmark: levels {list(levels)}, sessions starting together", file=sys.stderr)
     results = []
     with ServerProcess(["serve", "--port", "0"]) as proc:
-        server = _Server(proc.url)
+        server = ServerAddress(proc.url)
         asyncio.run(speak_together(server, 2 if quick else 4))   # warm-up: every worker process starts
         for n in levels:
             cpu0, client0, load = _process_cpu_s(proc.proc.pid), time.process_time(), _load()
