@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -22,18 +21,10 @@ from pathlib import Path
 import httpx
 import nbformat
 
-from labkit.services import stop_process
+from labkit.services import CHROMIUM_ARGS, free_port, spawn, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -54,15 +45,15 @@ def jupyterlab(tmp: Path, notebooks: list[str], timeout_s: float = 60):
     announcements.mkdir(parents=True)
     (announcements / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    token, port = secrets.token_hex(16), _free_port()
+    token, port = secrets.token_hex(16), free_port()
     env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
            "JUPYTER_CONFIG_DIR": str(tmp / "config")}
     log = open(tmp / "jupyterlab.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-                             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-                             "--ServerApp.log_level=WARN"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = spawn([sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+                  "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+                  f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+                  "--ServerApp.log_level=WARN"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -142,7 +133,7 @@ async def lab_page(chromium_path: str, url: str, token: str, name: str):
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS)
+        browser = await p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         page = await browser.new_page(viewport={"width": 1280, "height": 1000})
         lab = Lab(page, url, token)
         try:
@@ -153,3 +144,15 @@ async def lab_page(chromium_path: str, url: str, token: str, name: str):
             raise
         finally:
             await browser.close()
+
+
+@contextlib.asynccontextmanager
+async def ran_all(chromium_path: str, url: str, token: str, notebook: str, timeout_s: float = 240):
+    """What every chapter test starts with: ``notebook`` opened in a page of its own, *Run All Cells*
+    done, and no traceback in any output. Yields the :class:`Lab` for the chapter's own steps (a
+    failure there leaves a screenshot named after the notebook)."""
+    async with lab_page(chromium_path, url, token, "chapter" + notebook[:2]) as lab:
+        await lab.open(notebook)
+        await lab.run_all(timeout_s=timeout_s)
+        assert await lab.tracebacks() == []
+        yield lab

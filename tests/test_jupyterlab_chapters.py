@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from jupyterlab_ui import jupyterlab, lab_page, shut_down_kernels
+from jupyterlab_ui import jupyterlab, ran_all, shut_down_kernels
 
 pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed")
@@ -42,11 +42,8 @@ def lab_server(jupyterlab_server):
 
 @pytest.mark.timeout(400)                    # JupyterLab and Chromium on a shared CPU: slow, not stuck
 async def test_run_all_then_two_questions_in_the_chat_box(chromium, lab_server):
-    async with lab_page(chromium, *lab_server, "chapter03") as lab:
+    async with ran_all(chromium, *lab_server, CHAPTER03) as lab:
         page = lab.page
-        await lab.open(CHAPTER03)
-        await lab.run_all()
-        assert await lab.tracebacks() == []
         before = await page.evaluate(ROWS)
         assert [who for who, _ in before] == ["you", "assistant"]     # the notebook's own `await box.ask(...)`
         box = page.locator(".labkit-chatbox input[placeholder^='Ask about SSE']")
@@ -71,11 +68,8 @@ async def test_run_all_then_two_questions_in_the_chat_box(chromium, lab_server):
 
 @pytest.mark.timeout(400)
 async def test_run_all_then_start_the_live_rms_plot(chromium, lab_server):
-    async with lab_page(chromium, *lab_server, "chapter04") as lab:
+    async with ran_all(chromium, *lab_server, CHAPTER04, timeout_s=300) as lab:
         page = lab.page
-        await lab.open(CHAPTER04)
-        await lab.run_all(timeout_s=300)
-        assert await lab.tracebacks() == []
         start = page.locator(".widget-button:has-text('Start')").first
         await start.scroll_into_view_if_needed()
         plot = page.locator("img.widget-image").first
@@ -95,11 +89,8 @@ PROBE = re.compile(r"on (\w+): a student's TTFT p50 (\d+) ms")
 
 @pytest.mark.timeout(400)
 async def test_run_all_then_switch_the_class_network_from_the_dashboard(chromium, lab_server):
-    async with lab_page(chromium, *lab_server, "chapter10") as lab:
+    async with ran_all(chromium, *lab_server, CHAPTER10) as lab:
         page = lab.page
-        await lab.open(CHAPTER10)
-        await lab.run_all()
-        assert await lab.tracebacks() == []
         probe_cell = page.locator(".jp-CodeCell:has(.jp-InputArea-editor:has-text('probe = await'))")
         output = probe_cell.locator(".jp-OutputArea-output")
         first = PROBE.search(await output.inner_text())
