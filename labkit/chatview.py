@@ -40,8 +40,6 @@ ChatAction = Send | StartTyping | StopTyping
 class PlainChatView:
     """Tokens, then ``complete`` (or ``error``): the tutorial's protocol, resumable."""
 
-    progressive = False
-
     def __init__(self, stream_id: str, expected_tokens: float):
         self.stream_id, self.expected_tokens = stream_id, expected_tokens
 
@@ -62,7 +60,6 @@ class PlainChatView:
 class ProgressiveChatView(PlainChatView):
     """Plus typing while the model is silent (stopped on every path), ``index`` and progress every 8 tokens."""
 
-    progressive = True
     PROGRESS_EVERY = 8
 
     def __init__(self, stream_id: str, expected_tokens: float):

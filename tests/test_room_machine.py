@@ -131,7 +131,7 @@ async def test_the_hub_replays_exactly_or_says_which_events_are_gone():
     from labkit.server.state import ServerConfig, ServerStats
 
     broker = MemoryBroker(max_events=50)
-    hub = RoomHub(ServerConfig(room_ai=False), ServerStats(), upstream=None, broker=broker)
+    hub = RoomHub(ServerConfig(room_ai=False).split().rooms, ServerStats(), upstream=None, broker=broker)
     try:
         ids = [await broker.publish("lab", {"type": "user_message", "user": "ann", "content": str(i)})
                for i in range(30)]

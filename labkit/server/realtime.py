@@ -24,8 +24,11 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from ..audio import asr
 from ..audio.pacing import SpeechPace
 from ..audio.pcm import resample
+from ..audio.sentences import split_sentences
+from ..audio.tts import ESPEAK_RATE, synthesize_words_async
 from ..ephemeral import EphemeralKeys, KeyRefused, check_realtime_key, handshake_credentials
 from ..model import UnknownModelError, plan_tool_calls, resolve_model
 from ..protocol.openai_chat import error_body
@@ -146,7 +149,6 @@ class SessionDriver:
         await self.emit(events)
         self.carry_out(orders)
         if not transcribing and self.session.config.transcription is not None:
-            from ..audio import asr
             asr.warm_up()                     # the recogniser's process starts now, not mid-turn
 
     def carry_out(self, orders: list) -> None:
@@ -202,9 +204,6 @@ class SessionDriver:
         """Speak ``text`` sentence by sentence: each sentence is synthesized (on the synthesiser's pool,
         taking turns with other sessions) while the one before it plays, so the first audio waits for
         the first sentence only."""
-        from ..audio.sentences import split_sentences
-        from ..audio.tts import synthesize_words_async
-
         voice, words_per_minute = ESPEAK_VOICE_FOR[order.voice], int(175 * order.speed)
         sentences = split_sentences(text)
         pace = SpeechPace(SAMPLE_RATE, self.config.time_scale)
@@ -224,8 +223,6 @@ class SessionDriver:
     async def _play(self, order: StartResponse, audio22, words: list[tuple[str, int]], pace: SpeechPace) -> None:
         """One sentence's audio out in AUDIO_CHUNK_MS deltas at the pace of speech, each word's transcript
         delta just before the chunk its sound begins in."""
-        from ..audio.tts import ESPEAK_RATE
-
         audio = resample(audio22, ESPEAK_RATE, SAMPLE_RATE)
         offset_ms = pace.sent_ms                           # where this sentence starts in the reply
         loop = asyncio.get_running_loop()
@@ -238,8 +235,6 @@ class SessionDriver:
             await self.emit(self.session.speech_chunk(order.response_id, piece.astype("<i2").tobytes(), in_reply))
 
     async def _transcribe(self, order: StartTranscription) -> None:
-        from ..audio import asr
-
         t0 = time.perf_counter()
         try:
             text = await asr.transcribe_async(order.audio, SAMPLE_RATE, session=id(self))

@@ -35,8 +35,8 @@ from fastapi import APIRouter, WebSocket
 from ..protocol.openai_chat import APIError
 from ..ratelimit import KeyedBuckets
 from ..rooms.broker import Broker
-from ..rooms.machine import (CONTEXT_MESSAGES, JoinRequest, MemberState, Replay, RoomAI, RoomFanout, RoomMember, Turn,
-                             check_join, error, plan_replay, room_state)
+from ..rooms.machine import (CONTEXT_MESSAGES, JoinRequest, MemberState, Replay, RoomAI, RoomFanout, RoomMember,
+                             Snapshot, Turn, check_join, error, plan_replay, room_state)
 from ..rooms.protocol import RoomProtocolError, parse_room_message
 from .participants import Participants
 from .state import RoomConfig, ServerStats
@@ -94,10 +94,6 @@ class _LocalRoom:
     def members(self) -> list[Member]:
         return list(self.by_id.values())
 
-    @property
-    def last(self) -> str:
-        return self.core.last
-
 
 class RoomHub:
     """This process's rooms: members, one fan-out reader per room, and the AI where it holds the lease."""
@@ -154,7 +150,7 @@ class RoomHub:
         member.writer = asyncio.create_task(self._write(member))
         count = await self.broker.add_member(room_id, member.id)
         member.registered = True
-        plan = plan_replay(None, "0-0")
+        plan: Replay | Snapshot = Snapshot()             # no replay asked: the room as it is now
         if after is not None:
             batch = await self.broker.read(room_id, after, block_s=0, count=REPLAY_BATCH)
             plan = plan_replay(after, await self.broker.trimmed_through(room_id))
