@@ -118,3 +118,18 @@ def test_more_than_one_worker_needs_redis():
 
     with pytest.raises(OSError, match="needs Redis"):
         run_forever(ServerConfig(), "127.0.0.1", 0, workers=2)
+
+
+def test_a_worker_takes_its_config_and_its_secrets_out_of_the_environment(monkeypatch):
+    """What a worker reads from LABKIT_WORKER_CONFIG holds the server's secrets: once read it is gone from
+    the worker's environment, so the processes a worker starts (its recognisers) never inherit them."""
+    import os
+
+    from labkit.server import workers
+    from labkit.server.state import ServerConfig
+
+    config = ServerConfig(lab_token="t0ken-never-inherited", allowed_hosts=("lab.example",), time_scale=0.5)
+    monkeypatch.setenv(workers.ENV, workers.config_to_env(config))
+    app = workers.app_from_env()
+    assert workers.ENV not in os.environ
+    assert app.state.config == config                       # every option came through (tuples as tuples)

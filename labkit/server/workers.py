@@ -42,20 +42,20 @@ def config_from_env(text: str) -> ServerConfig:
 
 
 def app_from_env():
-    """uvicorn's app factory in each worker."""
+    """uvicorn's app factory in each worker. The config holds the server's secrets (its LAB_TOKEN, API
+    and instructor keys): it is taken out of this worker's environment once read, so that the processes
+    the worker starts (its speech recognisers) do not inherit them."""
     from .app import create_app
 
-    config = config_from_env(os.environ[ENV])
+    config = config_from_env(os.environ.pop(ENV))
     HTTP_PROTOCOL.header_timeout_s = config.header_timeout_s
     logredact.install()
     return create_app(config)
 
 
 def run_workers(config: ServerConfig, sock: socket.socket, workers: int) -> None:
-    """Serve ``sock`` with ``workers`` processes until interrupted."""
-    if workers > 1 and not config.redis_url:
-        raise OSError(0, "--workers above 1 needs Redis (--redis-url or REDIS_URL): rooms and resumable "
-                         "streams must be shared by the worker processes")
+    """Serve ``sock`` with ``workers`` processes until interrupted (``config.redis_url`` is set: the caller,
+    :func:`labkit.server.runner.run_forever`, refuses more than one worker without Redis before binding)."""
     from uvicorn.supervisors import Multiprocess
 
     os.environ[ENV] = config_to_env(config)
