@@ -48,6 +48,7 @@ def test_the_wheel_declares_its_licence_dependencies_and_extras(wheel):
     requires = meta.get_all("Requires-Dist")
     runtime = {re.split(r"[\[<>=;! ]", r)[0] for r in requires if "extra ==" not in r}
     assert {"fastapi", "uvicorn", "openai", "httpx", "websockets", "numpy", "pocketsphinx"} <= runtime
+    assert {"sse-starlette", "psutil"} <= runtime          # `labkit bench load` / `--concurrency` import them
     assert any(r.startswith("jupyterlab") and 'extra == "notebooks"' in r for r in requires)
     assert any(r.startswith("pytest") and 'extra == "test"' in r for r in requires)
 
