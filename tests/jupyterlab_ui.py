@@ -154,5 +154,7 @@ async def ran_all(chromium_path: str, url: str, token: str, notebook: str, timeo
     async with lab_page(chromium_path, url, token, "chapter" + notebook[:2]) as lab:
         await lab.open(notebook)
         await lab.run_all(timeout_s=timeout_s)
-        assert await lab.tracebacks() == []
+        tracebacks = await lab.tracebacks()
+        # said in full: pytest rewrites the asserts of test files only, and this is a helper module
+        assert tracebacks == [], f"Run All of {notebook} left tracebacks:\n" + "\n\n".join(tracebacks)
         yield lab
