@@ -155,7 +155,8 @@ class SubbandSNR:
         guard, envelope, previous, scratch = self._guard, self._envelope, self._previous, self._scratch
         guard_last = self._guard_last
         k_guard, k_env, unguarded = self.transient_frames, self.envelope_frames, self.unguarded
-        dft, band_sum, track = self.dft, self.band_sum, self._track
+        dft, band_sum, track, sub_len = self.dft, self.band_sum, self._track, self.sub_len
+        quick = self._mean and self._warm             # a mean floor, past its first sub-window
         scores = []
         append, log10 = scores.append, math.log10
         for frame in frames:
@@ -189,7 +190,13 @@ class SubbandSNR:
             if trace:
                 self._last_levels.append(0.5 * scratch)
                 self._last_floors.append(np.maximum(self.bias * self._floor, self.floor_min))
-            track(level)
+            if quick and self._in_current + 1 < sub_len:   # _track's common case, inline
+                self._acc += level
+                self._in_current += 1
+                self._admitted += 1
+            else:
+                track(level)
+                quick = self._mean and self._warm
         self._previous, self._scratch = previous, scratch
         return scores
 
