@@ -180,6 +180,7 @@ def frame_rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
 
 
+_EMPTY = np.zeros(0, np.int16)     # no partial frame waiting (shared: never written)
 _SILENCE, _PENDING, _SPEECH = "silence", "pending", "speech"
 
 
@@ -409,9 +410,10 @@ class VoiceActivityDetector:
         if self._partial.size:
             samples = np.concatenate([self._partial, samples])
         n_frames = samples.size // self._frame
-        self._partial = samples[n_frames * self._frame:].copy()
+        whole = n_frames * self._frame
+        self._partial = samples[whole:].copy() if whole < samples.size else _EMPTY
         # one copy per chunk: the caller may reuse its buffer (sounddevice does), and we keep frames
-        frames = samples[: n_frames * self._frame].reshape(n_frames, self._frame).copy()
+        frames = samples[:whole].reshape(n_frames, self._frame).copy()
         events: list[SpeechStart | SpeechEnd] = []
         seg, cfg = self.segmenter, self.config
         self._last_chunk = (seg.samples_seen, frames, None)

@@ -88,7 +88,8 @@ class SubbandSNR:
         # state, carried across chunks
         self._previous: np.ndarray | None = None            # the last frame's band levels
         self._guard = np.zeros((self.transient_frames, bands))   # ring: band levels, for the erosion
-        self._envelope = np.zeros((self.envelope_frames, bands))  # ring: smoothed levels, for the envelope
+        self._guard_last = np.full(bands, np.inf)           # a two-frame guard: the last frame's guarded bands
+        self._envelope = np.zeros((self.envelope_frames, bands))  # ring: smoothed levels (doubled), for the envelope
         self._frames = 0                                    # frames scored so far
         self._ring = np.full((subwindows, bands), np.inf)   # the completed sub-windows' statistics
         self._acc = np.zeros(bands) if floor_statistic == "mean" else np.full(bands, np.inf)
@@ -98,6 +99,8 @@ class SubbandSNR:
         self._admitted = 0                                  # frames in the current sub-window's mean
         self._floor = np.full(bands, np.inf)                # the floor in force for the next frame
         self._weights = np.zeros(bands)                     # 1 / (bands * noise), from that floor
+        self._half_weights: np.ndarray | None = None        # the same halved, for the doubled envelope
+        self._mean = floor_statistic == "mean"
         self._scratch = np.empty(bands)
         self._last_levels: list[np.ndarray] = []
         self._last_floors: list[np.ndarray] = []
@@ -130,7 +133,7 @@ class SubbandSNR:
     def _band_level(self, frame: np.ndarray) -> np.ndarray:
         y = frame.astype(np.float32) @ self.dft
         np.square(y, out=y)
-        return (y @ self.band_sum).astype(np.float64)
+        return (y @ self.band_sum).astype(np.float64)   # as process() computes it, in float64
 
     def process(self, frames: np.ndarray) -> list[float]:
         """Scores (dB, one per frame) of int16 ``frames`` (frames x samples)."""
@@ -138,42 +141,63 @@ class SubbandSNR:
             return []
         if self._previous is None:                   # the first frame stands in for what came before
             first = self._band_level(frames[0])
-            self._previous = first
+            self._previous = first.copy()
             self._guard[:] = first
-            self._envelope[:] = first
+            self._guard_last[self.unguarded:] = first[self.unguarded:]
+            self._envelope[:] = 2 * first
         trace = self.keep_trace
         self._last_levels, self._last_floors = [], []
+        # Per frame this is a dozen numpy calls on 8-number arrays, so the call count is the cost:
+        # the two-frame mean is kept doubled (its 0.5 is folded into the score's weights, an exact
+        # power-of-two scaling, so the scores are bit for bit those of the plain mean), the
+        # two-frame guard is one np.minimum against the last frame (its unguarded bands held at
+        # +inf), and the buffers of the current and the previous guarded level are swapped, not copied.
         guard, envelope, previous, scratch = self._guard, self._envelope, self._previous, self._scratch
+        guard_last = self._guard_last
         k_guard, k_env, unguarded = self.transient_frames, self.envelope_frames, self.unguarded
+        dft, band_sum, track, sub_len = self.dft, self.band_sum, self._track, self.sub_len
+        quick = self._mean and self._warm             # a mean floor, past its first sub-window
         scores = []
-        band_level = self._band_level
+        append, log10 = scores.append, math.log10
         for frame in frames:
-            level = band_level(frame)
+            y = frame.astype(np.float32) @ dft
+            np.square(y, out=y)
+            level = y @ band_sum                      # float32; widened exactly where it meets float64
             n = self._frames
             self._frames = n + 1
-            if k_guard > 1:                           # the transient guard, then the two-frame mean
+            if k_guard == 2:                          # the transient guard, then the two-frame mean
+                np.minimum(level, guard_last, out=scratch)
+                guard_last[unguarded:] = level[unguarded:]
+            elif k_guard > 2:
                 guard[n % k_guard] = level
                 np.minimum.reduce(guard, axis=0, out=scratch)
                 scratch[:unguarded] = level[:unguarded]
             else:
                 scratch[:] = level
             smooth = envelope[n % k_env]
-            np.add(scratch, previous, out=smooth)
-            smooth *= 0.5
-            previous[:] = scratch
+            np.add(scratch, previous, out=smooth)     # twice the two-frame mean
+            previous, scratch = scratch, previous
             if k_env > 1:
                 np.maximum.reduce(envelope, axis=0, out=scratch)
             else:
                 scratch[:] = envelope[0]
-            if self._weights[0] == 0.0:               # no floor yet: no decision
-                scores.append(0.0)
+            weights = self._half_weights
+            if weights is None:                       # no floor yet: no decision
+                append(0.0)
             else:
-                ratio = float(scratch @ self._weights)
-                scores.append(10 * math.log10(ratio) if ratio > 1.0 else 0.0)
+                ratio = float(scratch @ weights)
+                append(10 * log10(ratio) if ratio > 1.0 else 0.0)
             if trace:
-                self._last_levels.append(scratch.copy())
+                self._last_levels.append(0.5 * scratch)
                 self._last_floors.append(np.maximum(self.bias * self._floor, self.floor_min))
-            self._track(level)
+            if quick and self._in_current + 1 < sub_len:   # _track's common case, inline
+                self._acc += level
+                self._in_current += 1
+                self._admitted += 1
+            else:
+                track(level)
+                quick = self._mean and self._warm
+        self._previous, self._scratch = previous, scratch
         return scores
 
     def _track(self, level: np.ndarray) -> None:
@@ -183,9 +207,9 @@ class SubbandSNR:
         frame already :data:`WARMUP_GATE` above it is left out: a session that opens with half a
         second of silence and then speech must not learn the speech as its background (it would
         for a whole window, and end the turn in mid-sentence)."""
-        mean = self.floor_statistic == "mean"
+        mean = self._mean
         self._in_current += 1
-        if mean and not self._warm and self._weights[0] != 0.0 and float(level @ self._weights) >= WARMUP_GATE:
+        if mean and not self._warm and self._half_weights is not None and float(level @ self._weights) >= WARMUP_GATE:
             pass                                      # loud already: not background
         elif mean:
             self._acc += level
@@ -196,7 +220,7 @@ class SubbandSNR:
             self._ring[self._next_slot] = self._acc / max(1, self._admitted) if mean else self._acc
             self._admitted = 0
             self._next_slot = (self._next_slot + 1) % self.subwindows
-            self._acc = np.zeros_like(self._acc) if self.floor_statistic == "mean" else np.full_like(self._acc, np.inf)
+            self._acc = np.zeros_like(self._acc) if mean else np.full_like(self._acc, np.inf)
             self._in_current = 0
             self._set_floor(self._ring.min(axis=0))
             self._warm = True
@@ -206,3 +230,4 @@ class SubbandSNR:
     def _set_floor(self, floor: np.ndarray) -> None:
         self._floor = floor.copy()
         self._weights = 1.0 / (self.bands * np.maximum(self.bias * floor, self.floor_min))
+        self._half_weights = 0.5 * self._weights

@@ -10,13 +10,25 @@ Measured (and asserted, the audio and the detector being deterministic) with the
 noise 20 of the 24 utterances are one turn each with both boundaries within 150 ms, in babble 21.
 The brief's target, every utterance, is not met. The ones that miss, and why:
 
-* pink, session 1, 5.30-8.75 s and 9.82-12.23 s; session 4, 11.73-15.37 s: the turn ends 290, 170
-  and 270 ms early: the utterance's last, falling syllable is under the noise;
-* pink, session 3, 10.48-13.34 s: split in two at an inner pause (a soft stretch held under the
-  stop threshold for the full 500 ms of silence);
-* babble, sessions 0 and 4, the first utterance (at 1.00 s): the turn starts 220 ms late, the noise
-  floor having had only the 1 s lead-in to learn a non-stationary babble;
-* babble, session 1, 9.82-12.23 s: the turn ends 190 ms early (a falling tail, as in pink).
+* pink, session 1, 5.30-8.75 s and session 4, 11.73-15.37 s: the turn ends 290 and 270 ms early.
+  The last syllable is its own soft burst: after a dip to 1.4 / 0.3 dB it scores 4.8 / 5.0-5.8 dB,
+  just under the 6 dB stop threshold, so it is taken for noise;
+* pink, session 1, 9.82-12.23 s: ends 170 ms early. Its last 130 ms score 0.2-1.5 dB, within
+  what the noise alone scores (in clean audio they are found): the sound is under the noise;
+* pink, session 3, 10.48-13.34 s: split in two. An inner stretch of 12.70-13.00 s holds at
+  2.0-5.8 dB, under the stop threshold, for the full 500 ms of silence;
+* babble, sessions 0 and 4, the first utterance (at 1.00 s): the turn starts 220 ms late. Its
+  first 200 ms score 3-7 dB and dip to 3.7 dB before the 9 dB start, so the onset is dated from
+  after the dip. The floor has had only the 1 s lead-in to learn the babble;
+* babble, session 1, 9.82-12.23 s: ends 190 ms early, the same falling tail as in pink.
+
+Tried in session 5 and not shipped, each chosen on the tuning set (a replica of this test run on
+the tuning set's sessions, 10 conditions):
+* extending an utterance through a falling tail that stays above the background's own score;
+* a stop threshold lowered in a steady background.
+The tail gained 7 of 240 turns on the tuning set (212 -> 219) but none here in pink or babble at
+10 dB, and it cost the tuning set 0.0012-0.0017 of mean frame F1 (in music). The lower stop
+threshold gained 2 (214), too few to ship.
 
 The test pins what holds (at least those counts exact, no more turns than that allows, every
 turn ends)."""
