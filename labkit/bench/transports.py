@@ -62,9 +62,11 @@ PROMPT = "How do Server-Sent Events work?"
 MODEL = "gpt-4o-mini"
 MAX_TOKENS = 48
 QUICK_MAX_TOKENS = 12
-TRANSPORTS = ("raw", "http", "sse", "ws", "sse-httpx", *PEER_ROUTES)
+#: ``sse-upstream-httpx``: the lab's SSE from a second app server whose SDK client runs on httpx
+#: (``serve --upstream-http httpx``) instead of aiohttp: what the upstream transport costs.
+TRANSPORTS = ("raw", "http", "sse", "ws", "sse-httpx", "sse-upstream-httpx", *PEER_ROUTES)
 #: The lab's relay routes and the peers: the rows whose relay process is profiled.
-RELAYS = ("sse", "ws", *PEER_ROUTES)
+RELAYS = ("sse", "ws", "sse-upstream-httpx", *PEER_ROUTES)
 #: The lab's p99 must be at most this share of each peer's (issue #18).
 PEER_TARGET_SHARE = 0.5
 
@@ -110,6 +112,8 @@ async def _one(transport: str, urls: dict, seed: int, max_tokens: int, http: htt
         return await _raw_request(urls["raw"], seed, max_tokens)
     if transport == "sse":
         return await _socket_sse_request(urls["app"], seed, max_tokens)
+    if transport == "sse-upstream-httpx":
+        return await _socket_sse_request(urls["app-httpx"], seed, max_tokens, transport=transport)
     if transport in PEER_ROUTES:
         return await _socket_sse_request(urls["peer"], seed, max_tokens, PEER_ROUTES[transport], transport)
     if transport == "ws":
@@ -138,7 +142,9 @@ def _extra_gaps(streams: list[TimedStream], max_tokens: int) -> list[float]:
 
 def relay_of(transport: str) -> str:
     """Which server process relays ``transport`` (its CPU is the row's relay CPU)."""
-    return "raw" if transport == "raw" else "peer" if transport in PEER_ROUTES else "app"
+    if transport in ("raw", "sse-upstream-httpx"):
+        return {"raw": "raw", "sse-upstream-httpx": "app-httpx"}[transport]
+    return "peer" if transport in PEER_ROUTES else "app"
 
 
 async def _level(transport: str, clients: int, urls: dict, max_tokens: int, pids: dict | None = None) -> dict:
@@ -250,14 +256,18 @@ def run(quick: bool = False, profile: bool | None = None) -> dict:
             ServerProcess(["serve", "--port", "0"]) as model, \
             _profilable(["-m", "labkit", "serve", "--port", "0", "--upstream-base-url", model.url + "/v1"],
                         f"{tmp}/app.prof") as app, \
+            _profilable(["-m", "labkit", "serve", "--port", "0", "--upstream-base-url", model.url + "/v1",
+                         "--upstream-http", "httpx"], f"{tmp}/app-httpx.prof") as app_httpx, \
             _profilable(["-m", "labkit.bench.peer", "--upstream-base-url", model.url + "/v1", "--port", "0"],
                         f"{tmp}/peer.prof") as peer, \
             ServerProcess(["--port", "0"], module="labkit.bench.rawtcp", health_path=None) as raw:
-        pids = {"model": model.proc.pid, "app": app.proc.pid, "peer": peer.proc.pid, "raw": raw.proc.pid}
-        urls = {"app": app.url, "raw": raw.url, "peer": peer.url}
+        pids = {"model": model.proc.pid, "app": app.proc.pid, "app-httpx": app_httpx.proc.pid, "peer": peer.proc.pid,
+                "raw": raw.proc.pid}
+        urls = {"app": app.url, "app-httpx": app_httpx.url, "raw": raw.url, "peer": peer.url}
         rows = asyncio.run(_run_all(levels, urls, max_tokens, pids))
         # quick: the lab's SSE relay alone (the profiler's own path, checked in a smoke test)
-        servers = {"app": (app, f"{tmp}/app.prof"), "peer": (peer, f"{tmp}/peer.prof")}
+        servers = {"app": (app, f"{tmp}/app.prof"), "app-httpx": (app_httpx, f"{tmp}/app-httpx.prof"),
+                   "peer": (peer, f"{tmp}/peer.prof")}
         profiles = (_profile_relays(RELAYS[:1] if quick else RELAYS, max(levels), urls, servers, max_tokens)
                     if profile else None)
     ratios = _ratios(rows)
