@@ -215,7 +215,7 @@ def _lab(model_url: str, workers: int, redis_url: str | None, tmp: str, sse_alon
          **load) -> dict:
     """SSE + WebSocket clients against the lab at ``workers``; then, given ``sse_alone``, SSE clients
     alone against the same (1-worker) server, stored there under ``lab-sse``."""
-    args = ["serve", "--port", "0", "--upstream-base-url", model_url + "/v1"]
+    args = ["serve", "--port", "0", "--no-access-log", "--upstream-base-url", model_url + "/v1"]
     if workers > 1:
         args += ["--workers", str(workers), "--redis-url", redis_url]
     with ServerProcess(args, timeout_s=120) as app:
@@ -253,7 +253,7 @@ def run(quick: bool = False, workers: tuple[int, ...] | None = None, peers: bool
     redis = _redis() if any(w > 1 for w in workers) else None
     try:
         with tempfile.TemporaryDirectory() as tmp, \
-                ServerProcess(["serve", "--port", "0", "--time-scale", str(time_scale)]) as model:
+                ServerProcess(["serve", "--port", "0", "--no-access-log", "--time-scale", str(time_scale)]) as model:
             peer_phases: dict = {}
             by_workers = {w: _lab(model.url, w, redis.url if redis else None, tmp,
                                   peer_phases if peers and w == 1 else None, **load)

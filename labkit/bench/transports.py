@@ -67,6 +67,8 @@ QUICK_MAX_TOKENS = 12
 TRANSPORTS = ("raw", "http", "sse", "ws", "sse-httpx", "sse-upstream-httpx", *PEER_ROUTES)
 #: The lab's relay routes and the peers: the rows whose relay process is profiled.
 RELAYS = ("sse", "ws", "sse-upstream-httpx", *PEER_ROUTES)
+#: The lab's servers run without uvicorn's access log, as the peers do (they log at "warning" only).
+QUIET = ("--no-access-log",)
 #: The lab's p99 must be at most this share of each peer's (issue #18).
 PEER_TARGET_SHARE = 0.5
 
@@ -253,10 +255,10 @@ def run(quick: bool = False, profile: bool | None = None) -> dict:
     profile = True if profile is None else profile
     print(f"transports benchmark: {len(levels) * len(TRANSPORTS)} runs at {levels} clients", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp, \
-            ServerProcess(["serve", "--port", "0"]) as model, \
-            _profilable(["-m", "labkit", "serve", "--port", "0", "--upstream-base-url", model.url + "/v1"],
+            ServerProcess(["serve", "--port", "0", *QUIET]) as model, \
+            _profilable(["-m", "labkit", "serve", "--port", "0", *QUIET, "--upstream-base-url", model.url + "/v1"],
                         f"{tmp}/app.prof") as app, \
-            _profilable(["-m", "labkit", "serve", "--port", "0", "--upstream-base-url", model.url + "/v1",
+            _profilable(["-m", "labkit", "serve", "--port", "0", *QUIET, "--upstream-base-url", model.url + "/v1",
                          "--upstream-http", "httpx"], f"{tmp}/app-httpx.prof") as app_httpx, \
             _profilable(["-m", "labkit.bench.peer", "--upstream-base-url", model.url + "/v1", "--port", "0"],
                         f"{tmp}/peer.prof") as peer, \

@@ -149,7 +149,11 @@ async def stream_chunks(plan: CompletionPlan, req: oc.ChatRequest, cid: str, cre
                 yield frame(oc.tool_call_arguments_chunk(cid, created, req.model, k, tokens[i]))
                 i += 1
                 continue
-            # this token and every later one already due (a stream that fell behind): one write
+            # this token and every later one already due (a stream that fell behind): one write. Before
+            # such a batch, one trip through the loop: a client that hung up meanwhile cancels it here,
+            # so a batch never goes out (nor counts as generated) after the client's disconnect arrived
+            if i + 1 < n and arrived + due_s[i + 1] <= loop.time():
+                await asyncio.sleep(0)
             now, out = loop.time(), []
             while True:
                 if i == 0:

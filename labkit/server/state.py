@@ -97,6 +97,7 @@ class ConnectionConfig:
     header_timeout_s: float
     limit_concurrency: int | None
     graceful_shutdown_s: float
+    access_log: bool = True
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,9 @@ class ServerConfig:
     body_timeout_s: float = 30.0             # and a request's body (else 408)
     limit_concurrency: int | None = 4096
     graceful_shutdown_s: float = 3.0
+    #: One log line per request (uvicorn's access log). The benchmarks turn it off in every server
+    #: they measure, as the peers run without one: a line costs more than a dozen streamed tokens.
+    access_log: bool = True
     #: A fault to teach with: the simulated model fails after this many tokens of every stream.
     fail_after_tokens: int | None = None
 

@@ -13,14 +13,15 @@ Two things here are about serving many streams at once (``bench load`` measured 
   :class:`~labkit.protocol.sse.SSEDecoder` (every line ending, multi-line ``data``), and each event's
   data is parsed with ``json.loads``: the SDK's typed chunks cost ~0.3 ms each to build (pydantic), which at thousands of
   tokens a second is most of a core. The SDK still does the request, the key, retries and HTTP errors;
-* streams are spread over several clients (``SHARD_SIZE`` streams each): httpx's connection pool
-  scans all its connections on every request and release, which grows with the square of the
-  number of open streams.
+* on httpx, streams are spread over several clients (``SHARD_SIZE`` streams each): httpx's connection
+  pool scans all its connections on every request and release, which grows with the square of the
+  number of open streams (aiohttp's pool does not: one client). The clients share one SSL context.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -55,13 +56,19 @@ class Upstream:
         self.live = live or LiveSettings(DEFAULT_MODEL)
         self._shards: list[AsyncOpenAI] = []
         self._load: list[int] = []          # open streams per shard
+        # httpx's pool scans all its connections (see above): shards of SHARD_SIZE; aiohttp's does not
+        self._shard_size = SHARD_SIZE if config.upstream_http == "httpx" else config.upstream_max_connections
+        self._ssl: ssl.SSLContext | None = None     # one for every shard: each costs ~25 ms of CPU to load
 
     def _add_shard(self) -> int:
         if not self.config.upstream_base_url:
             raise RuntimeError("the app server has no upstream model URL yet (is the server started?)")
+        if self._ssl is None:
+            self._ssl = httpx2.create_ssl_context()
         self._shards.append(AsyncOpenAI(base_url=self.config.upstream_base_url,
                                         api_key=self.config.upstream_api_key or LOCAL_API_KEY,
-                                        http_client=http_client(self.config.upstream_http)))
+                                        http_client=http_client(self.config.upstream_http, self._shard_size,
+                                                                self._ssl)))
         self._load.append(0)
         return len(self._shards) - 1
 
@@ -70,7 +77,8 @@ class Upstream:
         if not self._shards:
             return self._add_shard()
         i = min(range(len(self._shards)), key=self._load.__getitem__)
-        if self._load[i] >= SHARD_SIZE and len(self._shards) * SHARD_SIZE < self.config.upstream_max_connections:
+        if self._load[i] >= self._shard_size and \
+                len(self._shards) * self._shard_size < self.config.upstream_max_connections:
             i = self._add_shard()
         return i
 
@@ -95,7 +103,8 @@ class Upstream:
             raise _as_api_error(e) from None
         except openai.APIConnectionError as e:
             self._load[shard] -= 1
-            raise APIError(502, f"The model service could not be reached: {e.__class__.__name__}.",
+            cause = f" ({e.__cause__.__class__.__name__})" if e.__cause__ is not None else ""
+            raise APIError(502, f"The model service could not be reached: {e.__class__.__name__}{cause}.",
                            type="server_error", code="upstream_unreachable") from None
         except BaseException:
             self._load[shard] -= 1
@@ -186,13 +195,15 @@ def _broke_off(e: Exception) -> APIError:
                     code="upstream_error")
 
 
-def http_client(kind: str = "aiohttp") -> httpx2.AsyncClient:
-    """The SDK's own client for ``AsyncOpenAI(http_client=...)``, on aiohttp or on httpx (one shard's pool)."""
-    limits = httpx2.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE)
+def http_client(kind: str = "aiohttp", streams: int = SHARD_SIZE, verify: ssl.SSLContext | bool = True
+                ) -> httpx2.AsyncClient:
+    """The SDK's own client for ``AsyncOpenAI(http_client=...)``, on aiohttp or on httpx, for ``streams``
+    streams at once (a connection each)."""
+    limits = httpx2.Limits(max_connections=streams * 4, max_keepalive_connections=streams)
     if kind == "aiohttp":
-        return openai.DefaultAioHttpClient(limits=limits)
+        return openai.DefaultAioHttpClient(limits=limits, verify=verify)
     if kind == "httpx":
-        return openai.DefaultAsyncHttpxClient(limits=limits)
+        return openai.DefaultAsyncHttpxClient(limits=limits, verify=verify)
     raise ValueError(f"upstream_http is 'aiohttp' or 'httpx', not {kind!r}")
 
 
