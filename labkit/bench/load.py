@@ -291,7 +291,9 @@ def run(quick: bool = False, workers: tuple[int, ...] | None = None, peers: bool
         "description": f"{clients} SSE + {clients} WebSocket clients streaming at once from one app-server process",
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "setup": {"model": MODEL, "time_scale": time_scale, "itl_ms": profile.itl_s * 1000,
-                  "max_tokens": max_tokens, "ramp_s": ramp_s, "quick": quick, "workers": list(by_workers)},
+                  "max_tokens": max_tokens, "ramp_s": ramp_s, "quick": quick, "workers": list(by_workers),
+                  "servers": "the lab's model and app servers run with --no-access-log, as the peers log nothing per "
+                             "request; the app's upstream is the SDK on aiohttp (serve's default)"},
         "wall_s": one["wall_s"],
         "peak_streams": one["peak_streams"], "peak_ws_connections": one["peak_ws_connections"],
         "app_server_rss_mb": one["app_server_rss_mb"],
