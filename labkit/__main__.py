@@ -21,13 +21,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     lab_token = os.environ.get("LAB_TOKEN") or None
     config = ServerConfig(api_key=args.api_key, rate_limit_rpm=args.rate_limit_rpm, time_scale=args.time_scale,
-                          upstream_base_url=args.upstream_base_url,
+                          upstream_base_url=args.upstream_base_url, upstream_http=args.upstream_http,
                           upstream_api_key=os.environ.get("OPENAI_API_KEY") if args.upstream_base_url else None,
                           lab_token=lab_token, max_streams_per_user=args.max_streams_per_user,
                           stream_limit_policy=args.stream_limit_policy, user_requests_per_min=args.user_rpm,
                           redis_url=args.redis_url or os.environ.get("REDIS_URL") or None,
                           room_lease_s=args.room_lease_s, resume_grace_s=args.resume_grace_s,
-                          instructor_key=os.environ.get("LAB_INSTRUCTOR_KEY") or None)
+                          instructor_key=os.environ.get("LAB_INSTRUCTOR_KEY") or None,
+                          access_log=not args.no_access_log)
     if not is_loopback(args.host) and lab_token:
         print(f"listening on {args.host}: only clients with LAB_TOKEN (or a user token made from it) get in.",
               file=sys.stderr)
@@ -118,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upstream-base-url", default=None, metavar="URL",
                    help="where the chat routes get tokens (default: this server's own /v1; "
                         "the key, if any, comes from OPENAI_API_KEY)")
+    p.add_argument("--no-access-log", action="store_true",
+                   help="no log line per request (the benchmarks measure servers without one)")
+    p.add_argument("--upstream-http", choices=["aiohttp", "httpx"], default="aiohttp",
+                   help="the HTTP transport of the chat routes' AsyncOpenAI client (default: aiohttp)")
     p.add_argument("--max-streams-per-user", type=int, default=None, metavar="N",
                    help="replies one user may stream at once (default: no limit)")
     p.add_argument("--stream-limit-policy", choices=["reject", "replace"], default="reject",

@@ -15,7 +15,8 @@ def test_transports_benchmark_writes_json_with_ratios(tmp_path):
     data = json.loads(out.read_text())
     levels = data["setup"]["levels"]
     assert {(r["transport"], r["clients"]) for r in data["results"]} == \
-        {(t, n) for t in ("raw", "http", "sse", "ws", "sse-httpx", "peer-streaming", "peer-sse-starlette")
+        {(t, n) for t in ("raw", "http", "sse", "ws", "sse-httpx", "sse-upstream-httpx", "peer-streaming",
+                          "peer-sse-starlette")
          for n in levels}
     for row in data["results"]:
         assert row["delivery_delay_ms"]["count"] == row["tokens"] > 0
@@ -29,7 +30,7 @@ def test_transports_benchmark_writes_json_with_ratios(tmp_path):
     peers = {r["peer"]: r for r in data["peer_ratios"] if r["clients"] == max(levels)}
     assert set(peers) == {"peer-streaming", "peer-sse-starlette"}
     assert all(isinstance(r["met"], bool) and r["extra_delay"]["peer_p99_ms"] is not None for r in peers.values())
-    for transport in ("sse", "ws", "peer-streaming", "peer-sse-starlette"):
+    for transport in ("sse", "ws", "sse-upstream-httpx", "peer-streaming", "peer-sse-starlette"):
         assert data["cpu_s_per_1k_tokens"][transport]["relay"] > 0
     for row in data["results"]:
         assert row["extra_inter_token_delay_ms"]["count"] == row["tokens"] - row["requests"]

@@ -43,3 +43,11 @@ def test_process_cpu_grows_with_work():
     before = process_cpu_s(os.getpid())
     sum(i * i for i in range(2_000_000))
     assert process_cpu_s(os.getpid()) > before
+
+
+def test_both_upstream_transports_are_the_upstream_http_client_layer():
+    from labkit.bench.cpuprofile import layer_of
+
+    for path in ("/v/site-packages/aiohttp/client_proto.py", "/v/site-packages/httpx2/_models.py",
+                 "/v/site-packages/httpcore/_async/http11.py", "/v/site-packages/aiohappyeyeballs/impl.py"):
+        assert layer_of(path).startswith("upstream http client"), path

@@ -215,7 +215,7 @@ def _lab(model_url: str, workers: int, redis_url: str | None, tmp: str, sse_alon
          **load) -> dict:
     """SSE + WebSocket clients against the lab at ``workers``; then, given ``sse_alone``, SSE clients
     alone against the same (1-worker) server, stored there under ``lab-sse``."""
-    args = ["serve", "--port", "0", "--upstream-base-url", model_url + "/v1"]
+    args = ["serve", "--port", "0", "--no-access-log", "--upstream-base-url", model_url + "/v1"]
     if workers > 1:
         args += ["--workers", str(workers), "--redis-url", redis_url]
     with ServerProcess(args, timeout_s=120) as app:
@@ -253,7 +253,7 @@ def run(quick: bool = False, workers: tuple[int, ...] | None = None, peers: bool
     redis = _redis() if any(w > 1 for w in workers) else None
     try:
         with tempfile.TemporaryDirectory() as tmp, \
-                ServerProcess(["serve", "--port", "0", "--time-scale", str(time_scale)]) as model:
+                ServerProcess(["serve", "--port", "0", "--no-access-log", "--time-scale", str(time_scale)]) as model:
             peer_phases: dict = {}
             by_workers = {w: _lab(model.url, w, redis.url if redis else None, tmp,
                                   peer_phases if peers and w == 1 else None, **load)
@@ -291,7 +291,9 @@ def run(quick: bool = False, workers: tuple[int, ...] | None = None, peers: bool
         "description": f"{clients} SSE + {clients} WebSocket clients streaming at once from one app-server process",
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "setup": {"model": MODEL, "time_scale": time_scale, "itl_ms": profile.itl_s * 1000,
-                  "max_tokens": max_tokens, "ramp_s": ramp_s, "quick": quick, "workers": list(by_workers)},
+                  "max_tokens": max_tokens, "ramp_s": ramp_s, "quick": quick, "workers": list(by_workers),
+                  "servers": "the lab's model and app servers run with --no-access-log, as the peers log nothing per "
+                             "request; the app's upstream is the SDK on aiohttp (serve's default)"},
         "wall_s": one["wall_s"],
         "peak_streams": one["peak_streams"], "peak_ws_connections": one["peak_ws_connections"],
         "app_server_rss_mb": one["app_server_rss_mb"],

@@ -43,7 +43,7 @@ async def _sse(url: str, i: int, seed: int, model: str, max_tokens: int, path: s
                 elif event.event == "done":
                     done = True
                 elif event.event == "error":
-                    raise RuntimeError(json.loads(event.data).get("code"))
+                    raise RuntimeError("{code}: {message}".format(**{"code": None, "message": "", **json.loads(event.data)}))
     finally:
         writer.close()
     if not done:
@@ -66,7 +66,7 @@ async def _ws(url: str, i: int, seed: int, model: str, max_tokens: int, path: st
             elif msg["type"] == "complete":
                 return arrivals
             elif msg["type"] == "error":
-                raise RuntimeError(msg["code"])
+                raise RuntimeError(f"{msg['code']}: {msg.get('message', '')}")
 
 
 async def _client(args, i: int) -> dict:

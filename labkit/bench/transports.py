@@ -12,9 +12,14 @@ client's HTTP library: with 100 streams on 2 shared cores, a pure-Python HTTP cl
 time adds milliseconds of queueing. The row ``sse-httpx`` shows that cost: the same SSE stream
 read through labkit's ``sse_chat`` (httpx).
 
-Per token, *delivery delay* = arrival time at the client − the time the server sent it (both
-``time.time()`` on one machine). For HTTP the server "sends" a token when it has it, but the
-client gets it only with the whole reply: that wait is HTTP's delivery delay. TTFT is measured
+Per token, *delivery delay* = arrival time at the client − the token's server timestamp ``t`` (both
+``time.time()`` on one machine). Where ``t`` is stamped differs, and is kept as it is (``definitions``
+in the JSON): the raw floor stamps just before its write; the lab's app server stamps when its
+producer has parsed the token from the upstream, *before* its readers are woken and write, so the
+lab's delay includes its own queue between reading and writing (a wave of tokens that arrive
+together waits for the tokens ahead of it); the peers stamp just before their write, after their
+(late) upstream read, so theirs does not. For HTTP the token is stamped when the server has it, but
+the client gets it only with the whole reply: that wait is HTTP's delivery delay. TTFT is measured
 from the client sending the request to the first token with content.
 
 The peers (:mod:`labkit.bench.peer`, issue #18): the same SSE relayed the usual way, by FastAPI's
@@ -62,9 +67,26 @@ PROMPT = "How do Server-Sent Events work?"
 MODEL = "gpt-4o-mini"
 MAX_TOKENS = 48
 QUICK_MAX_TOKENS = 12
-TRANSPORTS = ("raw", "http", "sse", "ws", "sse-httpx", *PEER_ROUTES)
+#: ``sse-upstream-httpx``: the lab's SSE from a second app server whose SDK client runs on httpx
+#: (``serve --upstream-http httpx``) instead of aiohttp: what the upstream transport costs.
+TRANSPORTS = ("raw", "http", "sse", "ws", "sse-httpx", "sse-upstream-httpx", *PEER_ROUTES)
 #: The lab's relay routes and the peers: the rows whose relay process is profiled.
-RELAYS = ("sse", "ws", *PEER_ROUTES)
+RELAYS = ("sse", "ws", "sse-upstream-httpx", *PEER_ROUTES)
+#: Where each relay stamps a token's ``t`` (delivery delay = arrival at the client - ``t``).
+DEFINITIONS = {
+    "delivery_delay": "client arrival time - the token's server timestamp t (time.time(), one machine)",
+    "t of raw": "just before the raw TCP server writes the token",
+    "t of the lab (sse, ws, sse-upstream-httpx, http)": "when the app server's producer has parsed the token from "
+    "its upstream, before the token's readers are woken and write: the lab's own queue is inside the delay",
+    "t of the peers": "just before the peer writes the event, after its own (possibly late) upstream read: its "
+    "queue before that is not inside its delivery delay, only inside its extra inter-token delay",
+    "extra_inter_token_delay": "per token after the first: its arrival gap minus the gap in the model's exact "
+    "schedule (a queue anywhere between the model and the client)",
+    "cpu_s_per_1k_tokens": "user + system CPU seconds of the relay process (/proc) during the run, per 1,000 "
+    "tokens delivered; the lab's servers run with --no-access-log, as the peers log nothing per request",
+}
+#: The lab's servers run without uvicorn's access log, as the peers do (they log at "warning" only).
+QUIET = ("--no-access-log",)
 #: The lab's p99 must be at most this share of each peer's (issue #18).
 PEER_TARGET_SHARE = 0.5
 
@@ -110,6 +132,8 @@ async def _one(transport: str, urls: dict, seed: int, max_tokens: int, http: htt
         return await _raw_request(urls["raw"], seed, max_tokens)
     if transport == "sse":
         return await _socket_sse_request(urls["app"], seed, max_tokens)
+    if transport == "sse-upstream-httpx":
+        return await _socket_sse_request(urls["app-httpx"], seed, max_tokens, transport=transport)
     if transport in PEER_ROUTES:
         return await _socket_sse_request(urls["peer"], seed, max_tokens, PEER_ROUTES[transport], transport)
     if transport == "ws":
@@ -138,7 +162,9 @@ def _extra_gaps(streams: list[TimedStream], max_tokens: int) -> list[float]:
 
 def relay_of(transport: str) -> str:
     """Which server process relays ``transport`` (its CPU is the row's relay CPU)."""
-    return "raw" if transport == "raw" else "peer" if transport in PEER_ROUTES else "app"
+    if transport in ("raw", "sse-upstream-httpx"):
+        return {"raw": "raw", "sse-upstream-httpx": "app-httpx"}[transport]
+    return "peer" if transport in PEER_ROUTES else "app"
 
 
 async def _level(transport: str, clients: int, urls: dict, max_tokens: int, pids: dict | None = None) -> dict:
@@ -247,17 +273,21 @@ def run(quick: bool = False, profile: bool | None = None) -> dict:
     profile = True if profile is None else profile
     print(f"transports benchmark: {len(levels) * len(TRANSPORTS)} runs at {levels} clients", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp, \
-            ServerProcess(["serve", "--port", "0"]) as model, \
-            _profilable(["-m", "labkit", "serve", "--port", "0", "--upstream-base-url", model.url + "/v1"],
+            ServerProcess(["serve", "--port", "0", *QUIET]) as model, \
+            _profilable(["-m", "labkit", "serve", "--port", "0", *QUIET, "--upstream-base-url", model.url + "/v1"],
                         f"{tmp}/app.prof") as app, \
+            _profilable(["-m", "labkit", "serve", "--port", "0", *QUIET, "--upstream-base-url", model.url + "/v1",
+                         "--upstream-http", "httpx"], f"{tmp}/app-httpx.prof") as app_httpx, \
             _profilable(["-m", "labkit.bench.peer", "--upstream-base-url", model.url + "/v1", "--port", "0"],
                         f"{tmp}/peer.prof") as peer, \
             ServerProcess(["--port", "0"], module="labkit.bench.rawtcp", health_path=None) as raw:
-        pids = {"model": model.proc.pid, "app": app.proc.pid, "peer": peer.proc.pid, "raw": raw.proc.pid}
-        urls = {"app": app.url, "raw": raw.url, "peer": peer.url}
+        pids = {"model": model.proc.pid, "app": app.proc.pid, "app-httpx": app_httpx.proc.pid, "peer": peer.proc.pid,
+                "raw": raw.proc.pid}
+        urls = {"app": app.url, "app-httpx": app_httpx.url, "raw": raw.url, "peer": peer.url}
         rows = asyncio.run(_run_all(levels, urls, max_tokens, pids))
         # quick: the lab's SSE relay alone (the profiler's own path, checked in a smoke test)
-        servers = {"app": (app, f"{tmp}/app.prof"), "peer": (peer, f"{tmp}/peer.prof")}
+        servers = {"app": (app, f"{tmp}/app.prof"), "app-httpx": (app_httpx, f"{tmp}/app-httpx.prof"),
+                   "peer": (peer, f"{tmp}/peer.prof")}
         profiles = (_profile_relays(RELAYS[:1] if quick else RELAYS, max(levels), urls, servers, max_tokens)
                     if profile else None)
     ratios = _ratios(rows)
@@ -270,6 +300,7 @@ def run(quick: bool = False, profile: bool | None = None) -> dict:
         "setup": {"model": MODEL, "max_tokens": max_tokens, "prompt": PROMPT, "levels": levels,
                   "cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
                   "processes": "model server, app server, raw TCP server and load generator each in their own"},
+        "definitions": DEFINITIONS,
         "results": rows,
         "ratios": ratios,
         "peer_ratios": peers,

@@ -17,7 +17,7 @@ import codecs
 import re
 from dataclasses import dataclass
 
-__all__ = ["ServerSentEvent", "encode_event", "encode_comment", "SSEDecoder", "SSE_HEADERS"]
+__all__ = ["ServerSentEvent", "encode_event", "encode_json_event", "encode_comment", "SSEDecoder", "SSE_HEADERS"]
 
 #: Response headers for a stream: no caching of partial responses, and no buffering by nginx
 #: (``X-Accel-Buffering: no``), which would otherwise turn a smooth stream into one late burst.
@@ -52,6 +52,20 @@ def encode_event(data: str, *, event: str | None = None, id: str | int | None = 
     for line in data.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         lines.append(f"data: {line}")
     return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def encode_json_event(data_json: str, *, event: str | None = None, id: str | int | None = None) -> bytes:
+    """:func:`encode_event` for data that is one line already, such as the output of ``json.dumps``
+    (it escapes every line break): the same bytes, without the line splitting, for the hot path of a
+    stream (one call per token). ``event`` and ``id`` must be single-line, which the callers' are
+    (fixed names and integers); data with a line break would be a bug, so it is checked."""
+    if "\n" in data_json or "\r" in data_json:
+        raise ValueError("encode_json_event takes one line of data; use encode_event")
+    if event is None:
+        head = "" if id is None else f"id: {id}\n"
+    else:
+        head = f"event: {event}\n" if id is None else f"event: {event}\nid: {id}\n"
+    return f"{head}data: {data_json}\n\n".encode("utf-8")
 
 
 def encode_comment(text: str = "") -> bytes:
@@ -92,6 +106,14 @@ class SSEDecoder:
             self._last_char_was_cr = text.endswith("\r")
         self._buffer += text
         events = []
+        if "\r" not in self._buffer:
+            # the usual case (LF only): one split instead of a regex search per line
+            *lines, self._buffer = self._buffer.split("\n")
+            for line in lines:
+                event = self._process_line(line)
+                if event is not None:
+                    events.append(event)
+            return events
         while True:
             line, found = self._next_line()
             if not found:

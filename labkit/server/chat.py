@@ -31,7 +31,7 @@ from ..chatview import Ask, Cancel, ChatConnection, Reply, Resume, StartTyping, 
 from ..protocol import app_chat as proto
 from ..protocol import safejson
 from ..protocol.openai_chat import APIError
-from ..protocol.sse import encode_comment, encode_event
+from ..protocol.sse import encode_comment, encode_event, encode_json_event
 from ..streams import DONE, End, Heartbeat, StreamLog, Token
 from .connections import ConnectionManager
 from .state import ChatConfig, ServerStats
@@ -215,9 +215,9 @@ async def _sse_follow(hub: StreamHub, log: StreamLog, after: int, heartbeat_s: f
 def _sse_event(event, log: StreamLog) -> bytes:
     if isinstance(event, Heartbeat):
         return encode_comment("ping")
-    if isinstance(event, Token):
-        return encode_event(json.dumps({"seq": event.seq, "content": event.content, "t": event.t}),
-                            event="token", id=event.seq)
+    if type(event) is Token:             # the hot path: one per token, JSON is one line already
+        return encode_json_event(json.dumps({"seq": event.seq, "content": event.content, "t": event.t}),
+                                 event="token", id=event.seq)
     if isinstance(event, End):
         if log.status == DONE:
             return encode_event(json.dumps({"content": log.text, "tokens": len(log.tokens),

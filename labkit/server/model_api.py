@@ -25,7 +25,7 @@ from .planning import ContextLengthExceeded, plan_reply
 from .state import ModelServerConfig, ServerStats
 from .streaming import sse_response
 
-__all__ = ["create_model_router", "openai_error_response"]
+__all__ = ["create_model_router", "openai_error_response", "stream_chunks"]
 
 
 def openai_error_response(err: oc.APIError) -> JSONResponse:
@@ -103,7 +103,7 @@ def create_model_router(config: ModelServerConfig, stats: ServerStats) -> APIRou
                               and not req.tools else "tools", code="invalid_schema") from None
         cid, created = oc.completion_id(), int(time.time())
         if req.stream:
-            body = _stream_chunks(plan, req, cid, created, arrived, stats, config.fail_after_tokens, config.heartbeat_s)
+            body = stream_chunks(plan, req, cid, created, arrived, stats, config.fail_after_tokens, config.heartbeat_s)
             return sse_response(body)
         await _sleep_until(arrived + (plan.due_s[-1] if plan.due_s else 0.0))
         stats.tokens_generated += plan.completion_tokens
@@ -113,10 +113,15 @@ def create_model_router(config: ModelServerConfig, stats: ServerStats) -> APIRou
     return router
 
 
-async def _stream_chunks(plan: CompletionPlan, req: oc.ChatRequest, cid: str, created: int,
+async def stream_chunks(plan: CompletionPlan, req: oc.ChatRequest, cid: str, created: int,
                          arrived: float, stats: ServerStats, fail_after: int | None = None,
                          heartbeat_s: float = 15.0) -> AsyncIterator[bytes]:
     """The SSE body: role chunk, one chunk per token on schedule, finish, optional usage, [DONE].
+
+    Tokens already due when the stream wakes (it fell behind: a busy server, or a fast time scale)
+    go out in one write, as do the finish, usage and ``[DONE]``: the same chunks, in order and
+    each no later, in fewer writes (each write costs the server and its reader a system call and a
+    trip through the HTTP layers).
 
     ``fail_after`` (a teaching fault) ends the stream after that many tokens with an error event,
     the way OpenAI reports a failure mid-stream (the SDK raises ``APIError`` when it reads it).
@@ -129,33 +134,49 @@ async def _stream_chunks(plan: CompletionPlan, req: oc.ChatRequest, cid: str, cr
     finished = False
     try:
         loop = asyncio.get_running_loop()
-        for i, (token, due) in enumerate(zip(plan.tokens, plan.due_s)):
-            while arrived + due - loop.time() > heartbeat_s:
+        tokens, due_s, n = plan.tokens, plan.due_s, len(plan.tokens)
+        i, out = 0, []
+        while i < n:
+            while arrived + due_s[i] - loop.time() > heartbeat_s:
                 await asyncio.sleep(heartbeat_s)
                 yield encode_comment("keep-alive")
-            await _sleep_until(arrived + due)
+            await _sleep_until(arrived + due_s[i])
             if plan.tool_calls:                   # arguments of function calls, streamed as they are generated
                 k = plan.call_of_token[i]
                 if i == 0 or plan.call_of_token[i - 1] != k:
                     yield frame(oc.tool_call_start_chunk(cid, created, req.model, k, plan.tool_calls[k], i == 0))
                 stats.tokens_generated += 1
-                yield frame(oc.tool_call_arguments_chunk(cid, created, req.model, k, token))
+                yield frame(oc.tool_call_arguments_chunk(cid, created, req.model, k, tokens[i]))
+                i += 1
                 continue
-            if i == 0:
-                yield frame(oc.role_chunk(cid, created, req.model))
-            if fail_after is not None and i >= fail_after:
-                yield frame(oc.error_body("The model failed while generating (a fault injected by fail_after_tokens).",
-                                          type="server_error", code="model_failure"))
-                finished = True
-                return
-            stats.tokens_generated += 1
-            yield frame(oc.content_chunk(cid, created, req.model, token))
-        if not plan.tokens:
-            yield frame(oc.role_chunk(cid, created, req.model))
-        yield frame(oc.finish_chunk(cid, created, req.model, plan.finish_reason))
+            # this token and every later one already due (a stream that fell behind): one write. Before
+            # such a batch, one trip through the loop: a client that hung up meanwhile cancels it here,
+            # so a batch never goes out (nor counts as generated) after the client's disconnect arrived
+            if i + 1 < n and arrived + due_s[i + 1] <= loop.time():
+                await asyncio.sleep(0)
+            now, out = loop.time(), []
+            while True:
+                if i == 0:
+                    out.append(frame(oc.role_chunk(cid, created, req.model)))
+                if fail_after is not None and i >= fail_after:
+                    out.append(frame(oc.error_body("The model failed while generating (a fault injected by "
+                                                   "fail_after_tokens).", type="server_error", code="model_failure")))
+                    yield b"".join(out)
+                    finished = True
+                    return
+                stats.tokens_generated += 1
+                out.append(frame(oc.content_chunk(cid, created, req.model, tokens[i])))
+                i += 1
+                if i >= n or arrived + due_s[i] > now:
+                    break
+            if i < n:                             # (the last tokens go out with the finish)
+                yield b"".join(out)
+        tail = out if n else [frame(oc.role_chunk(cid, created, req.model))]
+        tail.append(frame(oc.finish_chunk(cid, created, req.model, plan.finish_reason)))
         if req.include_usage:
-            yield frame(oc.usage_chunk(cid, created, req.model, plan.usage))
-        yield oc.DONE
+            tail.append(frame(oc.usage_chunk(cid, created, req.model, plan.usage)))
+        tail.append(oc.DONE)
+        yield b"".join(tail)
         finished = True
     finally:
         stats.model_streams_active -= 1

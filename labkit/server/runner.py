@@ -26,7 +26,7 @@ import uvicorn
 from ..auth import check_bind
 from . import logredact
 from .app import create_app
-from .protocols import uvicorn_options
+from .protocols import tune_gc, uvicorn_options
 from .state import ServerConfig
 from .upstream import LOCAL_API_KEY
 
@@ -248,4 +248,6 @@ def run_forever(config: ServerConfig, host: str, port: int, app_factory=None,
         return
     server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="info", **uvicorn_options(config)))
     logredact.install()                        # ?token=… in an access-log line is masked
+    tune_gc()
     server.run(sockets=[sock])
+

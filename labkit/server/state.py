@@ -40,6 +40,7 @@ class UpstreamConfig:
     upstream_base_url: str | None
     upstream_api_key: str | None = field(repr=False)
     upstream_max_connections: int
+    upstream_http: str = "aiohttp"
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class ConnectionConfig:
     header_timeout_s: float
     limit_concurrency: int | None
     graceful_shutdown_s: float
+    access_log: bool = True
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,9 @@ class ServerConfig:
     upstream_api_key: str | None = field(default=None, repr=False)
     #: Connections the app server may open to the model at once (one per streaming reply).
     upstream_max_connections: int = 10_000
+    #: The HTTP transport under the upstream ``AsyncOpenAI`` client: "aiohttp" (the SDK's
+    #: ``DefaultAioHttpClient``, openai[aiohttp]; cheaper per streamed chunk) or "httpx".
+    upstream_http: str = "aiohttp"
     #: The model the app routes ask for when the client names none.
     default_model: str = "gpt-4o-mini"
     #: Longest message a chat client may send.
@@ -174,6 +179,9 @@ class ServerConfig:
     body_timeout_s: float = 30.0             # and a request's body (else 408)
     limit_concurrency: int | None = 4096
     graceful_shutdown_s: float = 3.0
+    #: One log line per request (uvicorn's access log). The benchmarks turn it off in every server
+    #: they measure, as the peers run without one: a line costs more than a dozen streamed tokens.
+    access_log: bool = True
     #: A fault to teach with: the simulated model fails after this many tokens of every stream.
     fail_after_tokens: int | None = None
 
@@ -182,6 +190,8 @@ class ServerConfig:
             raise ValueError("stream_limit_policy must be 'reject' or 'replace'")
         if self.max_streams_per_user is not None and self.max_streams_per_user < 1:
             raise ValueError("max_streams_per_user must be at least 1")
+        if self.upstream_http not in ("aiohttp", "httpx"):
+            raise ValueError("upstream_http must be 'aiohttp' or 'httpx'")
 
     def part(self, cls):
         """The component config ``cls`` with this config's values for its fields."""

@@ -226,13 +226,18 @@ class StreamHub:
                 accepted.set_result(None)
                 self._notify(log)                           # the stage is now WAITING
                 async with stream:
-                    async for tok in stream.tokens():
-                        if not machine.token(log, tok.content):   # failed: too long, or replaced by a newer request
-                            break
-                        if self.shared is not None:
-                            seq = len(log.tokens) - 1
-                            self.shared.token(log.id, seq, log.tokens[seq], log.times[seq])
+                    async for contents in stream.batches():       # the tokens of one read: one wake-up
+                        ok = True
+                        for content in contents:
+                            if not machine.token(log, content):   # failed: too long, or replaced by a newer request
+                                ok = False
+                                break
+                            if self.shared is not None:
+                                seq = len(log.tokens) - 1
+                                self.shared.token(log.id, seq, log.tokens[seq], log.times[seq])
                         self._notify(log)
+                        if not ok:
+                            break
             machine.finished(log, stream.finish_reason)
             finished = log.status == "done"
         except APIError as e:

@@ -6,23 +6,27 @@ OpenAI's service. Swapping is a base URL and a key, nothing else.
 
 Two things here are about serving many streams at once (``bench load`` measured both):
 
+* the SDK's HTTP transport is aiohttp (``DefaultAioHttpClient``, openai[aiohttp]): per streamed chunk
+  it costs about half of httpx's (httpcore, h11 and anyio in pure Python); ``upstream_http="httpx"``
+  keeps the SDK's default, for comparison (``bench transports`` row ``sse-upstream-httpx``);
 * the response is read with ``with_streaming_response``, its bytes go through the lab's own
   :class:`~labkit.protocol.sse.SSEDecoder` (every line ending, multi-line ``data``), and each event's
   data is parsed with ``json.loads``: the SDK's typed chunks cost ~0.3 ms each to build (pydantic), which at thousands of
   tokens a second is most of a core. The SDK still does the request, the key, retries and HTTP errors;
-* streams are spread over several clients (``SHARD_SIZE`` streams each): httpx's connection pool
-  scans all its connections on every request and release, which grows with the square of the
-  number of open streams.
+* on httpx, streams are spread over several clients (``SHARD_SIZE`` streams each): httpx's connection
+  pool scans all its connections on every request and release, which grows with the square of the
+  number of open streams (aiohttp's pool does not: one client). The clients share one SSL context.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 import openai
 from openai import AsyncOpenAI
 
@@ -52,14 +56,19 @@ class Upstream:
         self.live = live or LiveSettings(DEFAULT_MODEL)
         self._shards: list[AsyncOpenAI] = []
         self._load: list[int] = []          # open streams per shard
+        # httpx's pool scans all its connections (see above): shards of SHARD_SIZE; aiohttp's does not
+        self._shard_size = SHARD_SIZE if config.upstream_http == "httpx" else config.upstream_max_connections
+        self._ssl: ssl.SSLContext | None = None     # one for every shard: each costs ~25 ms of CPU to load
 
     def _add_shard(self) -> int:
         if not self.config.upstream_base_url:
             raise RuntimeError("the app server has no upstream model URL yet (is the server started?)")
-        limits = httpx.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE)
+        if self._ssl is None:
+            self._ssl = httpx2.create_ssl_context()
         self._shards.append(AsyncOpenAI(base_url=self.config.upstream_base_url,
                                         api_key=self.config.upstream_api_key or LOCAL_API_KEY,
-                                        http_client=openai.DefaultAsyncHttpxClient(limits=limits)))
+                                        http_client=http_client(self.config.upstream_http, self._shard_size,
+                                                                self._ssl)))
         self._load.append(0)
         return len(self._shards) - 1
 
@@ -68,7 +77,8 @@ class Upstream:
         if not self._shards:
             return self._add_shard()
         i = min(range(len(self._shards)), key=self._load.__getitem__)
-        if self._load[i] >= SHARD_SIZE and len(self._shards) * SHARD_SIZE < self.config.upstream_max_connections:
+        if self._load[i] >= self._shard_size and \
+                len(self._shards) * self._shard_size < self.config.upstream_max_connections:
             i = self._add_shard()
         return i
 
@@ -80,15 +90,21 @@ class Upstream:
         shard = self._pick()
         self._load[shard] += 1
         try:
+            # The messages go in ``extra_body``, which the SDK merges into the JSON body as they are: its
+            # request transform walks every message through its TypedDict annotations (typing.get_origin,
+            # get_args, ...) and changes nothing in a chat message, at ~10 % of the relay's CPU per reply.
+            # (The app routes validated them already: labkit.protocol.app_chat.)
             manager = self._shards[shard].chat.completions.with_streaming_response.create(
-                model=model or self.live.model, messages=messages, stream=True, **params)
+                model=model or self.live.model, messages=[], stream=True, extra_body={"messages": messages},
+                **params)
             response = await manager.__aenter__()
         except openai.APIStatusError as e:
             self._load[shard] -= 1
             raise _as_api_error(e) from None
         except openai.APIConnectionError as e:
             self._load[shard] -= 1
-            raise APIError(502, f"The model service could not be reached: {e.__class__.__name__}.",
+            cause = f" ({e.__cause__.__class__.__name__})" if e.__cause__ is not None else ""
+            raise APIError(502, f"The model service could not be reached: {e.__class__.__name__}{cause}.",
                            type="server_error", code="upstream_unreachable") from None
         except BaseException:
             self._load[shard] -= 1
@@ -125,31 +141,70 @@ class UpstreamStream:
 
     async def tokens(self) -> AsyncIterator[UpstreamToken]:
         """The content of each chunk, decoded from the raw event stream (OpenAI's stream format)."""
+        async for contents in self.batches():
+            now = time.time()
+            for content in contents:
+                yield UpstreamToken(content, now)
+
+    async def batches(self) -> AsyncIterator[list[str]]:
+        """The contents of the chunks that came in one read of the response (one or more; never empty):
+        the hot path of the relay, with no object per token, so that the tokens that arrived together
+        are recorded together and their readers woken once. A read that ends in an error frame (or a
+        broken chunk) still gives the tokens before it, then raises."""
         decoder = SSEDecoder()
+        loads = json.loads
         try:
             async for raw in self._response.iter_bytes():
+                contents: list[str] = []
+                failure: APIError | None = None
                 for event in decoder.feed(raw):
                     if event.data == "[DONE]":
+                        if contents:
+                            yield contents
                         return
-                    for token in self._chunk_tokens(json.loads(event.data)):
-                        yield token
-        except (httpx.HTTPError, ValueError) as e:
-            raise APIError(502, f"The model's stream broke off: {e.__class__.__name__}.", type="server_error",
-                           code="upstream_error") from None
+                    try:
+                        self._chunk_contents(loads(event.data), contents)
+                    except ValueError as e:
+                        failure = _broke_off(e)
+                    except APIError as e:
+                        failure = e
+                    if failure is not None:
+                        break
+                if contents:
+                    yield contents
+                if failure is not None:
+                    raise failure
+        except (httpx2.HTTPError, ValueError) as e:
+            raise _broke_off(e) from None
 
-    def _chunk_tokens(self, chunk: dict) -> list[UpstreamToken]:
+    def _chunk_contents(self, chunk: dict, out: list[str]) -> None:
         if chunk.get("error"):                     # an error frame in the middle of the stream
             err = chunk["error"]
             raise APIError(502, err.get("message") or "The model failed mid-stream.", type="server_error",
                            code="upstream_error")
-        tokens = []
         for choice in chunk.get("choices") or ():
             content = (choice.get("delta") or {}).get("content")
             if content:
-                tokens.append(UpstreamToken(content, time.time()))
+                out.append(content)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
-        return tokens
+
+
+def _broke_off(e: Exception) -> APIError:
+    return APIError(502, f"The model's stream broke off: {e.__class__.__name__}.", type="server_error",
+                    code="upstream_error")
+
+
+def http_client(kind: str = "aiohttp", streams: int = SHARD_SIZE, verify: ssl.SSLContext | bool = True
+                ) -> httpx2.AsyncClient:
+    """The SDK's own client for ``AsyncOpenAI(http_client=...)``, on aiohttp or on httpx, for ``streams``
+    streams at once (a connection each)."""
+    limits = httpx2.Limits(max_connections=streams * 4, max_keepalive_connections=streams)
+    if kind == "aiohttp":
+        return openai.DefaultAioHttpClient(limits=limits, verify=verify)
+    if kind == "httpx":
+        return openai.DefaultAsyncHttpxClient(limits=limits, verify=verify)
+    raise ValueError(f"upstream_http is 'aiohttp' or 'httpx', not {kind!r}")
 
 
 def _as_api_error(e: openai.APIStatusError) -> APIError:

@@ -19,7 +19,7 @@ from dataclasses import asdict, fields
 import uvicorn
 
 from . import logredact
-from .protocols import http_protocol, uvicorn_options
+from .protocols import http_protocol, tune_gc, uvicorn_options
 from .state import ServerConfig
 
 __all__ = ["run_workers", "app_from_env", "config_to_env", "config_from_env", "ENV"]
@@ -50,7 +50,9 @@ def app_from_env():
     config = config_from_env(os.environ.pop(ENV))
     HTTP_PROTOCOL.header_timeout_s = config.header_timeout_s
     logredact.install()
-    return create_app(config)
+    app = create_app(config)
+    tune_gc()
+    return app
 
 
 def run_workers(config: ServerConfig, sock: socket.socket, workers: int) -> None:
