@@ -52,23 +52,37 @@ async def drops_with_and_without_resume(server_url: str, server_port: int, repli
     return out
 
 
-async def tokens_after_leaving(app_url: str, model_stats_url: str, *, read_tokens: int = 5, wait_s: float = 1.5,
+async def tokens_after_leaving(app_url: str, model_stats_url: str, *, read_tokens: int = 5,
+                               settle_timeout_s: float = 60.0,
                                prompt: str = "Why does time to first token matter?") -> dict:
     """Read a few tokens, hang up, and count what the *model* generated after that (money spent on
-    nobody). ``model_stats_url`` is the model server's ``/lab/stats``."""
+    nobody). ``model_stats_url`` is the model server's ``/lab/stats``.
+
+    It waits until the model has no stream running any more (it finished the reply, or the app
+    cancelled it), rather than for a fixed time: a busy machine slows the model down, and a fixed wait
+    would then count a tutorial that never stops as one that stopped early. ``model_stream_cancelled``
+    says which of the two ended it."""
     body = {"messages": [{"role": "user", "content": prompt}]}        # a body the tutorial's app reads too
     async with httpx.AsyncClient(timeout=30) as client:
-        before = (await client.get(model_stats_url)).json()["tokens_generated"]
+        async def stats() -> dict:
+            return (await client.get(model_stats_url)).json()
+
+        before = await stats()
         async with client.stream("POST", app_url + "/api/chat/stream", json=body) as r:
             seen = 0
             async for line in r.aiter_lines():
                 seen += line.startswith("data:")
                 if seen >= read_tokens:
                     break
-        at_leave = (await client.get(model_stats_url)).json()["tokens_generated"]
-        await asyncio.sleep(wait_s)
-        after = (await client.get(model_stats_url)).json()["tokens_generated"]
-    return {"tokens_before_leaving": at_leave - before, "tokens_after_leaving": after - at_leave}
+        at_leave = await stats()
+        deadline = time.monotonic() + settle_timeout_s
+        while (after := await stats())["model_streams_active"] > before["model_streams_active"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the model was still generating {settle_timeout_s:g} s after the client left")
+            await asyncio.sleep(0.02)
+    return {"tokens_before_leaving": at_leave["tokens_generated"] - before["tokens_generated"],
+            "tokens_after_leaving": after["tokens_generated"] - at_leave["tokens_generated"],
+            "model_stream_cancelled": after["model_streams_cancelled"] > before["model_streams_cancelled"]}
 
 
 async def progressive_timeline(ws_url: str, prompt: str = "Why does time to first token matter?",
