@@ -179,7 +179,8 @@ def _phase(app_url: str, app_pid: int, streams: list[tuple[str, str, str]], prof
     cpu = _tree_cpu(app_pid) - cpu0
     sampler.stop.set()
     sampler.join()
-    final_stats = httpx.get(app_url + "/lab/stats", timeout=5).json() if app_url else {}
+    final = httpx.get(app_url + "/lab/stats", timeout=5)
+    final_stats = final.json() if final.status_code == 200 else {}        # a peer relay has no /lab/stats
     rows, all_gaps, steady = {}, [], []
     for name, path in outs.items():
         results = json.loads(path.read_text())

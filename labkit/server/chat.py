@@ -249,10 +249,6 @@ class _WSChatSession:
     def current(self) -> StreamLog | None:
         return self.turns.current
 
-    @property
-    def history(self) -> list[dict]:
-        return self.turns.history
-
     async def send(self, message: dict) -> bool:
         return await self.manager.send(self.ws, message)
 

@@ -30,16 +30,13 @@ from collections.abc import AsyncIterator
 from ..protocol.openai_chat import APIError
 from ..ratelimit import KeyedBuckets
 from ..streams import (DONE, Heartbeat, RegistryFull, StreamEvent, StreamGone, StreamLog, StreamMachine,
-                       StreamReader, StreamStage, TooManyStreams)
+                       StreamReader, TooManyStreams)
 from .participants import Participants
 from .sharedstreams import SharedStreams
 from .state import StreamConfig, ServerStats
 from .upstream import Upstream
 
-__all__ = ["StreamHub", "QUEUED", "WAITING", "STREAMING", "FINISHED"]
-
-QUEUED, WAITING, STREAMING, FINISHED = (StreamStage.QUEUED, StreamStage.WAITING, StreamStage.STREAMING,
-                                        StreamStage.FINISHED)
+__all__ = ["StreamHub"]
 
 
 class StreamHub:
@@ -132,10 +129,6 @@ class StreamHub:
             async with asyncio.timeout(10):
                 await asyncio.shield(synced)
         return log
-
-    def stage(self, log: StreamLog) -> StreamStage:
-        """Where a reply is (see :class:`~labkit.streams.StreamStage`)."""
-        return log.stage
 
     def expected_tokens(self, options: dict) -> float:
         """How long the reply will probably be: ``max_tokens`` if given, else the recent average."""
