@@ -19,15 +19,29 @@ import numpy as np
 
 RATE = 16_000
 
+#: pocketsphinx's own search settings the lab changes (why, with the figures: :mod:`labkit.audio._sphinx`).
+#: ``fwdflat`` off: no second, flat-lexicon pass over the whole utterance after the tree search.
+DECODER_SETTINGS: dict = {"fwdflat": False}
+#: pocketsphinx's defaults, kept to measure the lab's settings against (``bench realtime --concurrency``).
+DEFAULT_SETTINGS: dict = {"fwdflat": True}
 
-def make_decoder(lm_path: str, dict_path: str):
+
+def make_decoder(lm_path: str, dict_path: str, settings: dict | None = None):
+    """A decoder for the lab's language model; ``settings`` (default :data:`DECODER_SETTINGS`) are
+    pocketsphinx configuration keys such as ``fwdflat``, ``bestpath``, ``ds`` or ``beam``."""
     from pocketsphinx import Decoder
 
-    return Decoder(samprate=RATE, lm=lm_path, dict=dict_path, loglevel="FATAL")
+    chosen = DECODER_SETTINGS if settings is None else settings
+    return Decoder(samprate=RATE, lm=lm_path, dict=dict_path, loglevel="FATAL", **chosen)
 
 
 def decode(decoder, pcm: np.ndarray) -> str:
-    """The words in ``pcm`` (int16, 16 kHz, already prepared)."""
+    """The words in ``pcm`` (int16, 16 kHz, already prepared), the same whatever this decoder heard before.
+
+    The feature extractor is reset first: pocketsphinx otherwise starts each utterance's cepstral mean
+    from the previous utterance's, so a worker's transcript depended on what it (another session) had
+    decoded before; the same audio came out as different words on a fresh and a used decoder."""
+    decoder.reinit_feat()
     decoder.start_utt()
     decoder.process_raw(np.asarray(pcm, dtype="<i2").tobytes(), False, True)
     decoder.end_utt()
