@@ -23,6 +23,11 @@ def test_concurrency_benchmark_writes_levels_targets_costs_and_a_plot(tmp_path):
     assert all("met" in t for t in r["targets"].values())
     cost = r["cost"]
     assert cost["cores"] >= 1 and 0 < cost["recognition_x_real_time"] < 5 and 0 < cost["synthesis_x_real_time"] < 5
+    settings = cost["recognition_settings"]                 # the server's search settings beside the defaults
+    measured = settings["measured"]["sessions' utterances"]
+    assert settings["lab"]["fwdflat"] is False and measured["utterances"] == 6
+    assert round(measured["lab"]["cpu_s_per_utterance"], 3) == cost["recognition_cpu_s_per_utterance"]
+    assert measured["lab"]["word_error_rate"] <= measured["pocketsphinx defaults"]["word_error_rate"]   # deterministic
     png = tmp_path / r["plot"]
     assert png.suffix == ".png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "every session answered" in proc.stdout          # the targets table is printed
