@@ -23,6 +23,15 @@ frame) 0.136 / 0.207 CPU s but WER 0.250 / 0.546 (+0.06 on the sessions' set); `
 0.230 CPU s, WER 0.276 / 0.652; narrower beams (``beam`` 1e-30, ``wbeam`` 1e-20) doubled the WER. (The
 tuning set's high WER is its quiet sessions and other accents, alike for every setting; the held-out
 set's sentences are not in the vocabulary, so it cannot score a recogniser built for the lab's.)
+
+**Not built: recognising while the user speaks** (issue 18's other lever). Measured for it, same
+settings, the sessions' 20 utterances: decoding incrementally (``full_utt=False``, live cepstral mean)
+gives the same words whatever the chunk size (100 ms and 30 ms chunks, and one call: 10/10 identical)
+and leaves 0.031 CPU s for the last 0.5 s and the end of the utterance, against 0.197 CPU s for the
+whole utterance at once; but its WER is 0.353 against 0.192 with the whole-utterance (batch) mean, and
+the two never gave the same transcript (0/10). So a streamed recogniser needs a better starting mean
+(pocketsphinx's ``cmninit``) before its words match, and the whole-utterance fallback must then decode
+the same way for the transcript to stay the same.
 """
 
 from __future__ import annotations
