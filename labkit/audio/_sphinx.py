@@ -45,10 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .asr_worker import DECODER_SETTINGS, DEFAULT_SETTINGS, decode, make_decoder
+from .asr_worker import CMNINIT, DECODER_SETTINGS, DEFAULT_SETTINGS, decode, make_decoder
 from .pcm import resample
 
-__all__ = ["recognise", "lab_corpus", "normalise", "model_files", "prepare", "DECODER_SETTINGS", "DEFAULT_SETTINGS"]
+__all__ = ["recognise", "lab_corpus", "normalise", "model_files", "prepare", "CMNINIT", "DECODER_SETTINGS",
+           "DEFAULT_SETTINGS"]
 
 _lock = threading.Lock()
 _decoders: dict[tuple, object] = {}
@@ -106,8 +107,9 @@ def _write_model_files() -> tuple[str, str]:
 
 
 def prepare(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """What the decoder hears: 16 kHz int16, with a whisper of dither (espeak's exact digital silence
-    upsets the recogniser's features)."""
+    """16 kHz int16, with a whisper of dither (espeak's exact digital silence upsets the recogniser's
+    features), for a decoder fed directly. The lab's own decoding (:class:`labkit.audio.asr_worker.Utterance`)
+    resamples and dithers as the audio streams in, so it takes the audio as it is."""
     pcm = resample(np.asarray(audio, dtype=np.int16), sample_rate, 16_000) if sample_rate != 16_000 else audio
     dither = np.random.default_rng(0).normal(0, 100, pcm.size)
     return np.clip(pcm + dither, -32768, 32767).astype(np.int16)
@@ -120,8 +122,7 @@ def recognise(audio: np.ndarray, sample_rate: int, settings: dict | None = None)
     recognisers use); one decoder is kept per distinct settings."""
     chosen = DECODER_SETTINGS if settings is None else settings
     key = tuple(sorted(chosen.items()))
-    pcm = prepare(audio, sample_rate)
     with _lock:
         if key not in _decoders:
             _decoders[key] = make_decoder(*model_files(), chosen)
-        return decode(_decoders[key], pcm)
+        return decode(_decoders[key], np.asarray(audio, dtype=np.int16), sample_rate, bool(chosen.get("batch")))
