@@ -33,6 +33,7 @@ import contextlib
 import itertools
 import os
 import queue
+import re
 import struct
 import subprocess
 import sys
@@ -81,6 +82,9 @@ _uid_lock = threading.Lock()
 def _new_uid() -> int:
     with _uid_lock:
         return next(_uids) % 0xFFFF_FFFF + 1
+
+
+_ANSWER = re.compile(r"^(\d+)([ !])(.*)$", re.S)     # "<id> <transcript>" or "<id>!<error>"
 
 
 def _message(op: int, uid: int, payload: bytes = b"") -> bytes:
@@ -163,12 +167,12 @@ class _Worker:
 
     def _read(self, proc: subprocess.Popen, outbox: queue.SimpleQueue, answers: dict[int, Future]) -> None:
         for line in proc.stdout:
-            text = line.decode("utf-8", "replace").rstrip("\n")
-            head, ok, rest = text.partition(" ")
-            if not ok:
-                head, _, rest = text.partition("!")
+            answer = _ANSWER.match(line.decode("utf-8", "replace").rstrip("\n"))
+            if answer is None:
+                continue
+            head, ok, rest = answer.group(1), answer.group(2) == " ", answer.group(3)
             with self.lock:
-                future = answers.pop(int(head), None) if head.isdigit() else None
+                future = answers.pop(int(head), None)
             if future is not None and not future.done():
                 if ok:
                     future.set_result(rest)

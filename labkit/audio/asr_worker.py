@@ -64,6 +64,7 @@ class Utterance:
         import soxr
 
         self.decoder, self.batch, self._held = decoder, batch, []
+        self.finished = False
         self.resampler = None if sample_rate == RATE else soxr.ResampleStream(sample_rate, RATE, 1, dtype="float32",
                                                                                 quality="HQ")
         # espeak's exact digital silence upsets the recogniser's features: a whisper of dither, seeded
@@ -87,6 +88,7 @@ class Utterance:
         self.feed(np.zeros(0, np.int16), last=True)
         if self.batch:
             self.decoder.process_raw(np.concatenate([np.zeros(0, "<i2"), *self._held]).tobytes(), False, True)
+        self.finished = True
         self.decoder.end_utt()
         hyp = self.decoder.hyp()
         return hyp.hypstr if hyp is not None else ""
@@ -135,7 +137,14 @@ class Worker:
 
     def _drop(self, uid: int) -> None:
         utterance = self.open.pop(uid, None)
-        if utterance is not None and len(self.idle) < KEEP_IDLE:
+        if utterance is None:
+            return
+        if not utterance.finished:                 # cancelled: close its utterance before the decoder is reused
+            try:
+                utterance.decoder.end_utt()
+            except Exception:                      # a decoder in an unknown state is not reused
+                return
+        if len(self.idle) < KEEP_IDLE:
             self.idle.append(utterance.decoder)
 
 
