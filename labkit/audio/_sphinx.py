@@ -24,16 +24,18 @@ frame) 0.136 / 0.207 CPU s but WER 0.250 / 0.546 (+0.06 on the sessions' set); `
 tuning set's high WER is its quiet sessions and other accents, alike for every setting; the held-out
 set's sentences are not in the vocabulary, so it cannot score a recogniser built for the lab's.)
 
-**Not built: recognising while the user speaks** (issue 18's other lever). Measured for it, same
-settings, the sessions' 20 utterances: decoding incrementally (``full_utt=False``, live cepstral mean)
-gives the same words whatever the chunk size (100 ms and 30 ms chunks, and one call: 10/10 identical)
-and leaves 0.031 CPU s for the last 0.5 s and the end of the utterance, against 0.197 CPU s for the
-whole utterance at once; but its WER is 0.353 against 0.192 with the whole-utterance (batch) mean, and
-the two never gave the same transcript (0/10). With ``cmninit`` set to the tuning set's mean cepstrum
-(``50.33,-13.26,-2.27,0.01,-3.78,-4.60,-5.35,-6.21,-4.33,-2.45,-1.62,-1.14,-0.20``; no session audio
-used), incremental decoding's WER on the sessions' utterances is 0.224 (pocketsphinx's defaults: 0.218).
-A streamed recogniser would decode that way, and its whole-utterance fallback the same way (live mean,
-same start), for the transcript to stay the same.
+**Recognising while the user speaks** (issue 18's other lever; built: :mod:`labkit.audio.asr`). Every
+utterance is decoded incrementally (:class:`labkit.audio.asr_worker.Utterance`: ``full_utt=False``, a live
+cepstral mean starting from :data:`CMNINIT`, a streaming resampler and seeded dither), so a transcript is
+the same whatever the chunk size and whether it was streamed while spoken or decoded whole at commit
+(the fallback). Measured, same settings, the sessions' 20 utterances: 100 ms and 30 ms chunks and one
+call gave 10/10 identical transcripts; 0.031 CPU s is left for the last 0.5 s and the end of the
+utterance, against 0.197 CPU s for the whole utterance at once. The price is accuracy: WER 0.224
+(``cmninit`` = the tuning set's mean cepstrum, no session audio used; with pocketsphinx's own start
+0.353) against 0.192 for the whole-utterance (batch) mean; the two never gave the same transcript
+(0/10), which is why the fallback decodes incrementally too. ``bench realtime --concurrency`` reports
+the CPU left at the end (``cost.recognition_cpu_s_left_at_end``). The batch mode is kept for
+measurements only (``DEFAULT_SETTINGS``' ``batch``).
 """
 
 from __future__ import annotations

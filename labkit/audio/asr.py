@@ -224,7 +224,8 @@ WORKERS = max(1, int(os.environ.get("LABKIT_ASR_WORKERS") or _cores()))
 #: Streamed utterances one worker holds open at once (a decoder each, about 8 MB). Past that on every
 #: worker, a new utterance is decoded whole at its commit instead. 24 per core: a class of 20 speaking
 #: at once streams on two cores (each utterance needs about 0.06 CPU s per second of speech).
-MAX_STREAMS_PER_WORKER = 24
+#: ``LABKIT_ASR_STREAMS_PER_WORKER`` overrides it (0: every utterance decoded whole at commit, to compare).
+MAX_STREAMS_PER_WORKER = int(os.environ.get("LABKIT_ASR_STREAMS_PER_WORKER") or 24)
 
 
 class _Workers:
