@@ -182,3 +182,29 @@ def test_a_cancelled_utterance_leaves_its_decoder_reusable(turns):
     w.handle(AUDIO, 2, audio)
     assert w.handle(END, 2, b"") == f"2 {_whole(turns[1][0])}"
     assert w.handle(END, 3, b"") == "3!no such utterance"
+
+
+async def test_a_session_closed_mid_utterance_frees_its_stream(server):
+    from labkit.speechdata import load_clean
+
+    _, utterances = load_clean()
+    await _ready_stream()
+    before = {id(lane): set(lane.streams) for lane in asr._worker.lanes}
+    c = await Client.connect(server)
+    await c.send(TRANSCRIBE)
+    await c.recv()
+    for event in appends(speech_24k(utterances[0].start_s + 1.0)):            # speaking, not yet ended
+        await c.send(event)
+    await c.until("input_audio_buffer.speech_started")
+    for _ in range(600):                                                       # the server has begun its stream
+        if any(set(lane.streams) - before[id(lane)] for lane in asr._worker.lanes):
+            break
+        await asyncio.sleep(0.05)
+    opened = {id(lane): set(lane.streams) - before[id(lane)] for lane in asr._worker.lanes}
+    assert any(opened.values())
+    await c.close()
+    for _ in range(600):                                                       # closed: cancelled, decoder freed
+        if not any(opened[id(lane)] & lane.streams for lane in asr._worker.lanes):
+            break
+        await asyncio.sleep(0.05)
+    assert not any(opened[id(lane)] & lane.streams for lane in asr._worker.lanes)
