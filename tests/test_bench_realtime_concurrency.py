@@ -23,6 +23,15 @@ def test_concurrency_benchmark_writes_levels_targets_costs_and_a_plot(tmp_path):
     assert all("met" in t for t in r["targets"].values())
     cost = r["cost"]
     assert cost["cores"] >= 1 and 0 < cost["recognition_x_real_time"] < 5 and 0 < cost["synthesis_x_real_time"] < 5
+    settings = cost["recognition_settings"]                 # the server's search settings beside the defaults
+    measured = settings["measured"]["sessions' utterances"]
+    assert settings["lab"]["fwdflat"] is False and measured["utterances"] == 6
+    assert round(measured["lab"]["cpu_s_per_utterance"], 3) == cost["recognition_cpu_s_per_utterance"]
+    # deterministic; the lab decodes incrementally (streamed while spoken): here 0.196 vs the defaults' whole-utterance
+    # 0.174, one word of 46 (on the 20 sessions' utterances 0.224 vs 0.218)
+    assert measured["lab"]["word_error_rate"] <= measured["pocketsphinx defaults"]["word_error_rate"] + 0.04
+    # streamed while spoken, little is left to decode at the end of speech (CPU time, 0.03 vs 0.2 s measured)
+    assert 0 < cost["recognition_cpu_s_left_at_end"] < cost["recognition_cpu_s_per_utterance"]
     png = tmp_path / r["plot"]
     assert png.suffix == ".png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "every session answered" in proc.stdout          # the targets table is printed

@@ -108,18 +108,22 @@ def test_the_recogniser_pool_is_sized_to_the_machine():
 def test_the_recogniser_process_runs_isolated_without_labkit():
     """Started by path with -I, it never imports the labkit package (slow to import), and recognises real speech."""
     from labkit.audio import asr_worker
-    from labkit.audio._sphinx import model_files, normalise, prepare
+    from labkit.audio._sphinx import model_files, normalise
     from labkit.speechdata import SAMPLE_RATE, load_clean
 
     clean, utterances = load_clean()
     u = utterances[1]
-    pcm = prepare(clean[int(u.start_s * SAMPLE_RATE): int(u.end_s * SAMPLE_RATE)], SAMPLE_RATE).tobytes()
+    pcm = clean[int(u.start_s * SAMPLE_RATE): int(u.end_s * SAMPLE_RATE)].astype("<i2").tobytes()
+    h = asr_worker.HEADER                    # begin (its sample rate), the audio in two pieces, end: one answer line
+    messages = (h.pack(asr_worker.BEGIN, 7, 4) + struct.pack("<I", SAMPLE_RATE) + h.pack(asr_worker.AUDIO, 7, 3200)
+                + pcm[:3200] + h.pack(asr_worker.AUDIO, 7, len(pcm) - 3200) + pcm[3200:] + h.pack(asr_worker.END, 7, 0))
     run_alone = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
                  "sys.exit(3 if any(m.split('.')[0] == 'labkit' for m in sys.modules) else 0)")
     proc = subprocess.run([sys.executable, "-I", "-c", run_alone, str(Path(asr_worker.__file__)), *model_files()],
-                          input=struct.pack("<II", 16_000, len(pcm)) + pcm, capture_output=True, timeout=120)
+                          input=messages, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-800:]          # 3: it imported labkit
-    heard = set(normalise(proc.stdout.decode()).split())
+    assert proc.stdout.startswith(b"7 "), proc.stdout
+    heard = set(normalise(proc.stdout.decode()[2:]).split())
     truth = normalise(u.text).split()
     assert len(heard & set(truth)) >= 0.7 * len(truth), (proc.stdout, proc.stderr[-500:], u.text)
 

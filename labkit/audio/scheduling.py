@@ -8,14 +8,19 @@ most ``slots`` at once, and refuses a job at once (:class:`QueueFull`) when too 
 all or for that session: a wait that only grows helps nobody, and the caller can say so.
 
 It only decides; :class:`labkit.audio.pool.FairPool` carries the decisions out on threads.
+
+Utterances recognised *while they are spoken* (:mod:`labkit.audio.asr`) are placed differently: each
+stays on one worker from its first audio to its end (the worker holds its decoder), chosen when it
+begins by :func:`choose_lane`; :func:`decode_at_commit` says whether a committed utterance is finished
+by its stream or decoded whole through the fair pool.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Generic, Hashable, TypeVar
+from typing import Generic, Hashable, Literal, Sequence, TypeVar
 
-__all__ = ["FairScheduler", "QueueFull"]
+__all__ = ["FairScheduler", "QueueFull", "choose_lane", "decode_at_commit"]
 
 J = TypeVar("J", bound=Hashable)
 
@@ -116,3 +121,26 @@ class FairScheduler(Generic[J]):
             self.running.add(job)
             started.append(job)
         return started
+
+
+def choose_lane(open_streams: Sequence[int], max_per_lane: int, busy: Sequence[bool] = ()) -> int | None:
+    """The worker a new streamed utterance goes to, for its whole life: the least loaded one that has
+    room (fewer than ``max_per_lane`` open streams). Load is its open streams, plus one while it runs
+    a whole-utterance job (``busy``); ties go to the lowest index. None when no worker has room: the
+    utterance is then decoded whole at its commit (bounded: a worker never holds more decoders)."""
+    best = None
+    for k, streams in enumerate(open_streams):
+        if streams >= max_per_lane:
+            continue
+        load = streams + (1 if k < len(busy) and busy[k] else 0)
+        if best is None or load < best[0]:
+            best = (load, k)
+    return None if best is None else best[1]
+
+
+def decode_at_commit(streamed: bool, lost: bool) -> Literal["stream", "whole"]:
+    """How a committed utterance is recognised: finished by its stream (``"stream"``: little is left to
+    decode), or ``"whole"`` through the fair pool: it was never streamed (manual commit, no room, a
+    clear in between) or its stream was lost (its worker died). Both decode the same way, so the
+    transcript is the same."""
+    return "stream" if streamed and not lost else "whole"

@@ -25,7 +25,7 @@ import numpy as np
 from .realtime import SILENCE_MS, ServerAddress, class_turns, timed_turn
 
 __all__ = ["LEVELS", "TARGET_LEVEL", "speak_together", "summarize_level", "judge", "cpu_costs", "run", "plot", "plot_levels",
-           "transcript_floor_ms"]
+           "transcript_floor_ms", "compare_recognition_settings", "tuning_set_turns"]
 
 LEVELS = (1, 5, 10, 20, 40)
 TARGET_LEVEL = 20
@@ -99,20 +99,65 @@ def judge(levels: list[dict], target_level: int = TARGET_LEVEL) -> dict:
     }
 
 
-def cpu_costs(turns: list, answers: list[str]) -> dict:
+def tuning_set_turns() -> list[tuple[np.ndarray, float, str]]:
+    """Every utterance of the clean tuning speech set (:mod:`labkit.speechsets`: other voices, speaking
+    rates and levels than the sessions' audio), as ``(audio at 16 kHz with 0.5 s before and 0.3 s after,
+    speech end, text)``. Its sentences are the lab's, which the recogniser's vocabulary is built from
+    (text only: no audio was used to build anything); the held-out set's sentences are not in it."""
+    from ..speechdata import SAMPLE_RATE
+    from ..speechsets import condition, load
+
+    turns = []
+    for audio, _noise, utterances in condition(load("tuning"), "clean", None):
+        for u in utterances:
+            start = max(0, round((u.start_s - 0.5) * SAMPLE_RATE))
+            turns.append((audio[start: round((u.end_s + 0.3) * SAMPLE_RATE)], u.end_s - start / SAMPLE_RATE, u.text))
+    return turns
+
+
+def compare_recognition_settings(sets: dict[str, tuple[list, int]], settings: dict[str, dict]) -> dict:
+    """CPU seconds per utterance and word error rate of each pocketsphinx ``settings`` on each speech set
+    (``{name: (turns, sample rate)}``), measured in one run, the settings taking turns utterance by
+    utterance (so a busy moment costs them alike)."""
+    from ..audio._sphinx import normalise, recognise
+    from .realtime import word_error_rate
+
+    out = {}
+    for set_name, (turns, rate) in sets.items():
+        cpu = {name: 0.0 for name in settings}
+        errors = {name: 0.0 for name in settings}
+        words = 0
+        for name, chosen in settings.items():
+            recognise(np.zeros(1600, np.int16), 16_000, chosen)   # build each decoder first (not an utterance)
+        for audio, _end_s, text in turns:
+            n = len(normalise(text).split())
+            words += n
+            for name, chosen in settings.items():
+                t0 = time.process_time()
+                heard = recognise(audio, rate, chosen)
+                cpu[name] += time.process_time() - t0
+                errors[name] += word_error_rate(text, heard) * n
+        out[set_name] = {"utterances": len(turns), "speech_s": round(sum(a.size for a, _e, _t in turns) / rate, 1),
+                         **{name: {"cpu_s_per_utterance": round(cpu[name] / len(turns), 4),
+                                   "word_error_rate": round(errors[name] / max(1, words), 4)} for name in settings}}
+    return out
+
+
+def cpu_costs(turns: list, answers: list[str], tuning_set: bool = True) -> dict:
     """CPU seconds per utterance of recognition and of synthesis (by sentence) here, against real time,
-    and what that allows on this machine's cores."""
-    from ..audio._sphinx import recognise
+    and what that allows on this machine's cores. Recognition is measured with the server's settings
+    beside pocketsphinx's defaults (on ``turns`` and, with ``tuning_set``, :func:`tuning_set_turns`)."""
+    from ..audio._sphinx import DECODER_SETTINGS, DEFAULT_SETTINGS
     from ..audio.sentences import split_sentences
     from ..audio.tts import ESPEAK_RATE, synthesize
     from .realtime import RATE
 
-    recognise(np.zeros(1600, np.int16), 16_000)                  # build the decoder first (not an utterance)
-    asr = []
-    for audio, _end_s, _text in turns:
-        cpu = time.process_time()
-        recognise(audio, RATE)
-        asr.append((time.process_time() - cpu, audio.size / RATE))
+    sets = {"sessions' utterances": (turns, RATE)}
+    if tuning_set:
+        sets["tuning speech set, clean"] = (tuning_set_turns(), 16_000)
+    compared = compare_recognition_settings(sets, {"lab": DECODER_SETTINGS, "pocketsphinx defaults": DEFAULT_SETTINGS})
+    asr_cpu = compared["sessions' utterances"]["lab"]["cpu_s_per_utterance"]
+    speech_s = compared["sessions' utterances"]["speech_s"]
     synthesize("warm up")
     tts, first = [], []
     for answer in answers:
@@ -125,29 +170,58 @@ def cpu_costs(turns: list, answers: list[str]) -> dict:
         tts.append((time.process_time() - cpu, seconds))
     stall = asyncio.run(_loop_stall_while_synthesizing(answers))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    asr_cpu = float(np.mean([c for c, _ in asr]))
     budget_s = (TRANSCRIPT_P95_MAX_MS - SILENCE_MS) / 1000       # what is left after the VAD's silence
+    left = cpu_left_at_end(turns, RATE)
     return {
         "cores": cores,
         "recognition_cpu_s_per_utterance": round(asr_cpu, 3),
-        "recognition_x_real_time": round(sum(c for c, _ in asr) / sum(d for _, d in asr), 3),
+        "recognition_x_real_time": round(asr_cpu * len(turns) / speech_s, 3),
+        "recognition_settings": {"lab": DECODER_SETTINGS, "pocketsphinx defaults": DEFAULT_SETTINGS,
+                                 "measured": compared},
         "synthesis_cpu_s_per_answer": round(float(np.mean([c for c, _ in tts])), 4),
         "synthesis_cpu_s_first_sentence": round(float(np.mean(first)), 4),
         "synthesis_x_real_time": round(sum(c for c, _ in tts) / sum(d for _, d in tts), 4),
         "synthesis_event_loop_stall_ms": stall,
-        "utterances_ending_together_recognisable_within_budget": int(cores * budget_s / asr_cpu),
-        "note": (f"recognition of utterances that end together is CPU-bound: {cores} cores x {budget_s:.1f} s "
-                 f"(the 1.5 s target minus the {SILENCE_MS} ms VAD silence) / {asr_cpu:.2f} CPU s per utterance; "
-                 "with every core free for it, which a shared machine running the clients too never is"),
+        "recognition_cpu_s_left_at_end": round(left, 4),
+        "utterances_ending_together_recognisable_within_budget": int(cores * budget_s / max(left, 1e-6)),
+        "utterances_ending_together_recognisable_within_budget_decoded_whole": int(cores * budget_s / asr_cpu),
+        "note": (f"the server recognises while the user speaks: at the end of speech {left:.3f} CPU s per utterance "
+                 f"is left (its last 0.5 s and the end of the search), against {asr_cpu:.2f} CPU s to decode it whole "
+                 f"(the fallback when no recogniser has room); {cores} cores x {budget_s:.1f} s (the 1.5 s target "
+                 f"minus the {SILENCE_MS} ms VAD silence) / that; with every core free for it, which a shared "
+                 "machine running the clients too never is"),
     }
 
 
 def transcript_floor_ms(sessions: int, costs: dict) -> float:
     """The soonest 95% of ``sessions`` utterances ending together can be transcribed here, after the end
-    of speech: the VAD's silence, then 95% of them recognised with every core doing nothing else."""
+    of speech: the VAD's silence, then what is left of 95% of them to decode with every core doing
+    nothing else. The server recognises while the user speaks, so what is left is the end of each
+    utterance (``recognition_cpu_s_left_at_end``), not all of it (``recognition_cpu_s_per_utterance``,
+    the whole-utterance fallback's cost, when no recogniser has room for another stream)."""
     share = int(np.ceil(0.95 * sessions))
-    return round(SILENCE_MS + 1000 * share * costs["recognition_cpu_s_per_utterance"] / max(1, min(share, costs["cores"])),
-                 0)
+    left = costs.get("recognition_cpu_s_left_at_end", costs["recognition_cpu_s_per_utterance"])
+    return round(SILENCE_MS + 1000 * share * left / max(1, min(share, costs["cores"])), 0)
+
+
+def cpu_left_at_end(turns: list, rate: int, tail_s: float = 0.5) -> float:
+    """CPU seconds per utterance the recogniser still has to spend once the speech has ended, when it
+    was fed the utterance while it was spoken: its last ``tail_s`` (the VAD's silence wait streams in
+    as it passes) and finishing the search. Measured on the lab's incremental decoder, in this process."""
+    from ..audio._sphinx import DECODER_SETTINGS, model_files
+    from ..audio.asr_worker import Utterance, make_decoder
+
+    decoder = make_decoder(*model_files(), DECODER_SETTINGS)
+    left = 0.0
+    for audio, _end_s, _text in turns:
+        cut = max(0, audio.size - int(tail_s * rate))
+        u = Utterance(decoder, rate)
+        u.feed(audio[:cut])
+        t0 = time.process_time()
+        u.feed(audio[cut:])
+        u.finish()
+        left += time.process_time() - t0
+    return left / max(1, len(turns))
 
 
 def model_answers(n: int) -> list[str]:
@@ -238,7 +312,7 @@ def run(quick: bool = False, levels: tuple[int, ...] = LEVELS) -> dict:
                   f"{level['voice_to_voice_ms']['p50']}/{level['voice_to_voice_ms']['p95']} ms, transcript "
                   f"p50/p95 {level['transcript_after_speech_ms']['p50']}/{level['transcript_after_speech_ms']['p95']}"
                   f" ms, CPU: server {level['server_cpu_s']} s, recognisers {level['recognisers_cpu_s']} s", file=sys.stderr, flush=True)
-    costs = cpu_costs(class_turns(6 if quick else 12), model_answers(3 if quick else 8))
+    costs = cpu_costs(class_turns(6 if quick else 20), model_answers(3 if quick else 8), tuning_set=not quick)
     for level in results:
         level["transcript_p95_floor_ms"] = transcript_floor_ms(level["sessions"], costs)
     return {

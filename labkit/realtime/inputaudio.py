@@ -52,6 +52,18 @@ class InputAudio:
         self._keep_from(last_sample)
         return audio
 
+    def peek(self, first_sample: int, last_sample: int) -> np.ndarray:
+        """The audio of ``[first_sample, last_sample)`` (clipped to what is held), keeping it all."""
+        first = max(first_sample, self.buffer_start) - self.buffer_start
+        last = max(first, min(last_sample, self.samples_in) - self.buffer_start)
+        return np.frombuffer(bytes(self._buffer[2 * first: 2 * last]), dtype="<i2")
+
+    @property
+    def analysed_samples(self) -> int:
+        """The input clock up to where server VAD has decided (a partial frame waits): an utterance in
+        progress will be committed at least this far (its end is detected on a later frame)."""
+        return self.vad.samples_seen if self.vad is not None else self.samples_in
+
     def take_all(self) -> np.ndarray:
         audio = np.frombuffer(bytes(self._buffer), dtype="<i2")
         self.clear()

@@ -35,8 +35,8 @@ from .inputaudio import InputAudio
 from .params import parse_response_params
 from .session import SAMPLE_RATE, RealtimeError, SessionConfig, threshold_to_vad
 
-__all__ = ["RealtimeSession", "StartResponse", "CancelResponse", "StartTranscription", "MAX_APPEND_BYTES",
-           "MAX_UTTERANCE_MS"]
+__all__ = ["RealtimeSession", "StartResponse", "CancelResponse", "StartTranscription", "TranscriptionBegin",
+           "TranscriptionAudio", "TranscriptionEnd", "TranscriptionCancel", "MAX_APPEND_BYTES", "MAX_UTTERANCE_MS"]
 
 log = logging.getLogger("labkit.realtime")
 
@@ -84,6 +84,45 @@ class StartTranscription:
     options: dict
 
 
+@dataclass(frozen=True)
+class TranscriptionBegin:
+    """Work order: start recognising ``item_id`` while it is spoken (server VAD, transcription on), from
+    ``audio``: int16 at 24 kHz from where its commit will start (prefix padding before the onset) to
+    where the detector knew speech began. More follows in :class:`TranscriptionAudio`."""
+    item_id: str
+    audio: np.ndarray
+
+
+@dataclass(frozen=True)
+class TranscriptionAudio:
+    """Work order: the next samples of ``item_id``'s streamed utterance, never past what its commit holds."""
+    item_id: str
+    audio: np.ndarray
+
+
+@dataclass(frozen=True)
+class TranscriptionEnd:
+    """Work order: ``item_id`` was committed; its streamed samples are exactly ``audio`` (kept for a
+    whole-utterance decode if the stream was lost). Finish it and feed back the text or a failure."""
+    item_id: str
+    audio: np.ndarray
+    options: dict
+
+
+@dataclass(frozen=True)
+class TranscriptionCancel:
+    """Work order: drop ``item_id``'s streamed utterance (cleared, or it will not be committed as streamed)."""
+    item_id: str
+
+
+@dataclass
+class _Streamed:
+    """An utterance being streamed to the recogniser: input-clock samples ``[first, fed)`` were sent."""
+    item_id: str
+    first: int
+    fed: int
+
+
 @dataclass
 class _Response:
     id: str
@@ -125,6 +164,7 @@ class RealtimeSession:
         self.response: _Response | None = None
         self.transcripts: dict[str, str] = {}
         self._transcribing: set[str] = set()       # user items whose transcription is under way
+        self._streamed: _Streamed | None = None    # the utterance recognised while it is spoken
         self._ready_orders: list = []
 
     # -------------------------------------------------------------------------------- helpers
@@ -217,10 +257,13 @@ class RealtimeSession:
         new = self.dialect.parse_session(self.config, event["session"])
         vad_changed = new.turn_detection != self.config.turn_detection
         self.config = new
+        orders = []
+        if vad_changed or new.transcription is None:
+            orders = self._cancel_stream()         # its utterance will not be committed as it was streamed
         if vad_changed:
             self.input.restart_vad(self._vad_config())
             self._speech_item = None
-        return [self._event("session.updated", session=self.dialect.render_session(new))], []
+        return [self._event("session.updated", session=self.dialect.render_session(new))], orders
 
     def _on_transcription_session_update(self, event: dict):
         raise RealtimeError("invalid_value", "Transcription-only sessions are not supported by the lab's emulator.",
@@ -255,7 +298,24 @@ class RealtimeSession:
                 e, o = self._speech_stopped(vad_event)
             events += e
             orders += o
+        s = self._streamed
+        if s is not None and self.input.analysed_samples > s.fed:      # after VAD ran on this append
+            orders.append(TranscriptionAudio(s.item_id, self.input.peek(s.fed, self.input.analysed_samples).copy()))
+            s.fed = self.input.analysed_samples
         return events, orders
+
+    def _begin_stream(self, start: SpeechStart) -> list:
+        """Server VAD saw speech start: stream it to the recogniser from where its commit will start."""
+        if self.config.transcription is None:
+            return []
+        prefix = self.config.turn_detection.prefix_padding_ms * SAMPLE_RATE // 1000
+        first = max(start.start_sample - prefix, self.input.buffer_start, 0)
+        self._streamed = _Streamed(self._speech_item, first, max(first, start.detected_sample))
+        return [TranscriptionBegin(self._speech_item, self.input.peek(first, self._streamed.fed).copy())]
+
+    def _cancel_stream(self) -> list:
+        s, self._streamed = self._streamed, None
+        return [TranscriptionCancel(s.item_id)] if s is not None else []
 
     def _speech_started(self, start: SpeechStart):
         td = self.config.turn_detection
@@ -263,7 +323,7 @@ class RealtimeSession:
         audio_start_ms = max(0, self._ms(start.start_sample) - td.prefix_padding_ms)
         events = [self._event("input_audio_buffer.speech_started", audio_start_ms=audio_start_ms,
                               item_id=self._speech_item)]
-        orders = []
+        orders = self._cancel_stream() + self._begin_stream(start)
         if self.response is not None and td.interrupt_response:          # barge-in
             e, o = self.cancel_response("turn_detected")
             events += e
@@ -277,7 +337,10 @@ class RealtimeSession:
         audio_end_ms = self._ms(end.detected_sample)
         events = [self._event("input_audio_buffer.speech_stopped", audio_end_ms=audio_end_ms, item_id=item_id)]
         # commit from prefix_padding before the onset to where silence was confirmed (or the cut)
-        e, o = self._commit(item_id, self.input.take(end.audio_start_sample, end.detected_sample))
+        first = max(end.audio_start_sample, self.input.buffer_start)
+        streamed, self._streamed = self._streamed, None
+        e, o = self._commit(item_id, self.input.take(end.audio_start_sample, end.detected_sample),
+                            streamed, first, end.detected_sample)
         events += e
         orders = o
         # an utterance cut at the maximum length goes on: the reply waits for its real end
@@ -295,9 +358,14 @@ class RealtimeSession:
                                 f"{MIN_COMMIT_MS}ms of audio, but buffer only has {self._ms(samples)}ms of audio.")
         item_id = self._speech_item or self._new_id("item")
         self._speech_item = None
-        return self._commit(item_id, self.input.take_all())
+        orders = self._cancel_stream()
+        events, more = self._commit(item_id, self.input.take_all())
+        return events, orders + more
 
-    def _commit(self, item_id: str, audio: np.ndarray):
+    def _commit(self, item_id: str, audio: np.ndarray, streamed: _Streamed | None = None, first: int = 0,
+                end: int = 0):
+        """Add the user item; transcription (when on) finishes its stream, if ``streamed`` sent exactly the
+        first samples of ``audio`` (input clock ``[first, end)``), or decodes ``audio`` whole."""
         previous = self._previous_item_id()
         item = {"id": item_id, "object": "realtime.item", "type": "message", "status": "completed", "role": "user",
                 "content": [{"type": "input_audio", "transcript": None}]}
@@ -305,14 +373,22 @@ class RealtimeSession:
         events = [self._event("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)]
         events += self._item_events(item, previous)
         orders = []
+        same = streamed is not None and streamed.item_id == item_id and streamed.first == first \
+            and streamed.fed <= end and audio.size == end - first
+        if streamed is not None and (not same or self.config.transcription is None):
+            orders.append(TranscriptionCancel(streamed.item_id))
         if self.config.transcription is not None:
-            orders.append(StartTranscription(item_id, audio.copy(), dict(self.config.transcription)))
+            if same:
+                orders.append(TranscriptionAudio(item_id, audio[streamed.fed - first:].copy()))
+                orders.append(TranscriptionEnd(item_id, audio.copy(), dict(self.config.transcription)))
+            else:
+                orders.append(StartTranscription(item_id, audio.copy(), dict(self.config.transcription)))
             self._transcribing.add(item_id)
         return events, orders
 
     def _on_input_audio_buffer_clear(self, event: dict):
         self.input.clear()
-        return [self._event("input_audio_buffer.cleared")], []
+        return [self._event("input_audio_buffer.cleared")], self._cancel_stream()
 
     def _on_output_audio_buffer_clear(self, event: dict):
         raise RealtimeError("invalid_value", "output_audio_buffer.clear is only for WebRTC connections; over a "

@@ -6,7 +6,8 @@ the socket and the state machine, and carries out the machine's work orders, whi
 * **replies**: the simulated model's plan (same profiles as the chat API) gives the text and its
   timing; for audio, espeak-ng speaks the text once the first token is due, and the audio goes out in
   100 ms deltas at the pace of speech, each word's transcript delta just before its audio;
-* **transcription**: offline recognition in a worker process (see :mod:`labkit.audio.asr`), or a
+* **transcription**: offline recognition in a worker process (see :mod:`labkit.audio.asr`), streamed
+  while the user speaks when the machine orders it (begin, audio, end, cancel), or a
   ``...transcription.failed`` event saying why not.
 
 Speaks the GA protocol, or the beta one when the client sends ``OpenAI-Beta: realtime=v1``.
@@ -33,7 +34,8 @@ from ..ephemeral import EphemeralKeys, KeyRefused, check_realtime_key, handshake
 from ..model import UnknownModelError, plan_tool_calls, resolve_model
 from ..protocol.openai_chat import error_body
 from ..realtime.failures import response_failure, transcription_failure
-from ..realtime.machine import CancelResponse, RealtimeSession, StartResponse, StartTranscription
+from ..realtime.machine import (CancelResponse, RealtimeSession, StartResponse, StartTranscription, TranscriptionAudio,
+                                TranscriptionBegin, TranscriptionCancel, TranscriptionEnd)
 from ..realtime.session import ESPEAK_VOICE_FOR, SAMPLE_RATE
 from ..realtime.speechout import speech_chunks, word_times_ms
 from .planning import plan_reply
@@ -137,6 +139,7 @@ class SessionDriver:
         self.send_events, self.session, self.profile, self.config = send_events, session, profile, config
         self.reply: asyncio.Task | None = None
         self.tasks: set[asyncio.Task] = set()
+        self.streams: dict[str, object] = {}          # item id -> its asr.Stream (None: decoded whole at commit)
 
     async def emit(self, events: list[dict]) -> None:
         if events:
@@ -158,8 +161,19 @@ class SessionDriver:
             elif isinstance(order, CancelResponse):
                 if self.reply is not None:
                     self.reply.cancel()
-            elif isinstance(order, StartTranscription):
-                self._spawn(self._transcribe(order))
+            elif isinstance(order, (StartTranscription, TranscriptionEnd)):
+                self._spawn(self._transcribe(order, self.streams.pop(order.item_id, None)))
+            elif isinstance(order, TranscriptionBegin):
+                self.streams[order.item_id] = stream = asr.begin_stream(SAMPLE_RATE)
+                if stream is not None:
+                    stream.feed(order.audio)
+            elif isinstance(order, TranscriptionAudio):
+                if self.streams.get(order.item_id) is not None:
+                    self.streams[order.item_id].feed(order.audio)
+            elif isinstance(order, TranscriptionCancel):
+                stream = self.streams.pop(order.item_id, None)
+                if stream is not None:
+                    stream.cancel()
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -234,10 +248,10 @@ class SessionDriver:
             pace.sent(piece.size)
             await self.emit(self.session.speech_chunk(order.response_id, piece.astype("<i2").tobytes(), in_reply))
 
-    async def _transcribe(self, order: StartTranscription) -> None:
+    async def _transcribe(self, order: StartTranscription | TranscriptionEnd, stream=None) -> None:
         t0 = time.perf_counter()
         try:
-            text = await asr.transcribe_async(order.audio, SAMPLE_RATE, session=id(self))
+            text = await asr.transcribe_async(order.audio, SAMPLE_RATE, session=id(self), stream=stream)
         except Exception as e:                   # which message: labkit.realtime.failures
             message, unexpected = transcription_failure(e)
             if unexpected:
@@ -245,9 +259,16 @@ class SessionDriver:
             await self.emit(self.session.transcription_failed(order.item_id, message))
         else:
             await self.emit(self.session.transcription_done(order.item_id, text, time.perf_counter() - t0))
+        finally:
+            if stream is not None and not stream.closed:
+                stream.cancel()                  # not ended (the recogniser failed before): its decoder is freed
         self.carry_out(self.session.take_orders())    # a response that waited for this transcript starts now
 
     async def close(self) -> None:
+        for stream in self.streams.values():
+            if stream is not None:
+                stream.cancel()
+        self.streams.clear()
         for task in list(self.tasks):
             task.cancel()
         for task in list(self.tasks):
