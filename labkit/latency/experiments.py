@@ -98,14 +98,16 @@ async def ttft_vs_prompt_length(base_url: str, *, model: str = "slow-large", len
 async def model_table(base_url: str, *, models=("gpt-4o-mini", "gpt-4o", "gpt-4"), runs: int = 5) -> list[dict]:
     """Measured TTFT and TPOT per model, the numbers a model selector should use."""
     client = AsyncOpenAI(base_url=base_url, api_key=LOCAL_API_KEY)
-    # warm up the connections first: otherwise the first model measured also pays for connecting
+    # warm up a connection per request first: otherwise some requests also pay for connecting
     await asyncio.gather(*(collect(sdk_chat(client, PROMPT, model=models[0], seed=s, max_tokens=1))
-                           for s in range(runs)))
+                           for s in range(runs * len(models))))
+    # every model's runs at once: a busy moment of the machine then slows all of them alike (one after
+    # another, a pause during one model's runs could reverse two models' order in the table)
+    streams = await asyncio.gather(*(collect(sdk_chat(client, PROMPT, model=model, seed=s, max_tokens=40))
+                                     for model in models for s in range(runs)))
     rows = []
-    for model in models:
-        streams = await asyncio.gather(*(collect(sdk_chat(client, PROMPT, model=model, seed=s, max_tokens=40))
-                                         for s in range(runs)))
-        metrics = [request_metrics([t.t for t in s.tokens]) for s in streams]
+    for k, model in enumerate(models):
+        metrics = [request_metrics([t.t for t in s.tokens]) for s in streams[k * runs:(k + 1) * runs]]
         rows.append({"model": model, "ttft_ms_p50": summarize((m.ttft_s for m in metrics), 1000)["p50"],
                      "ttft_ms_p90": summarize((m.ttft_s for m in metrics), 1000)["p90"],
                      "tpot_ms_p50": summarize((m.tpot_s for m in metrics), 1000)["p50"]})
