@@ -45,16 +45,13 @@ from typing import Hashable
 import numpy as np
 
 from .asr_worker import AUDIO, BEGIN, CANCEL, END, HEADER
+from .errors import ASRBusy, ASRUnavailable
 from .pool import FairPool, QueueFull
 from .scheduling import choose_lane, decode_at_commit
 
 __all__ = ["ASRUnavailable", "ASRBusy", "WorkerDied", "MAX_PENDING", "MAX_PENDING_PER_SESSION",
            "MAX_STREAMS_PER_WORKER", "WORKERS", "Stream", "begin_stream", "transcribe", "transcribe_async",
            "warm_up"]
-
-
-class ASRUnavailable(RuntimeError):
-    """Offline recognition cannot run here; the message says why and how to fix it."""
 
 
 class WorkerDied(ASRUnavailable):
@@ -347,10 +344,6 @@ MAX_PENDING_PER_SESSION = 4
 # between sessions: queued utterances never take the default executor's threads, which the model's
 # tokenizing needs, nor synthesis's (labkit.audio.tts has its own pool).
 _pool = FairPool("labkit-asr", slots=WORKERS, max_pending=MAX_PENDING, max_per_session=MAX_PENDING_PER_SESSION)
-
-
-class ASRBusy(ASRUnavailable):
-    """Too many utterances are already waiting for the recogniser."""
 
 
 async def transcribe_async(audio: np.ndarray, sample_rate: int, session: Hashable = None,

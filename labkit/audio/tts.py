@@ -16,6 +16,7 @@ from typing import Hashable
 
 import numpy as np
 
+from .errors import TTSBusy, TTSUnavailable
 from .pool import FairPool, QueueFull
 
 __all__ = ["Speaker", "synthesize", "synthesize_words", "synthesize_words_async", "TTSUnavailable", "TTSBusy",
@@ -36,10 +37,6 @@ class _EspeakEvent(ctypes.Structure):
     _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
                 ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
                 ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
-
-
-class TTSUnavailable(RuntimeError):
-    """espeak-ng could not be loaded (the reason says how to fix it)."""
 
 
 class _Espeak:
@@ -145,10 +142,6 @@ MAX_PENDING = 64
 # a class; sentences take turns between sessions so one long answer never delays another's first.
 # Its own thread, never the default executor's, which the model's tokenizing uses.
 _pool = FairPool("labkit-tts", slots=1, max_pending=MAX_PENDING, max_per_session=2)
-
-
-class TTSBusy(TTSUnavailable):
-    """Too many sentences are already waiting for the synthesiser."""
 
 
 async def synthesize_words_async(text: str, voice: str = "en-us", words_per_minute: int = 175,

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..audio.asr import ASRUnavailable
-from ..audio.tts import TTSUnavailable
+from ..audio.errors import ASRUnavailable, TTSUnavailable
 from ..model.profiles import ContextLengthExceeded
 
 __all__ = ["ResponseFailure", "response_failure", "transcription_failure", "TRANSCRIPTION_FAILED"]
