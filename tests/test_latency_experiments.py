@@ -44,11 +44,15 @@ def test_the_blocking_server_degrades_under_concurrency_and_the_async_one_does_n
                                              requests_per_user=2, min_requests=4))
     by = {(r["server"], r["users"]): r for r in rows}
     assert all(r["errors"] == 0 and r["requests"] >= 4 for r in rows)
-    # the tutorial's server serialises its users; the async one does not (measured here: ~2.5x and ~1.8x;
-    # the bounds leave room for shared, noisy CI cores)
-    assert by[("the tutorial", 8)]["ttft_ms_p50"] > 1.6 * by[("the lab", 8)]["ttft_ms_p50"]
-    assert by[("the tutorial", 8)]["tpot_ms_p50"] > 1.3 * by[("the lab", 8)]["tpot_ms_p50"]
-    assert by[("the lab", 8)]["ttft_ms_p50"] < 1.5 * by[("the lab", 1)]["ttft_ms_p50"]
+    # the tutorial's server serialises its users; the async one does not. Each server against its own single
+    # user, not one server against the other: the two are measured one after the other, and a busy moment
+    # during the lab's 8 users once made it 194 ms against the tutorial's 294 (quiet: ~120 vs ~300 ms).
+    # Measured quiet, three runs: the tutorial's 8 users 2.1-2.5x its single user's TTFT p50 and 1.6-1.75x
+    # its TPOT; the lab's 0.95-0.97x and 1.03x
+    tutorial, lab = ((by[(name, 8)], by[(name, 1)]) for name in ("the tutorial", "the lab"))
+    assert tutorial[0]["ttft_ms_p50"] > 1.6 * tutorial[1]["ttft_ms_p50"]
+    assert tutorial[0]["tpot_ms_p50"] > 1.3 * tutorial[1]["tpot_ms_p50"]
+    assert lab[0]["ttft_ms_p50"] < 1.5 * lab[1]["ttft_ms_p50"]
 
 
 async def test_network_conditions_favour_a_kept_open_websocket(server):

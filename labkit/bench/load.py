@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,6 +52,7 @@ from ..latency import summarize
 from ..model import plan_completion
 from ..model.profiles import resolve_model
 from ..server.process import ServerProcess
+from ..services import spawn, stop_process
 from .cpuprofile import process_cpu_s
 from .loadclient import messages_for
 from .peer import PEER_ROUTES
@@ -149,10 +149,14 @@ def _generate(argvs: list[list[str]], in_process: bool) -> None:
         for t in threads:
             t.join(timeout=600)
         return
-    procs = [subprocess.Popen([sys.executable, "-m", "labkit.bench.loadclient", *argv]) for argv in argvs]
-    for p in procs:
-        if p.wait(timeout=600) != 0:
-            raise RuntimeError("a load-generator process failed; see its output above")
+    procs = [spawn([sys.executable, "-m", "labkit.bench.loadclient", *argv]) for argv in argvs]
+    try:
+        for p in procs:
+            if p.wait(timeout=600) != 0:
+                raise RuntimeError("a load-generator process failed; see its output above")
+    finally:                                  # one failed or hung: the others do not go on loading the server
+        for p in procs:
+            stop_process(p)
 
 
 def _phase(app_url: str, app_pid: int, streams: list[tuple[str, str, str]], profile, clients: int,
