@@ -129,12 +129,17 @@ def test_clear_mid_utterance_cancels_the_stream_and_the_commit_is_decoded_whole(
     assert len(whole) == 1 and not any(isinstance(o, (TranscriptionAudio, TranscriptionEnd)) for o in rest)
 
 
-def test_transcription_turned_off_mid_utterance_cancels_and_commits_nothing_to_recognise():
+def _half_spoken():
+    """A session with transcription on, fed the first half of an utterance: (session, audio, streamed item id)."""
     s = _session()
     s.receive(json.dumps(TRANSCRIBE))
     audio = _speech(1)
     _e, first = _feed(s, audio[: audio.size // 2], [2400])
-    item = next(o.item_id for o in first if isinstance(o, TranscriptionBegin))
+    return s, audio, next(o.item_id for o in first if isinstance(o, TranscriptionBegin))
+
+
+def test_transcription_turned_off_mid_utterance_cancels_and_commits_nothing_to_recognise():
+    s, audio, item = _half_spoken()
     _e, orders = s.receive(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {
         "input": {"transcription": None}}}}))
     assert orders == [TranscriptionCancel(item)]
@@ -156,11 +161,7 @@ def test_a_manual_commit_keeps_the_whole_utterance_order():
 
 
 def test_a_manual_commit_mid_utterance_cancels_the_stream():
-    s = _session()
-    s.receive(json.dumps(TRANSCRIBE))
-    audio = _speech(1)
-    _e, first = _feed(s, audio[: audio.size // 2], [2400])
-    item = next(o.item_id for o in first if isinstance(o, TranscriptionBegin))
+    s, _audio, item = _half_spoken()
     _e, orders = s.receive(json.dumps({"type": "input_audio_buffer.commit"}))
     assert orders[0] == TranscriptionCancel(item) and isinstance(orders[1], StartTranscription)
 
