@@ -5,6 +5,12 @@
         await ann.wait_for(lambda events: any(e["type"] == "ai_complete" for e in events))
 
 ``after=<event id>`` catches up from that event instead of receiving ``room_state``.
+
+Entering returns once the server has added the member, not merely once the socket is open: the
+first event it sends (``room_state``, the first replayed event, or an error) comes only after that,
+and from there on the member sees everything said in the room. Returning at the open instead lets a
+second member, on another server process, join and say something before the first one is in: the
+first would never see it (a race that failed chapter 08 on a busy machine).
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from urllib.parse import urlencode
 
 import websockets
 
-__all__ = ["RoomClient", "answers_at_least"]
+__all__ = ["RoomClient", "answers_at_least", "JOIN_TIMEOUT_S"]
+
+#: How long entering waits for the server to add the member (a join reads and writes the broker).
+JOIN_TIMEOUT_S = 15.0
 
 
 class RoomClient:
@@ -32,7 +41,18 @@ class RoomClient:
     async def __aenter__(self) -> "RoomClient":
         self.ws = await websockets.connect(self.url, max_size=None)
         self._task = asyncio.create_task(self._read())
+        await self._until_admitted(JOIN_TIMEOUT_S)
         return self
+
+    async def _until_admitted(self, timeout: float) -> None:
+        """Wait for the server's first event, or for the socket to close (a refused join)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.events and not self._task.done():
+            if asyncio.get_running_loop().time() > deadline:
+                await self.ws.close()
+                raise TimeoutError(f"{self.name}: the server did not add the member to room {self.room!r} "
+                                   f"within {timeout:g} s of connecting")
+            await asyncio.sleep(0.01)
 
     async def _read(self) -> None:
         try:
