@@ -181,6 +181,7 @@ def frame_rms(samples: np.ndarray) -> float:
 
 
 _EMPTY = np.zeros(0, np.int16)     # no partial frame waiting (shared: never written)
+_INT16 = np.dtype(np.int16)
 _SILENCE, _PENDING, _SPEECH = "silence", "pending", "speech"
 
 
@@ -196,7 +197,6 @@ class SpeechSegmenter:
 
     def __init__(self, config: VADConfig, end_lag_samples: int = 0, onset_lag_samples: int = 0):
         self.config = config
-        self._frame = config.frame_samples
         #: a feature that stays up this long after the voice stops (see ``VoiceActivityDetector``):
         #: the end is dated that much earlier, and the silence wait counts it as already waited
         self.end_lag = end_lag_samples
@@ -213,12 +213,23 @@ class SpeechSegmenter:
         self._quiet_run = 0                         # samples since the last voiced frame
         self._rise_start: int | None = None         # in silence: where the current run of voiced frames began
 
+    @property
+    def config(self) -> VADConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: VADConfig) -> None:
+        """A new config (a retuned detector): what ``step`` derives from it is derived once, here."""
+        self._config = config
+        self._frame = config.frame_samples
+        self._ms = 1000 / config.sample_rate
+        self._prefix = config.prefix_padding_ms * config.sample_rate // 1000
+
     def step(self, frame: np.ndarray, starts: bool, continues: bool) -> list | None:
         """Account for one frame (``frame_samples`` samples); returns the events it completed."""
-        cfg, n = self.config, self._frame
-        ms = 1000 / cfg.sample_rate
+        cfg, n, ms = self._config, self._frame, self._ms
         frame_start = self.samples_seen
-        self.samples_seen += n
+        self.samples_seen = frame_start + n
         self._history.append(frame)
 
         if self.state == _SILENCE:
@@ -228,7 +239,7 @@ class SpeechSegmenter:
                 # (the soft start of a word), looked for at most prefix_padding_ms back.
                 rise = self._rise_start if self._rise_start is not None else frame_start
                 rise = max(self._history_start, rise - self.onset_lag)
-                self._start = max(rise, frame_start - self._prefix_samples() // n * n)
+                self._start = max(rise, frame_start - self._prefix // n * n)
                 self.state, self._rise_start = _PENDING, None
                 self._voiced, self._quiet_run, self._last_voiced_end = self.samples_seen - self._start, 0, self.samples_seen
                 if self._voiced * ms >= cfg.min_speech_ms:
@@ -238,7 +249,9 @@ class SpeechSegmenter:
                     self._rise_start = None
                 elif self._rise_start is None:
                     self._rise_start = frame_start
-                self._trim_history(keep_from=self.samples_seen - 2 * self._prefix_samples())
+                keep_from = self.samples_seen - 2 * self._prefix
+                if self._history_start + n <= keep_from:      # (checked here: a call per frame costs)
+                    self._trim_history(keep_from)
             return out
 
         if continues:
@@ -283,7 +296,7 @@ class SpeechSegmenter:
     def _end(self, detected: int, cut_at: int | None = None) -> SpeechEnd:
         sr = self.config.sample_rate
         end = cut_at if cut_at is not None else max(self._start + self._frame, self._last_voiced_end - self.end_lag)
-        audio_start = max(self._history_start, self._start - self._prefix_samples())
+        audio_start = max(self._history_start, self._start - self._prefix)
         kept = np.concatenate(self._history) if self._history else np.zeros(0, np.int16)
         audio = kept[audio_start - self._history_start: end - self._history_start]
         event = SpeechEnd(self._start / sr, end / sr, self._start, end, detected, audio, audio_start,
@@ -300,10 +313,7 @@ class SpeechSegmenter:
     def _reset_to_silence(self) -> None:
         self.state, self._rise_start = _SILENCE, None
         self._voiced = self._quiet_run = 0
-        self._trim_history(keep_from=self.samples_seen - 2 * self._prefix_samples())
-
-    def _prefix_samples(self) -> int:
-        return self.config.prefix_padding_ms * self.config.sample_rate // 1000
+        self._trim_history(keep_from=self.samples_seen - 2 * self._prefix)
 
     def _trim_history(self, keep_from: int) -> None:
         n = self._frame
@@ -406,28 +416,44 @@ class VoiceActivityDetector:
 
     # -- feeding -------------------------------------------------------------------------------
     def process(self, chunk: bytes | np.ndarray) -> list[SpeechStart | SpeechEnd]:
-        samples = to_int16(chunk)
+        # A Realtime client sends a frame or a few per chunk, so what is done once per chunk counts
+        # as much as the analysis: int16 arrays skip the conversion, and one frame skips the loop.
+        if type(chunk) is np.ndarray and chunk.dtype == _INT16 and chunk.ndim == 1:
+            samples = chunk
+        else:
+            samples = to_int16(chunk)
+        frame_len = self._frame
         if self._partial.size:
             samples = np.concatenate([self._partial, samples])
-        n_frames = samples.size // self._frame
-        whole = n_frames * self._frame
-        self._partial = samples[whole:].copy() if whole < samples.size else _EMPTY
+        n_frames = samples.size // frame_len
+        whole = n_frames * frame_len
+        if whole < samples.size:
+            self._partial = samples[whole:].copy()
+            samples = samples[:whole]
+        else:
+            self._partial = _EMPTY
         # one copy per chunk: the caller may reuse its buffer (sounddevice does), and we keep frames
-        frames = samples[:whole].reshape(n_frames, self._frame).copy()
-        events: list[SpeechStart | SpeechEnd] = []
-        seg, cfg = self.segmenter, self.config
+        frames = samples.reshape(n_frames, frame_len).copy()
+        seg = self.segmenter
         self._last_chunk = (seg.samples_seen, frames, None)
         if not n_frames:
             self.last_scores = []
-            return events
-        if self.scorer is not None:
-            self.last_scores = scores = self.scorer.process(frames)
-            start, stop = cfg.start_snr_db, cfg.stop_snr_db
+            return []
+        scorer = self.scorer
+        if scorer is not None:
+            self.last_scores = scores = scorer.process(frames)
+            cfg = self.config
+            start, stop, step = cfg.start_snr_db, cfg.stop_snr_db, seg.step
+            if n_frames == 1:
+                score = scores[0]
+                return step(frames[0], score >= start, score >= stop) or []
+            events: list[SpeechStart | SpeechEnd] = []
             for frame, score in zip(frames, scores):
-                done = seg.step(frame, starts=score >= start, continues=score >= stop)
+                done = step(frame, score >= start, score >= stop)
                 if done:
                     events.extend(done)
             return events
+        events = []
         levels = self._levels(frames)
         self._last_chunk = (self._last_chunk[0], frames, levels)
         for frame, rms in zip(frames, levels.tolist()):

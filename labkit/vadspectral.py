@@ -102,6 +102,16 @@ class SubbandSNR:
         self._half_weights: np.ndarray | None = None        # the same halved, for the doubled envelope
         self._mean = floor_statistic == "mean"
         self._scratch = np.empty(bands)
+        # preallocated per-frame buffers, and fixed views of them, for process()
+        self._spectrum = np.empty(self.dft.shape[1], np.float32)   # the used bins' cos and sin parts, squared
+        # a frame's band powers, in the row of its place in the current sub-window: with a mean
+        # floor, a warm sub-window's levels are summed when it completes (np.add.accumulate: the
+        # same sequential float64 sum as adding each frame as it comes, one call instead of 50)
+        self._sub_levels = np.empty((self.sub_len, bands), np.float32)
+        self._level_rows = list(self._sub_levels)
+        self._level_hi_rows = [row[self.unguarded:] for row in self._level_rows]
+        self._guard_hi = self._guard_last[self.unguarded:]
+        self._envelope_rows = list(self._envelope)                 # the ring's rows, as views
         self._last_levels: list[np.ndarray] = []
         self._last_floors: list[np.ndarray] = []
         self.keep_trace = False                             # record levels and floors for plots
@@ -152,51 +162,61 @@ class SubbandSNR:
         # power-of-two scaling, so the scores are bit for bit those of the plain mean), the
         # two-frame guard is one np.minimum against the last frame (its unguarded bands held at
         # +inf), and the buffers of the current and the previous guarded level are swapped, not copied.
-        guard, envelope, previous, scratch = self._guard, self._envelope, self._previous, self._scratch
-        guard_last = self._guard_last
-        k_guard, k_env, unguarded = self.transient_frames, self.envelope_frames, self.unguarded
-        dft, band_sum, track, sub_len = self.dft, self.band_sum, self._track, self.sub_len
+        # Every result goes to a preallocated buffer (``out=``: the same BLAS and ufunc calls as the
+        # plain operators, so the same bits, checked by tests/test_vad_decisions.py), and what the
+        # loop touches (views, counters, the functions it calls) is held in locals, written back
+        # once per call or around the floor's bookkeeping.
+        guard, envelope, rows, previous, scratch = self._guard, self._envelope, self._envelope_rows, self._previous, self._scratch
+        guard_last, guard_hi, level_rows, level_hi_rows = self._guard_last, self._guard_hi, self._level_rows, self._level_hi_rows
+        spectrum, k_guard, k_env, unguarded = self._spectrum, self.transient_frames, self.envelope_frames, self.unguarded
+        dft, band_sum, sub_len = self.dft, self.band_sum, self.sub_len
+        # np.positive(a, out=b) is an exact copy (and float32 -> float64 widening) at a ufunc's cost; np.copyto costs twice that
+        square, minimum, add, copy, max_reduce = np.square, np.minimum, np.add, np.positive, np.maximum.reduce
+        float32, log10 = np.float32, math.log10
+        n, in_current, admitted = self._frames, self._in_current, self._admitted
         quick = self._mean and self._warm             # a mean floor, past its first sub-window
-        scores = []
-        append, log10 = scores.append, math.log10
+        weights = self._half_weights                  # None: no floor yet, no decision
+        scores: list[float] = []
+        append = scores.append
         for frame in frames:
-            y = frame.astype(np.float32) @ dft
-            np.square(y, out=y)
-            level = y @ band_sum                      # float32; widened exactly where it meets float64
-            n = self._frames
-            self._frames = n + 1
+            level = level_rows[in_current]
+            frame.astype(float32).dot(dft, out=spectrum)
+            square(spectrum, out=spectrum)
+            spectrum.dot(band_sum, out=level)         # float32; widened exactly where it meets float64
             if k_guard == 2:                          # the transient guard, then the two-frame mean
-                np.minimum(level, guard_last, out=scratch)
-                guard_last[unguarded:] = level[unguarded:]
+                minimum(level, guard_last, out=scratch)
+                copy(level_hi_rows[in_current], out=guard_hi)
             elif k_guard > 2:
                 guard[n % k_guard] = level
                 np.minimum.reduce(guard, axis=0, out=scratch)
                 scratch[:unguarded] = level[:unguarded]
             else:
-                scratch[:] = level
-            smooth = envelope[n % k_env]
-            np.add(scratch, previous, out=smooth)     # twice the two-frame mean
+                copy(level, out=scratch)
+            add(scratch, previous, out=rows[n % k_env])   # twice the two-frame mean
             previous, scratch = scratch, previous
             if k_env > 1:
-                np.maximum.reduce(envelope, axis=0, out=scratch)
+                max_reduce(envelope, 0, None, scratch)
             else:
-                scratch[:] = envelope[0]
-            weights = self._half_weights
-            if weights is None:                       # no floor yet: no decision
+                copy(rows[0], out=scratch)
+            n += 1
+            if weights is None:
                 append(0.0)
             else:
-                ratio = float(scratch @ weights)
+                ratio = float(scratch.dot(weights))
                 append(10 * log10(ratio) if ratio > 1.0 else 0.0)
             if trace:
                 self._last_levels.append(0.5 * scratch)
                 self._last_floors.append(np.maximum(self.bias * self._floor, self.floor_min))
-            if quick and self._in_current + 1 < sub_len:   # _track's common case, inline
-                self._acc += level
-                self._in_current += 1
-                self._admitted += 1
+            if quick and in_current + 1 < sub_len:    # _track's common case, inline (summed at the sub-window's end)
+                in_current += 1
+                admitted += 1
             else:
-                track(level)
+                self._in_current, self._admitted = in_current, admitted
+                self._track(level)
+                in_current, admitted = self._in_current, self._admitted
                 quick = self._mean and self._warm
+                weights = self._half_weights
+        self._frames, self._in_current, self._admitted = n, in_current, admitted
         self._previous, self._scratch = previous, scratch
         return scores
 
@@ -207,16 +227,19 @@ class SubbandSNR:
         frame already :data:`WARMUP_GATE` above it is left out: a session that opens with half a
         second of silence and then speech must not learn the speech as its background (it would
         for a whole window, and end the turn in mid-sentence)."""
-        mean = self._mean
+        mean, warm = self._mean, self._warm
         self._in_current += 1
-        if mean and not self._warm and self._half_weights is not None and float(level @ self._weights) >= WARMUP_GATE:
+        if mean and not warm and self._half_weights is not None and float(level @ self._weights) >= WARMUP_GATE:
             pass                                      # loud already: not background
         elif mean:
-            self._acc += level
+            if not warm:                              # (warm, the sub-window is summed when it completes)
+                self._acc += level
             self._admitted += 1
         else:
             np.minimum(self._acc, level, out=self._acc)
         if self._in_current == self.sub_len:          # a sub-window is complete
+            if mean and warm:                         # every frame of it admitted, in order
+                self._acc = np.add.accumulate(self._sub_levels, axis=0, dtype=np.float64)[-1]
             self._ring[self._next_slot] = self._acc / max(1, self._admitted) if mean else self._acc
             self._admitted = 0
             self._next_slot = (self._next_slot + 1) % self.subwindows
