@@ -418,7 +418,7 @@ class VoiceActivityDetector:
     def process(self, chunk: bytes | np.ndarray) -> list[SpeechStart | SpeechEnd]:
         # A Realtime client sends a frame or a few per chunk, so what is done once per chunk counts
         # as much as the analysis: int16 arrays skip the conversion, and one frame skips the loop.
-        if type(chunk) is np.ndarray and chunk.dtype == _INT16 and chunk.ndim == 1:
+        if type(chunk) is np.ndarray and chunk.dtype is _INT16 and chunk.ndim == 1:   # (any other: to_int16)
             samples = chunk
         else:
             samples = to_int16(chunk)

@@ -42,6 +42,11 @@ __all__ = ["SubbandSNR", "WARMUP_GATE"]
 #: set 0.03-0.09 F1 in babble), low enough that a voice over a quiet room never does.
 WARMUP_GATE = 100.0
 
+# the hot loop's functions, as module globals (cached lookups); np.positive(a, out=b) is an exact
+# copy (float32 -> float64 widening included) at a ufunc's cost, half np.copyto's
+_FLOAT32, _square, _minimum, _add, _copy, _max_reduce = np.float32, np.square, np.minimum, np.add, np.positive, np.maximum.reduce
+_log10 = math.log10
+
 
 class SubbandSNR:
     def __init__(self, sample_rate: int, frame_samples: int, *, bands: int = 8, lo_hz: float = 200.0,
@@ -112,6 +117,10 @@ class SubbandSNR:
         self._level_hi_rows = [row[self.unguarded:] for row in self._level_rows]
         self._guard_hi = self._guard_last[self.unguarded:]
         self._envelope_rows = list(self._envelope)                 # the ring's rows, as views
+        #: what process() reads and never rebinds, fetched in one unpacking
+        self._fixed = (self.dft, self.band_sum, self._spectrum, self._guard, self._guard_last, self._guard_hi,
+                       self._envelope, self._envelope_rows, self._level_rows, self._level_hi_rows,
+                       self.transient_frames, self.envelope_frames, self.unguarded, self.sub_len)
         self._last_levels: list[np.ndarray] = []
         self._last_floors: list[np.ndarray] = []
         self.keep_trace = False                             # record levels and floors for plots
@@ -156,7 +165,8 @@ class SubbandSNR:
             self._guard_last[self.unguarded:] = first[self.unguarded:]
             self._envelope[:] = 2 * first
         trace = self.keep_trace
-        self._last_levels, self._last_floors = [], []
+        if trace or self._last_levels:
+            self._last_levels, self._last_floors = [], []
         # Per frame this is a dozen numpy calls on 8-number arrays, so the call count is the cost:
         # the two-frame mean is kept doubled (its 0.5 is folded into the score's weights, an exact
         # power-of-two scaling, so the scores are bit for bit those of the plain mean), the
@@ -166,13 +176,9 @@ class SubbandSNR:
         # plain operators, so the same bits, checked by tests/test_vad_decisions.py), and what the
         # loop touches (views, counters, the functions it calls) is held in locals, written back
         # once per call or around the floor's bookkeeping.
-        guard, envelope, rows, previous, scratch = self._guard, self._envelope, self._envelope_rows, self._previous, self._scratch
-        guard_last, guard_hi, level_rows, level_hi_rows = self._guard_last, self._guard_hi, self._level_rows, self._level_hi_rows
-        spectrum, k_guard, k_env, unguarded = self._spectrum, self.transient_frames, self.envelope_frames, self.unguarded
-        dft, band_sum, sub_len = self.dft, self.band_sum, self.sub_len
-        # np.positive(a, out=b) is an exact copy (and float32 -> float64 widening) at a ufunc's cost; np.copyto costs twice that
-        square, minimum, add, copy, max_reduce = np.square, np.minimum, np.add, np.positive, np.maximum.reduce
-        float32, log10 = np.float32, math.log10
+        (dft, band_sum, spectrum, guard, guard_last, guard_hi, envelope, rows, level_rows, level_hi_rows,
+         k_guard, k_env, unguarded, sub_len) = self._fixed
+        previous, scratch = self._previous, self._scratch
         n, in_current, admitted = self._frames, self._in_current, self._admitted
         quick = self._mean and self._warm             # a mean floor, past its first sub-window
         weights = self._half_weights                  # None: no floor yet, no decision
@@ -180,30 +186,30 @@ class SubbandSNR:
         append = scores.append
         for frame in frames:
             level = level_rows[in_current]
-            frame.astype(float32).dot(dft, out=spectrum)
-            square(spectrum, out=spectrum)
+            frame.astype(_FLOAT32).dot(dft, out=spectrum)
+            _square(spectrum, out=spectrum)
             spectrum.dot(band_sum, out=level)         # float32; widened exactly where it meets float64
             if k_guard == 2:                          # the transient guard, then the two-frame mean
-                minimum(level, guard_last, out=scratch)
-                copy(level_hi_rows[in_current], out=guard_hi)
+                _minimum(level, guard_last, out=scratch)
+                _copy(level_hi_rows[in_current], out=guard_hi)
             elif k_guard > 2:
                 guard[n % k_guard] = level
                 np.minimum.reduce(guard, axis=0, out=scratch)
                 scratch[:unguarded] = level[:unguarded]
             else:
-                copy(level, out=scratch)
-            add(scratch, previous, out=rows[n % k_env])   # twice the two-frame mean
+                _copy(level, out=scratch)
+            _add(scratch, previous, out=rows[n % k_env])   # twice the two-frame mean
             previous, scratch = scratch, previous
             if k_env > 1:
-                max_reduce(envelope, 0, None, scratch)
+                _max_reduce(envelope, 0, None, scratch)
             else:
-                copy(rows[0], out=scratch)
+                _copy(rows[0], out=scratch)
             n += 1
             if weights is None:
                 append(0.0)
             else:
                 ratio = float(scratch.dot(weights))
-                append(10 * log10(ratio) if ratio > 1.0 else 0.0)
+                append(10 * _log10(ratio) if ratio > 1.0 else 0.0)
             if trace:
                 self._last_levels.append(0.5 * scratch)
                 self._last_floors.append(np.maximum(self.bias * self._floor, self.floor_min))
