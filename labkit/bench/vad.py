@@ -34,6 +34,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +85,7 @@ SPEED_DEFINITION = (
 def streaming_speed(config: VADConfig, seconds: float = 300.0, chunk_ms: int = 20, repeats: int = 5) -> dict:
     """CPU time of the streaming detector over ``seconds`` of held-out speech in pink noise, in
     ``chunk_ms`` chunks: the best of ``repeats`` runs (see :data:`SPEED_DEFINITION`)."""
-    runs = speechsets.condition(speechsets.load("heldout"), "pink", 10)
-    audio = np.concatenate([mix for mix, _n, _u in runs])
-    audio = np.tile(audio, int(np.ceil(seconds * SAMPLE_RATE / audio.size)))[: int(seconds * SAMPLE_RATE)]
+    audio = _speed_audio(seconds)
     n = SAMPLE_RATE * chunk_ms // 1000
     chunks = [audio[i:i + n] for i in range(0, audio.size, n)]
     cpus = []
@@ -102,21 +101,30 @@ def streaming_speed(config: VADConfig, seconds: float = 300.0, chunk_ms: int = 2
             "x_real_time_median": round(seconds / median), "us_per_chunk": round(1e6 * best / len(chunks), 2)}
 
 
-def isolated_speed(config: VADConfig, seconds: float, chunk_ms: int, repeats: int = 5) -> dict:
-    """:func:`streaming_speed` in a fresh interpreter (a child process that imports only the detector)."""
+@lru_cache(maxsize=2)
+def _speed_audio(seconds: float) -> np.ndarray:
+    """``seconds`` of the held-out recordings in pink noise at 10 dB, repeated as needed (made once per process)."""
+    runs = speechsets.condition(speechsets.load("heldout"), "pink", 10)
+    audio = np.concatenate([mix for mix, _n, _u in runs])
+    return np.tile(audio, int(np.ceil(seconds * SAMPLE_RATE / audio.size)))[: int(seconds * SAMPLE_RATE)]
+
+
+def isolated_speed(config: VADConfig, seconds: float, chunk_ms: tuple[int, ...] = (20, 100), repeats: int = 5) -> dict:
+    """:func:`streaming_speed` for each chunk size, in a fresh interpreter (one child process that
+    imports only the detector): ``{chunk_ms: result}``."""
     code = ("import json, sys; from labkit.bench.vad import streaming_speed; from labkit.vad import VADConfig; "
-            "a = json.loads(sys.argv[1]); print(json.dumps(streaming_speed(VADConfig(**a['config']), "
-            "a['seconds'], a['chunk_ms'], a['repeats'])))")
-    args = json.dumps({"config": dict(config.__dict__), "seconds": seconds, "chunk_ms": chunk_ms, "repeats": repeats})
+            "a = json.loads(sys.argv[1]); print(json.dumps({ms: streaming_speed(VADConfig(**a['config']), "
+            "a['seconds'], ms, a['repeats']) for ms in a['chunk_ms']}))")
+    args = json.dumps({"config": dict(config.__dict__), "seconds": seconds, "chunk_ms": list(chunk_ms), "repeats": repeats})
     proc = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True, timeout=900, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {int(ms): result for ms, result in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
 
 
 def speed_report(config: VADConfig, seconds: float, repeats: int = 5) -> dict:
     """The isolated speeds in 20 and 100 ms chunks (the target's), and the in-process one in 20 ms chunks."""
     out: dict = {"definition": SPEED_DEFINITION}
-    for ms in (20, 100):
-        out[f"chunks_{ms}_ms"] = isolated_speed(config, seconds, ms, repeats)
+    for ms, result in isolated_speed(config, seconds, (20, 100), repeats).items():
+        out[f"chunks_{ms}_ms"] = result
     out["in_process_after_evaluation"] = streaming_speed(config, seconds, 20, repeats)
     return out
 
