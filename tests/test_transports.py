@@ -54,6 +54,7 @@ async def test_sse_response_headers_and_format(server):
             raw = await r.aread()
     assert r.headers["content-type"].startswith("text/event-stream")
     assert r.headers["cache-control"] == "no-cache" and r.headers["x-accel-buffering"] == "no"
+    assert raw.startswith(b"retry: 1000\n\n") and r.headers["x-stream-id"].startswith("st_")
     events = SSEDecoder().feed(raw)
     assert [e.event for e in events] == ["token", "token", "token", "done"]
     assert json.loads(events[-1].data)["finish_reason"] == "length"

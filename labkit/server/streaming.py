@@ -31,9 +31,10 @@ def sse_response(body: AsyncIterator[bytes], headers: dict[str, str] | None = No
 class PushedEventStream(Response):
     """A ``text/event-stream`` response written from outside its own task.
 
-    ``open(write)`` is called once the headers and ``first`` are sent; it returns a handle with
+    ``open(write)`` is called once the headers are sent; it returns a handle with
     ``done`` (a future, set when the stream ends) and ``close()``, and calls ``write(chunk)`` (a coroutine: the
-    ASGI send of one body chunk, which returns True) whenever it has events. The response ends when
+    ASGI send of one body chunk, which returns True) whenever it has events; ``first`` goes out in the
+    same write as the first chunk (one write less per stream). The response ends when
     the handle ends, or at once when the client disconnects (then ``close()`` counts the reader as
     gone). The client sees what :func:`sse_response` would send: the same headers and bytes.
     """
@@ -48,10 +49,11 @@ class PushedEventStream(Response):
 
     async def __call__(self, scope, receive, send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        if self.first:
-            await send({"type": "http.response.body", "body": self.first, "more_body": True})
+        first = [self.first]             # goes out with the first events (there are always some: a stage)
 
         async def write(chunk: bytes) -> bool:
+            if first:
+                chunk = first.pop() + chunk
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             return True
 
@@ -67,7 +69,7 @@ class PushedEventStream(Response):
             return                                    # nobody to end it for
         if handle.done.exception() is not None:
             raise handle.done.exception()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": first.pop() if first else b"", "more_body": False})
 
 
 async def _disconnected(receive) -> None:
