@@ -180,3 +180,16 @@ async def test_abrupt_websocket_loss_mid_stream_is_cleaned_up(make_server):
     stats = await server.idle()
     assert stats["app_streams_cancelled"] == 1 and stats["tokens_generated"] < 40
     assert (await collect(ws_chat(server.url, "hi"))).n_tokens > 0
+
+
+async def test_websocket_declines_per_message_deflate_and_the_chat_is_unchanged(server):
+    """The server declines permessage-deflate (zlib per ~100-byte token frame cost CPU per token):
+    a client that offers it (the ``websockets`` library does by default) gets plain frames, the same
+    messages."""
+    async with websockets.connect(server.ws_url + "/ws/chat") as ws:
+        assert "sec-websocket-extensions" not in ws.response.headers
+        await ws.send(json.dumps({"type": "message", "content": Q, "max_tokens": 3}))
+        kinds = []
+        while not kinds or kinds[-1] not in ("complete", "error"):
+            kinds.append(json.loads(await ws.recv())["type"])
+    assert kinds == ["ack", "token", "token", "token", "complete"]
