@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import threading
@@ -136,9 +137,12 @@ class _CuttingUpstream(BaseHTTPRequestHandler):
     request's JSON body."""
     protocol_version = "HTTP/1.1"
     bodies: list[dict] = []
+    raw: list[tuple[bytes, str | None]] = []            # each body as sent, and its Authorization header
 
     def do_POST(self):                                          # noqa: N802 (http.server's name)
-        type(self).bodies.append(json.loads(self.rfile.read(int(self.headers.get("content-length", 0)))))
+        raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+        type(self).raw.append((raw, self.headers.get("authorization")))
+        type(self).bodies.append(json.loads(raw))
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
@@ -155,7 +159,7 @@ class _CuttingUpstream(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def cutting_upstream():
-    _CuttingUpstream.bodies = []
+    _CuttingUpstream.bodies, _CuttingUpstream.raw = [], []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _CuttingUpstream)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
@@ -177,6 +181,31 @@ def test_a_model_that_cuts_the_stream_is_an_upstream_error_and_the_asked_convers
     # and the server is fine afterwards: the stream ended, nothing is left running
     stats = httpx.get(app.url + "/lab/stats").json()
     assert stats["app_streams_active"] == 0
+
+
+def test_the_relay_sends_the_upstream_the_bytes_the_sdks_create_sends(make_server, cutting_upstream):
+    """The relay opens its stream with the SDK's ``client.post`` (no TypedDict transform, the cost of a
+    new connection); the request is the one ``chat.completions.create(stream=True)`` makes, byte for byte,
+    with the key."""
+    from openai import AsyncOpenAI
+
+    app = make_server(upstream_base_url=cutting_upstream, upstream_api_key="sk-test-relay")
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
+    _sse_events(app.url, {"messages": messages, "max_tokens": 9, "seed": 2, "temperature": 0.5,
+                          "model": "gpt-4o"})
+
+    async def by_the_sdk():
+        async with AsyncOpenAI(base_url=cutting_upstream, api_key="sk-test-relay") as client:
+            stream = await client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=9, seed=2,
+                                                          temperature=0.5, stream=True)
+            with contextlib.suppress(Exception):
+                async for _ in stream:
+                    pass
+
+    asyncio.run(by_the_sdk())
+    (relayed, relayed_key), (sdk, sdk_key) = _CuttingUpstream.raw
+    assert relayed == sdk
+    assert relayed_key == sdk_key == "Bearer sk-test-relay"
 
 
 def test_an_unknown_upstream_transport_is_refused_at_configuration():

@@ -54,6 +54,7 @@ async def test_sse_response_headers_and_format(server):
             raw = await r.aread()
     assert r.headers["content-type"].startswith("text/event-stream")
     assert r.headers["cache-control"] == "no-cache" and r.headers["x-accel-buffering"] == "no"
+    assert raw.startswith(b"retry: 1000\n\n") and r.headers["x-stream-id"].startswith("st_")
     events = SSEDecoder().feed(raw)
     assert [e.event for e in events] == ["token", "token", "token", "done"]
     assert json.loads(events[-1].data)["finish_reason"] == "length"
@@ -179,3 +180,16 @@ async def test_abrupt_websocket_loss_mid_stream_is_cleaned_up(make_server):
     stats = await server.idle()
     assert stats["app_streams_cancelled"] == 1 and stats["tokens_generated"] < 40
     assert (await collect(ws_chat(server.url, "hi"))).n_tokens > 0
+
+
+async def test_websocket_declines_per_message_deflate_and_the_chat_is_unchanged(server):
+    """The server declines permessage-deflate (zlib per ~100-byte token frame cost CPU per token):
+    a client that offers it (the ``websockets`` library does by default) gets plain frames, the same
+    messages."""
+    async with websockets.connect(server.ws_url + "/ws/chat") as ws:
+        assert "sec-websocket-extensions" not in ws.response.headers
+        await ws.send(json.dumps({"type": "message", "content": Q, "max_tokens": 3}))
+        kinds = []
+        while not kinds or kinds[-1] not in ("complete", "error"):
+            kinds.append(json.loads(await ws.recv())["type"])
+    assert kinds == ["ack", "token", "token", "token", "complete"]

@@ -15,10 +15,11 @@ read through labkit's ``sse_chat`` (httpx).
 Per token, *delivery delay* = arrival time at the client − the token's server timestamp ``t`` (both
 ``time.time()`` on one machine). Where ``t`` is stamped differs, and is kept as it is (``definitions``
 in the JSON): the raw floor stamps just before its write; the lab's app server stamps when its
-producer has parsed the token from the upstream, *before* its readers are woken and write, so the
-lab's delay includes its own queue between reading and writing (a wave of tokens that arrive
-together waits for the tokens ahead of it); the peers stamp just before their write, after their
-(late) upstream read, so theirs does not. For HTTP the token is stamped when the server has it, but
+producer has parsed the token from the upstream, *before* it is written, so the lab's delay
+includes whatever lies between its read and its write (since session 6 the producer writes each
+read's tokens to every reader's socket in the same step, ``StreamHub.open_push``; before, a reader
+task was woken to write them); the peers stamp just before their write, after their (late)
+upstream read, so theirs does not. For HTTP the token is stamped when the server has it, but
 the client gets it only with the whole reply: that wait is HTTP's delivery delay. TTFT is measured
 from the client sending the request to the first token with content.
 
@@ -77,7 +78,8 @@ DEFINITIONS = {
     "delivery_delay": "client arrival time - the token's server timestamp t (time.time(), one machine)",
     "t of raw": "just before the raw TCP server writes the token",
     "t of the lab (sse, ws, sse-upstream-httpx, http)": "when the app server's producer has parsed the token from "
-    "its upstream, before the token's readers are woken and write: the lab's own queue is inside the delay",
+    "its upstream, before it is written: whatever lies between the lab's read and its write is inside the delay "
+    "(the producer writes each read's tokens to its readers' sockets in the same step, StreamHub.open_push)",
     "t of the peers": "just before the peer writes the event, after its own (possibly late) upstream read: its "
     "queue before that is not inside its delivery delay, only inside its extra inter-token delay",
     "extra_inter_token_delay": "per token after the first: its arrival gap minus the gap in the model's exact "

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
@@ -36,7 +35,7 @@ from ..streams import DONE, End, Heartbeat, StreamLog, Token
 from .connections import ConnectionManager
 from .state import ChatConfig, ServerStats
 from .streamhub import StreamHub
-from .streaming import sse_response
+from .streaming import PushedEventStream
 from .upstream import Upstream
 
 __all__ = ["create_chat_router"]
@@ -117,8 +116,8 @@ def create_chat_router(config: ChatConfig, stats: ServerStats, upstream: Upstrea
         """Server-Sent Events: one ``token`` event per token (``id:`` its seq), then ``done`` (or ``error``)."""
         body = parse(await request.body())
         log = await hub.start_accepted(request.state.user, body.messages, options(body))
-        return sse_response(_sse_follow(hub, log, -1, config.heartbeat_s),
-                            headers={"X-Stream-Id": log.id, "Location": f"/api/chat/stream/{log.id}"})
+        return _sse_follow(hub, log, -1, config.heartbeat_s,
+                           headers={"X-Stream-Id": log.id, "Location": f"/api/chat/stream/{log.id}"})
 
     @router.post("/api/chat/streams", status_code=201)
     async def create_stream(request: Request) -> JSONResponse:
@@ -146,7 +145,7 @@ def create_chat_router(config: ChatConfig, stats: ServerStats, upstream: Upstrea
                            code="invalid_last_event_id")
         if last is not None:
             stats.resumes += 1
-        return sse_response(_sse_follow(hub, log, after, config.heartbeat_s), headers={"X-Stream-Id": log.id})
+        return _sse_follow(hub, log, after, config.heartbeat_s, headers={"X-Stream-Id": log.id})
 
     @router.get("/api/chat/streams/{stream_id}")
     async def stream_status(stream_id: str, request: Request) -> JSONResponse:
@@ -202,14 +201,19 @@ async def _follow_unless_gone(hub: StreamHub, log: StreamLog, request: Request) 
         await asyncio.gather(ended, gone, return_exceptions=True)
 
 
-async def _sse_follow(hub: StreamHub, log: StreamLog, after: int, heartbeat_s: float) -> AsyncIterator[bytes]:
-    """The SSE body of one reader: ``retry``, the tokens after ``after`` (each with ``id: seq``), then
-    ``done`` or ``error`` with ``id: end``. A silent model gets keep-alive comments."""
-    yield b"retry: 1000\n\n"
-    async for batch in hub.batches(log, after, heartbeat_s):
-        # every event that was waiting goes out in one write (a writer that fell behind coalesces):
-        # the same events, ids and times, in fewer writes
-        yield b"".join(_sse_event(event, log) for event in batch)
+def _sse_follow(hub: StreamHub, log: StreamLog, after: int, heartbeat_s: float,
+                headers: dict[str, str]) -> PushedEventStream:
+    """The SSE response of one reader: ``retry``, the tokens after ``after`` (each with ``id: seq``), then
+    ``done`` or ``error`` with ``id: end``. A silent model gets keep-alive comments.
+
+    The events are written by the reply's producer in the step that read them (``StreamHub.open_push``):
+    every event that was waiting goes out in one write (a writer that fell behind coalesces: the same
+    events, ids and times, in fewer writes)."""
+    def open_push(write):
+        async def deliver(batch) -> bool:
+            return await write(b"".join([_sse_event(event, log) for event in batch]))
+        return hub.open_push(log, deliver, after, heartbeat_s)
+    return PushedEventStream(open_push, b"retry: 1000\n\n", headers)
 
 
 def _sse_event(event, log: StreamLog) -> bytes:
@@ -315,27 +319,42 @@ class _WSChatSession:
         """Send the reply as this connection's view renders it, until it ends (or the client is gone)."""
         view = chat_view(self.progressive, log.id, expected_tokens)
         typing = _Typing(self, self.config.typing_interval_s)
-        try:
-            async for batch in self.hub.batches(log, after):
-                tokens = [e for e in batch if isinstance(e, Token)] if self.coalesce else []
-                if len(tokens) > 1:          # fallen behind: the waiting tokens in one frame, then the rest
-                    for event in tokens:
-                        self.turns.saw(event)
-                    if not await self.send(proto.tokens(log.id, [(e.seq, e.content, e.t) for e in tokens])):
-                        return
-                    batch = [e for e in batch if not isinstance(e, Token)]
-                for event in batch:
+        send = self.send_now
+        coalesce = self.coalesce
+
+        async def deliver(batch) -> bool:
+            """Runs in the producer's step (``StreamHub.push``): it must not tie itself to a task."""
+            tokens = [e for e in batch if type(e) is Token] if coalesce else ()
+            if len(tokens) > 1:          # fallen behind: the waiting tokens in one frame, then the rest
+                for event in tokens:
                     self.turns.saw(event)
-                    for action in view.render(event):
-                        if isinstance(action, StartTyping):
-                            typing.start()
-                        elif isinstance(action, StopTyping):
-                            await typing.stop()
-                        elif not await self.send(action.message):
-                            return      # the client is gone: leaving batches() starts the grace period
+                if not await send(proto.tokens(log.id, [(e.seq, e.content, e.t) for e in tokens])):
+                    return False
+                batch = [e for e in batch if type(e) is not Token]
+            for event in batch:
+                self.turns.saw(event)
+                for action in view.render(event):
+                    if isinstance(action, StartTyping):
+                        typing.start()
+                    elif isinstance(action, StopTyping):
+                        await typing.stop()
+                    elif not await send(action.message):
+                        return False     # the client is gone: leaving the push starts the grace period
+                if type(event) is End:
+                    self.turns.ended()   # at once: the client may ask again as soon as it has 'complete'
+            return True
+
+        try:
+            outcome = await self.hub.push(log, deliver, after, send_timeout_s=self.manager.send_timeout_s)
+            if outcome == "timed_out":   # as ConnectionManager.send does with a send that timed out
+                self.manager.disconnect(self.ws)
         finally:
             self.turns.ended()
             await typing.stop(notify=False)
+
+    async def send_now(self, message: dict) -> bool:
+        """:meth:`send` with no timeout of its own (the push that calls it bounds a send that waits)."""
+        return await self.manager.send(self.ws, message, bounded=False)
 
     async def stop(self) -> None:
         if self.reader is not None and not self.reader.done():

@@ -43,8 +43,11 @@ class ConnectionManager:
         """Forget ``ws``; calling it twice, or for a socket never added, is harmless."""
         self._locks.pop(ws, None)
 
-    async def send(self, ws: _Socket, message: dict | str) -> bool:
-        """Send to one connection; on failure or timeout drop it and return False (never raise)."""
+    async def send(self, ws: _Socket, message: dict | str, bounded: bool = True) -> bool:
+        """Send to one connection; on failure or timeout drop it and return False (never raise).
+
+        ``bounded=False``: no timeout here, for a caller that bounds the wait itself and may run this
+        in another task's step (``StreamHub.push``: ``asyncio.timeout`` would cancel that task)."""
         lock = self._locks.get(ws)
         if lock is None:
             return False
@@ -52,6 +55,10 @@ class ConnectionManager:
         try:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the send in a new task,
             # which costs a trip through the event loop's queue on every message.
+            if not bounded:
+                async with lock:
+                    await ws.send_text(text)
+                return True
             async with lock, asyncio.timeout(self.send_timeout_s):
                 await ws.send_text(text)
             return True

@@ -59,7 +59,12 @@ def uvicorn_options(config, http: str = "auto") -> dict:
             "limit_concurrency": config.limit_concurrency,
             "timeout_graceful_shutdown": config.graceful_shutdown_s,
             "access_log": getattr(config, "access_log", True),
-            "ws_max_size": 16 * 1024 * 1024 + 4096}       # > the Realtime append limit (15 MB of base64)
+            "ws_max_size": 16 * 1024 * 1024 + 4096,       # > the Realtime append limit (15 MB of base64)
+            # No permessage-deflate (RFC 7692 lets a server decline it; clients then send and get the
+            # same messages uncompressed): zlib on every frame was a sixth of a /ws/chat stream's CPU per
+            # token (a token frame is ~100 bytes; base64 PCM hardly compresses) plus a compressor's and
+            # a decompressor's memory per connection.
+            "ws_per_message_deflate": False}
 
 
 def tune_gc() -> None:

@@ -25,18 +25,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from ..protocol.openai_chat import APIError
 from ..ratelimit import KeyedBuckets
-from ..streams import (DONE, Heartbeat, RegistryFull, StreamEvent, StreamGone, StreamLog, StreamMachine,
-                       StreamReader, TooManyStreams)
+from ..streams import (DONE, Heartbeat, ReaderState, RegistryFull, StreamEvent, StreamGone, StreamLog,
+                       StreamMachine, StreamReader, TooManyStreams)
 from .participants import Participants
 from .sharedstreams import SharedStreams
 from .state import StreamConfig, ServerStats
 from .upstream import Upstream
 
-__all__ = ["StreamHub"]
+__all__ = ["StreamHub", "Push", "run_eagerly"]
 
 
 class StreamHub:
@@ -57,6 +58,7 @@ class StreamHub:
         self._signals: dict[str, asyncio.Event] = {}
         self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
         self._accepted: dict[str, asyncio.Future] = {}
+        self._pushes: dict[str, list[Push]] = {}
 
     # ---- creating and finding streams -------------------------------------------------------
 
@@ -171,6 +173,44 @@ class StreamHub:
         async for batch in self.batches(log, after, heartbeat_s):
             for event in batch:
                 yield event          # End is always the last of the last batch
+
+    def open_push(self, log: StreamLog, deliver: Callable[[list[StreamEvent]], Awaitable[bool]], after: int = -1,
+                  heartbeat_s: float | None = None, send_timeout_s: float | None = None) -> "Push":
+        """:meth:`batches` turned around: ``deliver(batch)`` is called by whoever has the events, in
+        its own step (the producer, as soon as it has recorded a read's tokens), instead of by a
+        reader task it wakes. The usual send to a socket that is not paused then finishes at once
+        (:func:`run_eagerly`), so a token is on the socket before the producer's next read, with no
+        wake-up and no trip through the event loop's queue per token per client.
+
+        ``deliver`` returns False to stop. One that has to wait (a slow client: the socket is
+        paused) goes on in a task of its own while the producer moves on; what comes meanwhile waits
+        in the reader and goes out in the next batch (bigger, never a longer queue). A delivery that
+        waits longer than ``send_timeout_s`` is cancelled and the push ends (``timed_out``).
+        ``[Heartbeat()]`` is delivered after ``heartbeat_s`` of silence.
+
+        Call :meth:`Push.close` when done (the reader then counts as gone: the grace period starts).
+        """
+        push = Push(self, self._open_reader(log, after), deliver, heartbeat_s, send_timeout_s)
+        self._pushes.setdefault(log.id, []).append(push)
+        push.kick()                                        # what is there already (a resume's replay)
+        return push
+
+    async def push(self, log: StreamLog, deliver: Callable[[list[StreamEvent]], Awaitable[bool]], after: int = -1,
+                   heartbeat_s: float | None = None, send_timeout_s: float | None = None) -> str:
+        """:meth:`open_push`, until it ends; returns how (:attr:`Push.outcome`). Cancelling it closes it."""
+        push = self.open_push(log, deliver, after, heartbeat_s, send_timeout_s)
+        try:
+            return await push.wait()
+        finally:
+            push.close()
+
+    def _unregister(self, push: "Push") -> None:
+        pushes = self._pushes.get(push.reader.log.id)
+        if pushes is not None and push in pushes:
+            pushes.remove(push)
+            if not pushes:
+                del self._pushes[push.reader.log.id]
+        self._close_reader(push.reader)
 
     def cancel(self, log: StreamLog, code: str = "cancelled", message: str = "The reply was cancelled.") -> bool:
         """Stop a running generation now (its readers get an error with ``code``)."""
@@ -290,6 +330,8 @@ class StreamHub:
                 timer.cancel()
 
     def _notify(self, log: StreamLog) -> None:
+        for push in tuple(self._pushes.get(log.id, ())):
+            push.kick()                                     # delivered here, in this step
         event = self._signals.get(log.id)
         if event is not None:
             event.set()
@@ -329,6 +371,167 @@ class StreamHub:
         """Drop the wake-ups of streams the machine no longer keeps (memory stays bounded)."""
         for stream_id in stream_ids:
             self._signals.pop(stream_id, None)
+
+
+class Push:
+    """One reader whose batches are delivered by the producer's step (:meth:`StreamHub.open_push`).
+
+    ``outcome`` says how it ended: ``ended`` (End was delivered), ``stopped`` (``deliver`` returned
+    False), ``timed_out`` (a delivery waited longer than ``send_timeout_s``), ``closed``; an exception
+    ``deliver`` raised is re-raised by :meth:`wait`."""
+
+    def __init__(self, hub: StreamHub, reader: StreamReader, deliver: Callable[[list[StreamEvent]], Awaitable[bool]],
+                 heartbeat_s: float | None, send_timeout_s: float | None):
+        self.hub, self.reader, self.deliver = hub, reader, deliver
+        self.heartbeat_s, self.send_timeout_s = heartbeat_s, send_timeout_s
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future = self.loop.create_future()
+        self.done.add_done_callback(lambda f: f.cancelled() or f.exception())   # never "not retrieved"
+        self.outcome: str | None = None
+        self._sending: asyncio.Task | None = None     # a delivery that had to wait
+        self._send_timer: asyncio.TimerHandle | None = None
+        self._last = self.loop.time()
+        self._beat: asyncio.TimerHandle | None = (self.loop.call_later(heartbeat_s, self._heartbeat)
+                                                  if heartbeat_s else None)
+
+    def kick(self, extra: list[StreamEvent] | None = None) -> None:
+        """Deliver what is pending, now, unless a delivery is still on its way (it takes it when done)."""
+        if self._sending is not None or self.outcome is not None:
+            return
+        reader = self.reader
+        while extra or reader.events_pending():
+            batch = extra or reader.drain()
+            extra = None
+            try:
+                finished, result = run_eagerly(self.deliver(batch))
+            except Exception as e:
+                self._finish("failed", e)
+                return
+            if not finished:
+                self._sending = result
+                result.add_done_callback(self._sent)
+                if self.send_timeout_s is not None:
+                    self._send_timer = self.loop.call_later(self.send_timeout_s, self._too_slow, result)
+                return
+            if not self._delivered(result):
+                return
+
+    def _delivered(self, ok: Any) -> bool:
+        self._last = self.loop.time()
+        if ok is False:
+            self._finish("stopped")
+        elif self.reader.ended:
+            self._finish("ended")
+        return self.outcome is None
+
+    def _sent(self, task: asyncio.Task) -> None:
+        self._sending = None
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+        if self.outcome is not None:
+            return
+        if task.cancelled():
+            self._finish("timed_out")
+        elif task.exception() is not None:
+            self._finish("failed", task.exception())
+        elif self._delivered(task.result()):
+            self.kick()
+
+    def _too_slow(self, task: asyncio.Task) -> None:
+        self._send_timer = None
+        task.cancel()
+
+    def _heartbeat(self) -> None:
+        if self.outcome is not None:
+            return
+        silent = self.loop.time() - self._last
+        if self._sending is not None:                 # a slow client: no keep-alive behind the data
+            silent = 0.0
+        elif silent >= self.heartbeat_s:
+            self.kick([Heartbeat()])
+            silent = 0.0
+        if self.outcome is None:
+            self._beat = self.loop.call_later(max(0.0, self.heartbeat_s - silent), self._heartbeat)
+
+    def _finish(self, outcome: str, error: BaseException | None = None) -> None:
+        self.outcome = outcome
+        if self._beat is not None:
+            self._beat.cancel()
+        if not self.done.done():
+            if error is not None:
+                self.done.set_exception(error)
+            else:
+                self.done.set_result(outcome)
+
+    async def wait(self) -> str:
+        return await asyncio.shield(self.done)
+
+    def close(self) -> None:
+        """Stop (a delivery still on its way is cancelled) and detach the reader; twice is harmless."""
+        if self.outcome is None:
+            self._finish("closed")
+        if self._sending is not None:
+            self._sending.cancel()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+        if self.reader.state is not ReaderState.CLOSED:
+            self.hub._unregister(self)
+
+
+def run_eagerly(coro) -> tuple[bool, Any]:
+    """Run the coroutine ``coro`` now, in the caller's own step, until it returns or first has to wait.
+
+    ``(True, result)`` when it returned without waiting: the usual case of a send to a socket that
+    is not paused (uvicorn writes to the transport at once), so no task is made and nothing goes
+    through the event loop's queue. Else ``(False, task)``: a task runs the rest of it. This is
+    Python 3.12's eager task start (``eager_start=True``), which 3.11 lacks. An exception ``coro``
+    raises before waiting is raised here. ``coro`` must not tie itself to the current task
+    (``asyncio.timeout``, anyio cancel scopes): the part before its first wait runs in the caller's.
+    """
+    try:
+        signal = coro.send(None)
+    except StopIteration as e:
+        return True, e.value
+    task = asyncio.ensure_future(_Rest(coro, signal))
+    task.add_done_callback(lambda _: _cancel_unstarted(coro))
+    return False, task
+
+
+def _cancel_unstarted(coro) -> None:
+    """A task cancelled before its first step never passes the cancellation on: do it here, so the
+    coroutine's cleanup runs (it is still suspended at its first wait)."""
+    if coro.cr_frame is None:                  # it finished: nothing to do
+        return
+    try:
+        coro.throw(asyncio.CancelledError())
+    except BaseException:                      # noqa: BLE001 - it ended, as a cancelled coroutine does
+        return
+    coro.close()                               # it waited again while cancelled: close it for good
+
+
+class _Rest:
+    """The rest of a coroutine that :func:`run_eagerly` started: hands its first wait (``signal``)
+    to the task running it, then goes on as ``await coro`` would (values and exceptions passed in)."""
+
+    def __init__(self, coro, signal):
+        self.coro, self.signal = coro, signal
+
+    def __await__(self):
+        coro, signal = self.coro, self.signal
+        while True:
+            try:
+                value = yield signal
+            except BaseException as e:          # cancelled (or closed): into the coroutine, as await would
+                try:
+                    signal = coro.throw(e)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    signal = coro.send(value)
+                except StopIteration as stop:
+                    return stop.value
 
 
 def _end_of(log: StreamLog) -> dict:

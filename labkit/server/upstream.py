@@ -9,7 +9,9 @@ Two things here are about serving many streams at once (``bench load`` measured 
 * the SDK's HTTP transport is aiohttp (``DefaultAioHttpClient``, openai[aiohttp]): per streamed chunk
   it costs about half of httpx's (httpcore, h11 and anyio in pure Python); ``upstream_http="httpx"``
   keeps the SDK's default, for comparison (``bench transports`` row ``sse-upstream-httpx``);
-* the response is read with ``with_streaming_response``, its bytes go through the lab's own
+* the stream is opened with the SDK's ``client.post`` (not ``chat.completions.create``, whose parameter
+  transform was a fifth of what a new stream cost: the same request bytes, tested) and comes back
+  unread (``cast_to=httpx2.Response, stream=True``); its bytes go through the lab's own
   :class:`~labkit.protocol.sse.SSEDecoder` (every line ending, multi-line ``data``), and each event's
   data is parsed with ``json.loads``: the SDK's typed chunks cost ~0.3 ms each to build (pydantic), which at thousands of
   tokens a second is most of a core. The SDK still does the request, the key, retries and HTTP errors;
@@ -85,19 +87,24 @@ class Upstream:
     async def open_stream(self, messages: list[dict], *, model: str | None = None, max_tokens: int | None = None,
                           temperature: float | None = None, seed: int | None = None) -> "UpstreamStream":
         """Start a streamed completion; upstream HTTP errors raise :class:`APIError` before any token."""
-        params = {k: v for k, v in (("max_tokens", max_tokens), ("temperature", temperature), ("seed", seed))
-                  if v is not None}
+        # the keys in the order chat.completions.create sends them (the same bytes: tested)
+        body = {"model": model or self.live.model, "stream": True, "messages": messages}
+        for key, value in (("max_tokens", max_tokens), ("seed", seed), ("temperature", temperature)):
+            if value is not None:
+                body[key] = value
         shard = self._pick()
         self._load[shard] += 1
         try:
-            # The messages go in ``extra_body``, which the SDK merges into the JSON body as they are: its
-            # request transform walks every message through its TypedDict annotations (typing.get_origin,
-            # get_args, ...) and changes nothing in a chat message, at ~10 % of the relay's CPU per reply.
-            # (The app routes validated them already: labkit.protocol.app_chat.)
-            manager = self._shards[shard].chat.completions.with_streaming_response.create(
-                model=model or self.live.model, messages=[], stream=True, extra_body={"messages": messages},
-                **params)
-            response = await manager.__aenter__()
+            # The SDK's own client.post (its API for any endpoint), not chat.completions.create: create
+            # runs every parameter and message through its TypedDict transform (typing.get_origin,
+            # get_args, hashes of annotations), which changes nothing in a chat request and was a fifth
+            # of what opening a stream cost the loop; at 200 new streams a second that is the ramp's
+            # stutter. The body is the same JSON (tested); the SDK still builds the request, adds the
+            # key, retries, and raises its status errors. ``cast_to=httpx2.Response`` with
+            # ``stream=True``: the response comes back unread, its bytes are read here.
+            # (The app routes validated the messages already: labkit.protocol.app_chat.)
+            response = await self._shards[shard].post("/chat/completions", cast_to=httpx2.Response, body=body,
+                                                      stream=True)
         except openai.APIStatusError as e:
             self._load[shard] -= 1
             raise _as_api_error(e) from None
@@ -109,7 +116,7 @@ class Upstream:
         except BaseException:
             self._load[shard] -= 1
             raise
-        return UpstreamStream(manager, response, lambda: self._release(shard))
+        return UpstreamStream(response, lambda: self._release(shard))
 
     def _release(self, shard: int) -> None:
         self._load[shard] -= 1
@@ -122,8 +129,8 @@ class Upstream:
 class UpstreamStream:
     """Tokens of one upstream completion. Closing it (or leaving ``async with``) cancels the upstream work."""
 
-    def __init__(self, manager, response, release):
-        self._manager, self._response, self._release = manager, response, release
+    def __init__(self, response: httpx2.Response, release):
+        self._response, self._release = response, release
         self._closed = False
         self.finish_reason: str | None = None
 
@@ -137,7 +144,7 @@ class UpstreamStream:
         if not self._closed:
             self._closed = True
             self._release()
-            await self._manager.__aexit__(None, None, None)
+            await self._response.aclose()
 
     async def tokens(self) -> AsyncIterator[UpstreamToken]:
         """The content of each chunk, decoded from the raw event stream (OpenAI's stream format)."""
@@ -154,7 +161,7 @@ class UpstreamStream:
         decoder = SSEDecoder()
         loads = json.loads
         try:
-            async for raw in self._response.iter_bytes():
+            async for raw in self._response.aiter_bytes():
                 contents: list[str] = []
                 failure: APIError | None = None
                 for event in decoder.feed(raw):
