@@ -177,7 +177,8 @@ def _phase(app_url: str, app_pid: int, streams: list[tuple[str, str, str]], prof
         outs[name] = Path(tmp) / f"{name}.json"
         argvs.append(["--url", app_url, "--transport", transport, "--path", path, "--clients", str(clients),
                       "--ramp-s", str(ramp_s), "--model", MODEL, "--max-tokens", str(max_tokens),
-                      "--seed-base", str(100_000 * k), "--out", str(outs[name])])
+                      "--seed-base", str(100_000 * k), "--out", str(outs[name]),
+                      *(["--coalesce"] if transport == "ws" else [])])     # the lab's /ws/chat, coalesced
     _generate(argvs, in_process)
     wall = time.perf_counter() - started
     cpu = _tree_cpu(app_pid) - cpu0
