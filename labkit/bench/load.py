@@ -53,7 +53,7 @@ from ..model import plan_completion
 from ..model.profiles import resolve_model
 from ..server.process import ServerProcess
 from ..services import spawn, stop_process
-from .cpuprofile import process_cpu_s
+from .cpuprofile import tree_cpu_s
 from .loadclient import messages_for
 from .peer import PEER_ROUTES
 
@@ -90,7 +90,7 @@ def _tree_rss(pid: int) -> int:
 
 
 def _tree_cpu(pid: int) -> float:
-    return sum(process_cpu_s(p) for p in process_tree(pid))
+    return sum(tree_cpu_s(pid))
 
 
 class _Sampler(threading.Thread):
