@@ -24,7 +24,11 @@ __all__ = ["drops_with_and_without_resume", "tokens_after_leaving", "progressive
 async def drops_with_and_without_resume(server_url: str, server_port: int, replies: int = 8, seed: int = 7,
                                         prompt: str = "Why does time to first token matter?") -> dict:
     """Cut the connection once in the middle of each reply. A plain SSE client keeps what it had and
-    loses the rest; the resuming client reconnects with ``Last-Event-ID`` and gets all of it."""
+    loses the rest; the resuming client reconnects with ``Last-Event-ID`` and gets all of it.
+
+    The proxy cuts just before the server's token number ``cut_after + 1`` (:meth:`NetemProxy.cut_before`),
+    not when the client has read ``cut_after``: on a busy machine a client can be handed the whole reply
+    at once, and a cut after that would cut nothing."""
     rng = random.Random(seed)
     out = {"plain": {"replies": replies, "complete": 0, "tokens_lost": 0},
            "resuming": {"replies": replies, "complete": 0, "tokens_lost": 0, "reconnects": 0}}
@@ -32,6 +36,7 @@ async def drops_with_and_without_resume(server_url: str, server_port: int, repli
         for kind in ("plain", "resuming"):
             for i in range(replies):
                 cut_after = rng.randint(3, 25)
+                proxy.cut_before(b"event: token", cut_after + 1)
                 if kind == "plain":
                     reply = sse_chat(proxy.url, prompt, seed=i)
                 else:
@@ -40,8 +45,6 @@ async def drops_with_and_without_resume(server_url: str, server_port: int, repli
                 try:
                     async for tok in reply:
                         got.append(tok.text)
-                        if len(got) == cut_after:
-                            proxy.drop_all()
                 except (ChatError, httpx.HTTPError):
                     pass
                 full = (await direct.post(server_url + "/api/chat", json={"message": prompt, "seed": i})).json()

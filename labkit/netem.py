@@ -8,7 +8,9 @@ direction of the link and how big it is, it says when it comes out, keeping TCP'
 never overtakes the one before it). The delay is ``delay_ms`` plus jitter, the serialisation time at
 ``bandwidth_kbps``, and, with probability ``loss``, one retransmission timeout (TCP hides a lost
 packet but not the time it costs). :class:`NetemProxy` is the asyncio adapter that sleeps until each
-chunk is due, and cuts connections: randomly (``drop_per_s``) or on demand (:meth:`NetemProxy.drop_all`).
+chunk is due, and cuts connections: randomly (``drop_per_s``), on demand (:meth:`NetemProxy.drop_all`), or
+at an exact place in what the server sends (:meth:`NetemProxy.cut_before`: "after the third token"
+means the same on a busy machine, where a client may already hold the whole reply when it reacts).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class NetemProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self.drops = 0
         self._rng = random.Random(seed)
+        self._cut: tuple[bytes, int] | None = None
 
     @property
     def url(self) -> str:
@@ -122,6 +125,19 @@ class NetemProxy:
             self.drops += connections
         return connections
 
+    def cut_before(self, marker: bytes, nth: int) -> None:
+        """Cut the next connection whose server sends ``marker`` an ``nth`` time (counting from 1): its
+        client gets every byte before that occurrence, then both ends are cut without a goodbye. One cut
+        (counted in :attr:`drops`); connections opened afterwards pass untouched. ``marker`` is a plain
+        byte string the server writes, e.g. ``b"event: token"`` for one SSE token event."""
+        if not marker or nth < 1:
+            raise ValueError("cut_before needs a non-empty marker and nth >= 1")
+        self._cut = (marker, nth)
+
+    def _take_cut(self) -> tuple[bytes, int] | None:
+        cut, self._cut = self._cut, None
+        return cut
+
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self._connections.add(task)
@@ -137,7 +153,8 @@ class NetemProxy:
         uplink = Link(self.profile, seed)
         uplink.open(asyncio.get_running_loop().time())
         up = asyncio.ensure_future(self._pump(client_reader, server_writer, uplink))
-        down = asyncio.ensure_future(self._pump(server_reader, client_writer, Link(self.profile, None if seed is None else seed + 1)))
+        down = asyncio.ensure_future(self._pump(server_reader, client_writer, Link(self.profile, None if seed is None else seed + 1),
+                                                cut_pair=pair))
         dropper = asyncio.ensure_future(self._random_drops(pair))
         try:
             await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
@@ -151,9 +168,13 @@ class NetemProxy:
                     w.close()
             self._connections.discard(task)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link,
+                    cut_pair: tuple | None = None) -> None:
+        """Copy one direction through ``link``. ``cut_pair`` (server to client only): the connection's two
+        writers, aborted when an armed :meth:`cut_before` is reached in this direction."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
+        CUT = object()
 
         async def deliver() -> None:
             while True:
@@ -163,15 +184,40 @@ class NetemProxy:
                         writer.write_eof()
                     return
                 await asyncio.sleep(max(0.0, due - loop.time()))
+                if data is CUT:
+                    with contextlib.suppress(Exception):      # what came before the cut reaches the client first
+                        writer.transport.set_write_buffer_limits(high=0)
+                        await writer.drain()
+                    for w in cut_pair:
+                        with contextlib.suppress(Exception):
+                            w.transport.abort()
+                    return
                 writer.write(data)
                 await writer.drain()
 
         sender = asyncio.ensure_future(deliver())
+        counting, seen, carry = None, 0, b""                 # the armed cut, and its marker's occurrences so far
         try:
             while data := await reader.read(self.chunk):
                 link.profile = self.profile                       # live profile changes
+                if cut_pair is not None and self._cut is not None:
+                    if self._cut is not counting:             # armed since: count from here
+                        counting, seen, carry = self._cut, 0, b""
+                    marker, nth = self._cut
+                    window, at = carry + data, -1
+                    while seen < nth and (at := window.find(marker, at + 1)) >= 0:
+                        seen += 1
+                    if seen >= nth and self._take_cut() is not None:
+                        before = data[:max(0, at - len(carry))]   # up to the marker's nth occurrence
+                        if before:
+                            queue.put_nowait((link.release(loop.time(), len(before)), before))
+                        queue.put_nowait((link.release(loop.time(), 0), CUT))
+                        self.drops += 1
+                        break
+                    carry = window[-(len(marker) - 1):] if len(marker) > 1 else b""
                 queue.put_nowait((link.release(loop.time(), len(data)), data))
-            queue.put_nowait((loop.time(), None))
+            else:
+                queue.put_nowait((loop.time(), None))
             await sender
         except (ConnectionError, asyncio.IncompleteReadError):
             pass

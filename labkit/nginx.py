@@ -25,8 +25,9 @@ __all__ = ["ServiceUnavailable", "ensure_nginx", "NginxProxy", "ROUTES"]
 ROUTES = ("buffered", "unbuffered", "honoured")
 
 
-def ensure_nginx(install: bool = False) -> str:
-    """The path of an nginx binary, else ServiceUnavailable saying how to install it (``install``: ignored)."""
+def ensure_nginx() -> str:
+    """The path of an nginx binary, else ServiceUnavailable saying how to install it (library code only
+    looks; installing is the user's job, or the test setup's)."""
     return find_binary("nginx", *BINARIES["nginx"])
 
 

@@ -45,6 +45,10 @@ TEXT_TURN = """async ([url, key]) => {
 
 async def test_browser_websocket_with_an_ephemeral_key_then_refused_once_expired(chromium, make_server):
     server = make_server(api_key=KEY)                          # the page never sees this key
+    # the key store's clock stands still until the test moves it: a busy machine may take more than the
+    # key's ten seconds to launch Chromium and run the turn, which must not expire the key before its time
+    now = [time.time()]
+    server.app.state.realtime_keys.clock = lambda: now[0]
     minted = await AsyncOpenAI(base_url=server.base_url, api_key=KEY).realtime.client_secrets.create(
         expires_after={"anchor": "created_at", "seconds": 10})
     url = server.ws_url + "/v1/realtime?model=gpt-realtime"
@@ -61,7 +65,7 @@ async def test_browser_websocket_with_an_ephemeral_key_then_refused_once_expired
         done = result["events"][-1]["response"]
         assert done["status"] == "completed" and "WebSocket" in done["output"][0]["content"][0]["text"]
 
-        server.app.state.realtime_keys.clock = lambda: time.time() + 11     # the key's ten seconds are over
+        now[0] += 11                                          # the key's ten seconds are over
         refused = await page.evaluate(TEXT_TURN, [url, minted.value])
         assert refused == {"opened": False, "events": []}
         await browser.close()

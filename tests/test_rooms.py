@@ -53,7 +53,9 @@ async def test_two_members_see_the_same_room_and_the_ai_answers_each_message_onc
         await ann.wait_for(completes(2))
         await ben.wait_for(completes(2))
         shared = lambda m: [e for e in m.events if e["type"] not in ("room_state", "joined")]   # noqa: E731
-        await asyncio.sleep(0.1)
+        # until each has all the other has (a fixed wait let a busy moment compare a member still receiving)
+        await ann.wait_for(lambda _: len(shared(ann)) >= len(shared(ben)))
+        await ben.wait_for(lambda _: len(shared(ben)) >= len(shared(ann)))
         assert [e["id"] for e in shared(ann)] == [e["id"] for e in shared(ben)]      # same events, same order
         messages = ann.of("user_message")
         answers = ann.of("ai_complete")

@@ -2,6 +2,7 @@
 Order and fairness are judged by the order of events, the bounds by counts; nothing is timed."""
 
 import asyncio
+import json
 import struct
 import subprocess
 import sys
@@ -96,13 +97,31 @@ async def test_one_session_cannot_fill_the_recognisers_queue(monkeypatch):
     assert await asyncio.gather(*mine, other) == ["hello"] * (asr.MAX_PENDING_PER_SESSION + 1)
 
 
-def test_the_recogniser_pool_is_sized_to_the_machine():
-    import os
+def test_the_recogniser_pool_has_one_process_per_core_it_may_use():
+    """Judged by what a process gets, not by restating the formula: allowed one core, one recogniser
+    lane; allowed every core, one per core; ``LABKIT_ASR_WORKERS`` wins over either. (One fresh
+    process; the module is reloaded under each condition, which starts no recogniser.)"""
+    probe = """
+import importlib, json, os
+os.environ.pop("LABKIT_ASR_WORKERS", None)
+every = os.sched_getaffinity(0)
+from labkit.audio import asr
 
-    from labkit.audio import asr
-    cores = len(os.sched_getaffinity(0))
-    assert asr.WORKERS == int(os.environ.get("LABKIT_ASR_WORKERS") or cores)
-    assert len(asr._worker.lanes) == asr.WORKERS == asr._pool.slots
+def sizes(cores):
+    os.sched_setaffinity(0, cores)
+    importlib.reload(asr)
+    return [asr.WORKERS, len(asr._worker.lanes), asr._pool.slots]
+
+out = {"cores": len(every), "one core": sizes({min(every)}), "every core": sizes(every)}
+os.environ["LABKIT_ASR_WORKERS"] = "3"
+out["told 3, one core"] = sizes({min(every)})
+print(json.dumps(out))
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    got = json.loads(done.stdout)
+    assert got["one core"] == [1, 1, 1]
+    assert got["every core"] == [got["cores"]] * 3
+    assert got["told 3, one core"] == [3, 3, 3]
 
 
 def test_the_recogniser_process_runs_isolated_without_labkit():

@@ -9,6 +9,7 @@ import numpy as np
 from labkit.audio import ArraySource, SyntheticSource
 from labkit.vad import VADConfig
 from labkit.widgets import ChatBox, LiveVAD
+from waiting import until
 
 
 async def test_live_vad_runs_bounded_draws_without_leaking_figures():
@@ -30,22 +31,14 @@ async def test_sliders_retune_the_running_detector_and_stop_ends_it():
                                         (0.01 * 32767 * np.sin(np.arange(16_000 * 30) / 5)).astype(np.int16)])
     scope = LiveVAD(ArraySource(silence_then_tone, realtime=True), VADConfig(method="rms", frame_ms=10, threshold=0.05))
     scope.start()
-    await _until(lambda: scope.vad.time_s >= 0.2)         # running: the detector has heard some audio
+    await until(lambda: scope.vad.time_s >= 0.2)         # running: the detector has heard some audio
     scope.threshold.value = 0.003                        # the quiet tone (RMS 0.007) now counts as speech
     scope.min_silence.value = 300
     assert scope.vad.config.threshold == 0.003 and scope.vad.config.min_silence_ms == 300
-    await _until(lambda: any(e.type == "speech_start" for e in scope.events))
+    await until(lambda: any(e.type == "speech_start" for e in scope.events))
     scope.stop()
     # the Start button's future is done at once; the session's own clean-up (the status) follows on its loop
-    await _until(lambda: scope._task.done() and "stopped" in scope.status.value)
-
-
-async def _until(condition, timeout_s: float = 30.0) -> None:
-    """Wait for a condition (no fixed sleep: a slow machine only makes it take longer)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "the condition never held"
-        await asyncio.sleep(0.02)
+    await until(lambda: scope._task.done() and "stopped" in scope.status.value)
 
 
 async def test_chat_box_works_headless(server):
@@ -107,7 +100,7 @@ async def test_chat_box_answers_questions_the_page_sends_in_order_and_says_when_
                                   args=({"type": "ask", "id": f"q{n}", "text": question}, []))
         thread.start()
         thread.join()
-    await _until(lambda: len(box.transcript) == 4 and box.widget.status_kind == "idle")
+    await until(lambda: len(box.transcript) == 4 and box.widget.status_kind == "idle")
     assert [who for who, _ in box.widget.rows] == ["you", "assistant", "you", "assistant"], box.widget.rows
     assert [text for who, text in box.widget.rows if who == "you"] == ["What is a WebSocket?", "What is SSE?"]
     answers = [text for who, text in box.widget.rows if who == "assistant"]

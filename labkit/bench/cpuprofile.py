@@ -1,8 +1,8 @@
 """What a token costs in CPU: a process's CPU seconds, and a cProfile of a server split by layer.
 
-* :func:`process_cpu_s` reads a process's user + system CPU time from ``/proc`` (no profiler, no
-  overhead): the benchmarks take it before and after each run and report CPU seconds per 1,000
-  tokens delivered.
+* :func:`process_cpu_s` reads a process's user + system CPU time (no profiler, no overhead), and
+  :func:`tree_cpu_s` that of a process and of its live descendants (a server's workers, its
+  recogniser processes): the benchmarks' one way of reading CPU, taken before and after each run.
 * ``python -m labkit.bench.cpuprofile --out PATH -m MODULE ARGS...`` runs a server module (``labkit``
   for ``labkit serve``, or ``labkit.bench.peer``) with :mod:`cProfile` ready: SIGUSR1 starts a fresh
   profile, SIGUSR2 stops it and writes its stats to PATH, so only the measured window is profiled
@@ -23,7 +23,7 @@ import runpy
 import signal
 import sys
 
-__all__ = ["process_cpu_s", "layer_of", "layer_seconds", "LAYERS", "ProfiledWindow"]
+__all__ = ["process_cpu_s", "tree_cpu_s", "layer_of", "layer_seconds", "LAYERS", "ProfiledWindow"]
 
 #: (layer, path fragments), first match wins; a path is matched with "/" separators.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -50,12 +50,29 @@ OTHER = "other"
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds the process ``pid`` has used so far (Linux ``/proc/PID/stat``)."""
-    import os
+    """User + system CPU seconds the process ``pid`` has used so far (``psutil.NoSuchProcess`` if it is gone)."""
+    import psutil
 
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")     # utime, stime
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def tree_cpu_s(pid: int) -> tuple[float, float]:
+    """User + system CPU seconds so far of the process ``pid`` (``psutil.NoSuchProcess`` if it is
+    gone), and the sum of its live descendants' (one that ends meanwhile counts 0: take both readings
+    of a difference while the children live)."""
+    import psutil
+
+    def cpu(p) -> float:
+        try:
+            t = p.cpu_times()
+            return t.user + t.system
+        except psutil.Error:
+            return 0.0
+
+    proc = psutil.Process(pid)
+    children = proc.children(recursive=True)
+    return process_cpu_s(pid), sum(cpu(child) for child in children)
 
 
 def layer_of(filename: str) -> str | None:

@@ -53,7 +53,7 @@ from ..model import plan_completion
 from ..model.profiles import resolve_model
 from ..server.process import ServerProcess
 from ..services import spawn, stop_process
-from .cpuprofile import process_cpu_s
+from .cpuprofile import tree_cpu_s
 from .loadclient import messages_for
 from .peer import PEER_ROUTES
 
@@ -90,7 +90,7 @@ def _tree_rss(pid: int) -> int:
 
 
 def _tree_cpu(pid: int) -> float:
-    return sum(process_cpu_s(p) for p in process_tree(pid))
+    return sum(tree_cpu_s(pid))
 
 
 class _Sampler(threading.Thread):
@@ -177,7 +177,8 @@ def _phase(app_url: str, app_pid: int, streams: list[tuple[str, str, str]], prof
         outs[name] = Path(tmp) / f"{name}.json"
         argvs.append(["--url", app_url, "--transport", transport, "--path", path, "--clients", str(clients),
                       "--ramp-s", str(ramp_s), "--model", MODEL, "--max-tokens", str(max_tokens),
-                      "--seed-base", str(100_000 * k), "--out", str(outs[name])])
+                      "--seed-base", str(100_000 * k), "--out", str(outs[name]),
+                      *(["--coalesce"] if transport == "ws" else [])])     # the lab's /ws/chat, coalesced
     _generate(argvs, in_process)
     wall = time.perf_counter() - started
     cpu = _tree_cpu(app_pid) - cpu0

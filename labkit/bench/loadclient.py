@@ -51,10 +51,11 @@ async def _sse(url: str, i: int, seed: int, model: str, max_tokens: int, path: s
     return arrivals
 
 
-async def _ws(url: str, i: int, seed: int, model: str, max_tokens: int, path: str = "/ws/chat") -> list[float]:
+async def _ws(url: str, i: int, seed: int, model: str, max_tokens: int, path: str = "/ws/chat",
+              coalesce: bool = False) -> list[float]:
     t0 = time.perf_counter()
     arrivals = []
-    async with websockets.connect("ws" + url[4:] + path + ("?coalesce=1" if path == "/ws/chat" else ""), open_timeout=60, compression=None) as ws:
+    async with websockets.connect("ws" + url[4:] + path + ("?coalesce=1" if coalesce else ""), open_timeout=60, compression=None) as ws:
         await ws.send(json.dumps({"type": "message", "content": messages_for(i)[0]["content"], "seed": seed,
                                   "model": model, "max_tokens": max_tokens}))
         while True:
@@ -73,8 +74,10 @@ async def _client(args, i: int) -> dict:
     await asyncio.sleep(args.ramp_s * i / args.clients)
     seed = args.seed_base + i
     try:
-        one = _sse if args.transport == "sse" else _ws
-        arrivals = await one(args.url, i, seed, args.model, args.max_tokens, args.path)
+        if args.transport == "sse":
+            arrivals = await _sse(args.url, i, seed, args.model, args.max_tokens, args.path)
+        else:
+            arrivals = await _ws(args.url, i, seed, args.model, args.max_tokens, args.path, args.coalesce)
         return {"i": i, "seed": seed, "arrivals": arrivals, "error": None}
     except Exception as e:
         return {"i": i, "seed": seed, "arrivals": [], "error": f"{e.__class__.__name__}: {e}"[:200]}
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--transport", choices=["sse", "ws"], required=True)
     parser.add_argument("--path", default=None, help="the route (default: /api/chat/stream or /ws/chat)")
+    parser.add_argument("--coalesce", action="store_true",
+                        help="ws: ask for several waiting tokens in one frame (/ws/chat?coalesce=1)")
     parser.add_argument("--clients", type=int, required=True)
     parser.add_argument("--ramp-s", type=float, default=4.0)
     parser.add_argument("--model", default="gpt-4o")
@@ -98,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed-base", type=int, default=0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.coalesce and args.transport != "ws":
+        parser.error("--coalesce is for --transport ws")
     args.path = args.path or ("/api/chat/stream" if args.transport == "sse" else "/ws/chat")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))     # one socket per client

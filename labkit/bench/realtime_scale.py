@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from .cpuprofile import tree_cpu_s
 from .realtime import SILENCE_MS, ServerAddress, class_turns, timed_turn
 
 __all__ = ["LEVELS", "TARGET_LEVEL", "speak_together", "summarize_level", "judge", "cpu_costs", "run", "plot", "plot_levels",
@@ -272,20 +273,6 @@ def _load() -> list[float] | None:
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
-def _process_cpu_s(pid: int) -> tuple[float, float]:
-    """CPU seconds of a process, and of its live children (the recogniser processes)."""
-    import psutil
-
-    def cpu(p) -> float:
-        try:
-            t = p.cpu_times()
-            return t.user + t.system
-        except psutil.Error:
-            return 0.0
-    proc = psutil.Process(pid)
-    return cpu(proc), sum(cpu(child) for child in proc.children(recursive=True))
-
-
 def run(quick: bool = False, levels: tuple[int, ...] = LEVELS) -> dict:
     from ..server.process import ServerProcess
 
@@ -296,12 +283,12 @@ def run(quick: bool = False, levels: tuple[int, ...] = LEVELS) -> dict:
         server = ServerAddress(proc.url)
         asyncio.run(speak_together(server, 2 if quick else 4))   # warm-up: every worker process starts
         for n in levels:
-            cpu0, client0, load = _process_cpu_s(proc.proc.pid), time.process_time(), _load()
+            cpu0, client0, load = tree_cpu_s(proc.proc.pid), time.process_time(), _load()
             t0 = time.perf_counter()
             rows = asyncio.run(speak_together(server, n))
             wall = time.perf_counter() - t0
             level = summarize_level(n, rows)
-            server_cpu, recogniser_cpu = _process_cpu_s(proc.proc.pid)
+            server_cpu, recogniser_cpu = tree_cpu_s(proc.proc.pid)
             level["server_cpu_s"] = round(server_cpu - cpu0[0], 2)            # event loop, VAD, synthesis
             level["recognisers_cpu_s"] = round(recogniser_cpu - cpu0[1], 2)
             level["client_cpu_s"] = round(time.process_time() - client0, 2)   # the sessions' own side

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..corpus import KNOWLEDGE_PATH
+from .tools import last_user_text
 
 __all__ = ["Responder", "default_responder", "KNOWLEDGE_PATH"]
 
@@ -57,23 +58,12 @@ class Responder:
 
     def reply(self, messages: list[dict], rng: random.Random, temperature: float = 1.0) -> str:
         """The assistant's answer to a chat (only the last user message is read)."""
-        text = _last_user_text(messages)
+        text = last_user_text(messages)
         topic = self.topic_for(text)
         answers = topic.answers if topic else self.fallback
         if temperature == 0:
             return answers[0]
         return answers[rng.randrange(len(answers))]
-
-
-def _last_user_text(messages: list[dict]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return ""
 
 
 @lru_cache(maxsize=1)

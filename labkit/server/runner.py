@@ -93,6 +93,12 @@ class LabServer:
     def stats(self) -> dict:
         return self.app.state.stats.as_dict()
 
+    def reply(self, stream_id: str):
+        """The kept reply ``stream_id`` as the server holds it (a :class:`labkit.streams.StreamLog`: its
+        tokens, the time each was produced and when and why it ended, all on the server's clock);
+        :class:`labkit.streams.StreamGone` once it is no longer kept."""
+        return self.app.state.hub.machine.get(stream_id)
+
     @property
     def live(self):
         """The settings switched at run time (:class:`~labkit.server.state.LiveSettings`)."""
