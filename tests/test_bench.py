@@ -5,7 +5,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.timeout(300)      # about 25 s on a quiet machine; over 120 s once with the load average at 12
 def test_transports_benchmark_writes_json_with_ratios(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "labkit", "bench", "transports", "--quick", "--json", str(out)],

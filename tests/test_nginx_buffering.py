@@ -21,9 +21,13 @@ async def test_buffering_turns_a_stream_into_a_burst(nginx_binary, make_server):
     result = await proxy_buffering(server.port, max_tokens=30)
     buffered = result["buffered"]
     assert all(r["tokens"] == 30 for r in result.values())
-    # directly, and through nginx without buffering or with the header honoured: token by token
+    # directly, and through nginx without buffering or with the header honoured: token by token, spread over
+    # the model's schedule (about 450 ms for 30 tokens; a busy machine only stretches it). Not one read per
+    # token: the relay writes tokens that are due together in one write, and under load more of them are
+    # (18 reads of 30 once, in a full suite)
     for name in ("direct", "unbuffered", "honoured"):
-        assert result[name]["reads"] >= 20, (name, result[name]["reads"])
+        r = result[name]
+        assert r["reads"] >= 10 and r["total_ms"] - r["ttft_ms"] >= 300, (name, r)
     # buffered: everything arrives in a burst at the end
     assert buffered["reads"] <= 3
     # the burst is judged within the buffered stream itself (its first token comes with its last, in at

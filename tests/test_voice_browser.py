@@ -90,6 +90,9 @@ async def test_a_spoken_conversation_with_barge_in_in_the_page(chromium, make_se
     print(f"turn 1 voice-to-voice {first['voiceToVoiceMs']:.0f} ms: "
           + ", ".join(f"{k} {val:.0f}" for k, val in parts.items()))
     assert all(val >= 0 for val in parts.values()), parts
-    assert abs(parts["silence_wait_ms"] - SILENCE_MS) <= 150      # the detector's wait is what was asked for
+    # The detector's wait is what was asked for: exactly, on the audio clock, by the edge errors above. The
+    # page's figure is wall-clock (speech_stopped's arrival), so a busy machine only adds to it (775 ms once,
+    # in a full suite under load): bounded below tightly, above loosely.
+    assert SILENCE_MS - 150 <= parts["silence_wait_ms"] <= SILENCE_MS + 1500, parts
     assert first["voiceToVoiceMs"] == pytest.approx(sum(parts.values()), abs=1)
     assert v["latencyRows"] >= 2 and v["levels"] > 100 and v["meter"].endswith("%")

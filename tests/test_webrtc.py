@@ -19,6 +19,7 @@ from labkit.realtime.validate import validate_server_event
 from labkit.realtime.webrtc_client import RATE, WebRTCRealtimeClient
 from labkit.speechdata import SAMPLE_RATE as SPEECH_RATE
 from labkit.speechdata import load_clean
+from waiting import until
 
 PREFIX_MS, SILENCE_MS = 300, 500
 EDGE_TOLERANCE_MS = 150
@@ -113,6 +114,10 @@ async def test_clearing_the_output_buffer_truncates_where_playback_was(make_serv
         await client.wait_for("output_audio_buffer.started", 30)
         heard_before = len(client.received)
         await client.wait_for("response.output_audio_transcript.delta", 30, count=3)
+        # and some of the answer has been heard here: on a busy machine the first RTP frames can still be
+        # on their way when the transcript deltas (data channel) have come (a full suite once cut at 20 ms
+        # played with nothing received yet)
+        await until(lambda: len(client.received) > heard_before, 30, "audio arriving over the track")
         client.send({"type": "output_audio_buffer.clear"})
         cleared = await client.wait_for("output_audio_buffer.cleared", 20)
         truncated = await client.wait_for("conversation.item.truncated", 20)
