@@ -15,6 +15,7 @@ import pytest
 from labkit.server.state import ServerStats, StreamConfig
 from labkit.server.streamhub import StreamHub, run_eagerly
 from labkit.streams import End, Heartbeat, Token
+from waiting import until
 
 CONFIG = StreamConfig(resume_grace_s=0.05, stream_keep_s=60, max_kept_streams=100, max_streams_per_user=None,
                       stream_limit_policy="reject", user_requests_per_min=None, max_active_generations=10)
@@ -51,13 +52,6 @@ class _Upstream:
 def _hub() -> tuple[StreamHub, _Stream]:
     upstream = _Upstream()
     return StreamHub(CONFIG, ServerStats(), upstream), upstream.stream
-
-
-async def _until(condition, what: str) -> None:
-    async with asyncio.timeout(10):
-        while not condition():
-            await asyncio.sleep(0.001)
-    assert condition(), what
 
 
 def _tokens(batches) -> list[tuple[int, str]]:
@@ -122,7 +116,7 @@ async def test_a_read_is_delivered_by_the_producer_before_its_next_read():
 
     push = hub.open_push(log, deliver)
     stream.reads.put_nowait(["a", "b"])
-    await _until(lambda: _tokens(batches) == [(0, "a"), (1, "b")], "the read was delivered")
+    await until(lambda: _tokens(batches) == [(0, "a"), (1, "b")], 10, "the read was delivered")
     assert stream.reads.empty()
     stream.reads.put_nowait(["c"])
     stream.reads.put_nowait(None)
@@ -154,7 +148,7 @@ async def test_a_client_that_cannot_take_a_batch_holds_up_neither_the_producer_n
     slow_push, fast_push = hub.open_push(log, deliver_slow), hub.open_push(log, deliver_fast)
     for content in "abcde":
         stream.reads.put_nowait([content])
-    await _until(lambda: len(_tokens(fast)) == 5, "the fast reader got every token")
+    await until(lambda: len(_tokens(fast)) == 5, 10, "the fast reader got every token")
     assert len(slow) == 1 and _tokens(slow) == []      # stuck in its first send (the stage change)
     stream.reads.put_nowait(None)
     assert await fast_push.wait() == "ended"
@@ -210,7 +204,7 @@ async def test_silence_is_a_heartbeat_and_a_failing_delivery_is_raised_to_its_re
 
     beating = hub.open_push(log, deliver_beats, heartbeat_s=0.02)
     broken, healthy = hub.open_push(log, deliver_broken), hub.open_push(log, deliver_other)
-    await _until(lambda: [Heartbeat()] in beats, "a heartbeat during silence")
+    await until(lambda: [Heartbeat()] in beats, 10, "a heartbeat during silence")
     stream.reads.put_nowait(["a"])
     with pytest.raises(RuntimeError):
         await broken.wait()

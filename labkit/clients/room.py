@@ -46,13 +46,12 @@ class RoomClient:
 
     async def _until_admitted(self, timeout: float) -> None:
         """Wait for the server's first event, or for the socket to close (a refused join)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not self.events and not self._task.done():
-            if asyncio.get_running_loop().time() > deadline:
-                await self.ws.close()
-                raise TimeoutError(f"{self.name}: the server did not add the member to room {self.room!r} "
-                                   f"within {timeout:g} s of connecting")
-            await asyncio.sleep(0.01)
+        try:
+            await self.wait_for(lambda events: bool(events) or self._task.done(), timeout)
+        except TimeoutError:
+            await self.ws.close()
+            raise TimeoutError(f"{self.name}: the server did not add the member to room {self.room!r} "
+                               f"within {timeout:g} s of connecting") from None
 
     async def _read(self) -> None:
         try:
