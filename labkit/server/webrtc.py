@@ -39,18 +39,9 @@ from ..realtime.session import RealtimeError
 from .realtime import SessionRefused, open_session
 from .state import ModelServerConfig
 
-__all__ = ["create_webrtc_router", "WebRTCCalls"]     # and, imported when asked for, the call's names below
+__all__ = ["create_webrtc_router", "WebRTCCalls"]
 
 log = logging.getLogger(__name__)
-_CALL_NAMES = ("OutputTrack", "FRAME_MS", "CONNECT_TIMEOUT_S")
-
-
-def __getattr__(name: str):
-    """The call's names, from :mod:`labkit.server.webrtc_call`, imported (with aiortc) when first asked for."""
-    if name in _CALL_NAMES:
-        from . import webrtc_call
-        return getattr(webrtc_call, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _error(status: int, message: str, param: str | None = None, code: str | None = None) -> JSONResponse:
