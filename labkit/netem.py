@@ -11,6 +11,7 @@ packet but not the time it costs). :class:`NetemProxy` is the asyncio adapter th
 chunk is due, and cuts connections: randomly (``drop_per_s``), on demand (:meth:`NetemProxy.drop_all`), or
 at an exact place in what the server sends (:meth:`NetemProxy.cut_before`: "after the third token"
 means the same on a busy machine, where a client may already hold the whole reply when it reacts).
+Where that place is, in a stream read in pieces of any size, is :class:`MarkerCut`'s job, pure too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import contextlib
 import random
 from dataclasses import dataclass
 
-__all__ = ["NetworkProfile", "PROFILES", "Link", "NetemProxy", "DatagramLink", "UdpRelay"]
+__all__ = ["NetworkProfile", "PROFILES", "Link", "MarkerCut", "NetemProxy", "DatagramLink", "UdpRelay"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,45 @@ class Link:
         arrival = max(self._wire_free + delay, self._last_release)
         self._last_release = arrival
         return arrival
+
+
+class MarkerCut:
+    """Splits a byte stream, read in pieces, just before the ``nth`` occurrence of ``marker`` (pure).
+
+    :meth:`feed` takes each piece as it is read and returns what may pass now, and whether the
+    occurrence has been reached (then nothing of it or after it has passed). A piece that ends with
+    the start of a marker (``b"<to"`` of ``b"<tok"``) is held back until the next piece says whether
+    the marker completes; :meth:`release` hands over what is held (at the end of the stream, or when
+    the cut is called off). So the cut is exact however the stream is split."""
+
+    def __init__(self, marker: bytes, nth: int):
+        if not marker or nth < 1:
+            raise ValueError("a cut needs a non-empty marker and nth >= 1")
+        self.marker, self.nth = marker, nth
+        self.seen = 0                        # occurrences so far
+        self.found = False
+        self._held = b""                     # a possible marker's head, or once found, the occurrence and after
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """What of ``data`` (and of what was held) may pass now; ``True`` once the occurrence is reached."""
+        if self.found:
+            self._held += data
+            return b"", True
+        window, at = self._held + data, -1
+        while self.seen < self.nth and (at := window.find(self.marker, at + 1)) >= 0:
+            self.seen += 1
+        if self.seen >= self.nth:
+            self.found, self._held = True, window[at:]
+            return window[:at], True
+        keep = next((k for k in range(min(len(self.marker) - 1, len(window)), 0, -1)
+                     if self.marker.startswith(window[-k:])), 0)
+        self._held = window[len(window) - keep:]
+        return window[:len(window) - keep], False
+
+    def release(self) -> bytes:
+        """What is held back, handed over (the stream ended, or the cut is not made after all)."""
+        held, self._held = self._held, b""
+        return held
 
 
 class NetemProxy:
@@ -130,8 +170,7 @@ class NetemProxy:
         client gets every byte before that occurrence, then both ends are cut without a goodbye. One cut
         (counted in :attr:`drops`); connections opened afterwards pass untouched. ``marker`` is a plain
         byte string the server writes, e.g. ``b"event: token"`` for one SSE token event."""
-        if not marker or nth < 1:
-            raise ValueError("cut_before needs a non-empty marker and nth >= 1")
+        MarkerCut(marker, nth)                    # checks the arguments now, not on the next connection
         self._cut = (marker, nth)
 
     def _take_cut(self) -> tuple[bytes, int] | None:
@@ -153,8 +192,8 @@ class NetemProxy:
         uplink = Link(self.profile, seed)
         uplink.open(asyncio.get_running_loop().time())
         up = asyncio.ensure_future(self._pump(client_reader, server_writer, uplink))
-        down = asyncio.ensure_future(self._pump(server_reader, client_writer, Link(self.profile, None if seed is None else seed + 1),
-                                                cut_pair=pair))
+        downlink = Link(self.profile, None if seed is None else seed + 1)
+        down = asyncio.ensure_future(self._pump(server_reader, client_writer, downlink, cut_pair=pair))
         dropper = asyncio.ensure_future(self._random_drops(pair))
         try:
             await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
@@ -196,27 +235,29 @@ class NetemProxy:
                 await writer.drain()
 
         sender = asyncio.ensure_future(deliver())
-        counting, seen, carry = None, 0, b""                 # the armed cut, and its marker's occurrences so far
+        armed, cut = None, None                    # the cut armed on the proxy, and this connection's search for it
         try:
             while data := await reader.read(self.chunk):
                 link.profile = self.profile                       # live profile changes
-                if cut_pair is not None and self._cut is not None:
-                    if self._cut is not counting:             # armed since: count from here
-                        counting, seen, carry = self._cut, 0, b""
-                    marker, nth = self._cut
-                    window, at = carry + data, -1
-                    while seen < nth and (at := window.find(marker, at + 1)) >= 0:
-                        seen += 1
-                    if seen >= nth and self._take_cut() is not None:
-                        before = data[:max(0, at - len(carry))]   # up to the marker's nth occurrence
-                        if before:
-                            queue.put_nowait((link.release(loop.time(), len(before)), before))
+                if cut_pair is not None and self._cut is not armed:   # armed, re-armed or taken since: start afresh
+                    data = (cut.release() if cut else b"") + data
+                    armed = self._cut
+                    cut = MarkerCut(*armed) if armed else None
+                if cut is not None:
+                    data, reached = cut.feed(data)
+                    if reached and self._take_cut() is not None:
+                        if data:
+                            queue.put_nowait((link.release(loop.time(), len(data)), data))
                         queue.put_nowait((link.release(loop.time(), 0), CUT))
                         self.drops += 1
                         break
-                    carry = window[-(len(marker) - 1):] if len(marker) > 1 else b""
-                queue.put_nowait((link.release(loop.time(), len(data)), data))
+                    if reached:                               # another connection took the cut first
+                        data, armed, cut = data + cut.release(), None, None
+                if data:
+                    queue.put_nowait((link.release(loop.time(), len(data)), data))
             else:
+                if cut is not None and (held := cut.release()):
+                    queue.put_nowait((link.release(loop.time(), len(held)), held))
                 queue.put_nowait((loop.time(), None))
             await sender
         except (ConnectionError, asyncio.IncompleteReadError):

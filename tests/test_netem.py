@@ -6,7 +6,7 @@ import time
 import pytest
 
 from labkit.clients import collect, sse_chat
-from labkit.netem import PROFILES, Link, NetemProxy, NetworkProfile
+from labkit.netem import PROFILES, Link, MarkerCut, NetemProxy, NetworkProfile
 
 
 def test_link_delay_bandwidth_order_and_loss():
@@ -137,3 +137,38 @@ async def test_sse_through_a_slow_network(server):
     # TCP handshake, then the request up and the first token back: at least four one-way delays
     # (a lower bound: the proxy never delivers early; how much faster "lan" is, the latency lab measures)
     assert far.ttft_s >= 0.4 and proxy.profile.name == "lan"
+
+
+def _split(pieces: list[bytes], marker: bytes, nth: int) -> tuple[bytes, bool]:
+    """What MarkerCut lets through of ``pieces`` (all of it, held bytes released, if it never cuts)."""
+    cut, passed = MarkerCut(marker, nth), b""
+    for piece in pieces:
+        data, reached = cut.feed(piece)
+        passed += data
+        if reached:
+            return passed, True
+    return passed + cut.release(), False
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 8, 1000])
+def test_marker_cut_passes_exactly_what_comes_before_the_nth_occurrence_however_the_stream_is_split(size):
+    whole = b"".join(b"<tok %d>" % i for i in range(30)) + b"<to"       # ends with a marker's head
+    pieces = [whole[i:i + size] for i in range(0, len(whole), size)]
+    for nth in (1, 2, 17, 30):
+        assert _split(pieces, b"<tok", nth) == (whole[:whole.index(b"<tok %d>" % (nth - 1))], True)
+    assert _split(pieces, b"<tok", 31) == (whole, False)                # never reached: everything passes
+
+
+def test_marker_cut_counts_several_occurrences_in_one_piece_and_holds_only_a_possible_marker():
+    cut = MarkerCut(b"ab", 3)
+    assert cut.feed(b"xxabab") == (b"xxabab", False) and cut.seen == 2
+    assert cut.feed(b"ya") == (b"y", False)            # "a" may begin the third "ab": held
+    assert cut.feed(b"b!") == (b"", True) and cut.found
+    assert cut.feed(b"more") == (b"", True)
+    assert cut.release() == b"ab!more"                  # the cut called off: nothing was lost
+
+
+def test_marker_cut_refuses_an_empty_marker_or_a_zeroth_occurrence():
+    for marker, nth in ((b"", 1), (b"x", 0)):
+        with pytest.raises(ValueError):
+            MarkerCut(marker, nth)
