@@ -35,4 +35,6 @@ def _serve_and_log(*flags: str) -> str:
 def test_no_access_log_means_no_line_per_websocket_either():
     quiet, loud = _serve_and_log("--no-access-log"), _serve_and_log()
     assert '"WebSocket /ws/chat" [accepted]' in loud and '"GET /health HTTP/1.1" 200' in loud
-    assert "WebSocket /ws/chat" not in quiet and "GET /health" not in quiet
+    assert "connection open" in loud
+    assert "WebSocket /ws/chat" not in quiet and "GET /health" not in quiet and "connection open" not in quiet
+    assert "Application startup complete" in quiet             # the server's own lines are still there

@@ -68,12 +68,14 @@ def uvicorn_options(config, http: str = "auto") -> dict:
 
 
 class _NoWebSocketAccessLines:
-    """Drops uvicorn's per-WebSocket ``"WebSocket /path" [accepted]`` (or status) lines: access-log lines,
-    which ``access_log=False`` leaves on (uvicorn logs them on its error logger, at INFO)."""
+    """Drops the lines logged for every WebSocket connection: uvicorn's ``"WebSocket /path" [accepted]``
+    (or its status) and the websockets library's ``connection open``. They are access-log lines, which
+    ``access_log=False`` leaves on (both go to uvicorn's error logger, at INFO)."""
 
     @staticmethod
     def filter(record) -> bool:
-        return not (isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"'))
+        msg = record.msg
+        return not (isinstance(msg, str) and (msg.startswith('%s - "WebSocket %s"') or msg == "connection open"))
 
 
 def quiet_websocket_access_log() -> None:
