@@ -214,9 +214,11 @@ def _wait_with_cpu(proc: subprocess.Popen, deadline: float) -> tuple[int, float]
         time.sleep(0.05)
 
 
-def _cpu_per_process(timeline: CpuTimeline, start: float, split: float, tokens_ramp: int, tokens_steady: int
-                     ) -> dict:
-    """Each process's CPU seconds in the ramp (``start`` to ``split``) and after it, and per 1,000 tokens."""
+def _cpu_per_process(timeline: CpuTimeline, start: float, split: float, tokens_ramp: int, tokens_steady: int,
+                     streams: int) -> dict:
+    """Each process's CPU seconds in the ramp (``start`` to ``split``) and after it, per 1,000 tokens, and
+    the ramp's per stream opened in it (``streams``; an upper bound of a new stream's cost: the ramp
+    also carries the tokens of the streams already open)."""
     def per_1k(cpu: float, tokens: int) -> float | None:
         return round(1000 * cpu / tokens, 4) if tokens else None
 
@@ -233,8 +235,10 @@ def _cpu_per_process(timeline: CpuTimeline, start: float, split: float, tokens_r
     for name, row in cpu_s.items():
         per_token[name] = {"whole": per_1k(row["whole"], tokens_ramp + tokens_steady),
                            "ramp": per_1k(row["ramp"], tokens_ramp), "steady": per_1k(row["steady"], tokens_steady)}
-    return {"tokens": {"ramp": tokens_ramp, "steady": tokens_steady},
+    return {"tokens": {"ramp": tokens_ramp, "steady": tokens_steady}, "streams_opened_in_ramp": streams,
             "cpu_s": cpu_s, "cpu_s_per_1k_tokens": per_token,
+            "ramp_cpu_ms_per_stream_opened": {name: round(1000 * row["ramp"] / streams, 3) if streams else None
+                                              for name, row in cpu_s.items()},
             "note": "ramp: until every client of every generator has connected + 1 s; a load generator's ramp "
                     "excludes its interpreter's start-up (its clients' clock starts after its imports)"}
 
@@ -335,7 +339,7 @@ def _phase(app_url: str, app_pid: int, streams: list[tuple[str, str, str]], prof
         "app_server_rss_mb": {"idle": round(idle_rss / 2**20, 1), "peak": round(sampler.peak_rss / 2**20, 1)},
         "bytes_per_connection": max(0, sampler.peak_rss - idle_rss) / connections,
         "relay_cpu_s_per_1k_tokens": round(1000 * cpu / tokens, 4) if tokens else None,
-        "cpu_per_process": _cpu_per_process(timeline, started_mono, split, tokens_ramp, tokens_steady),
+        "cpu_per_process": _cpu_per_process(timeline, started_mono, split, tokens_ramp, tokens_steady, connections),
         "app_server_stats_after": final_stats,
         "transports": rows,
         "extra_p99_ms": summarize(all_gaps, 1000)["p99"] if all_gaps else None,
