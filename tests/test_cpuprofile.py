@@ -78,10 +78,11 @@ def test_the_timeline_splits_a_run_into_phases_each_process_apart():
     after it has ended, its final figure (given by the caller) is its last."""
     import time
 
-    child = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
-                              "sys.stdin.readline(); t = time.process_time()\n"
-                              "while time.process_time() - t < 0.3: pass\n"
-                              "print('done', flush=True); sys.stdin.readline()"],
+    script = ("import sys, time\n"
+              "sys.stdin.readline(); t = time.process_time()\n"
+              "while time.process_time() - t < 0.3: pass\n"
+              "print('done', flush=True); sys.stdin.readline()")
+    child = subprocess.Popen([sys.executable, "-c", script],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     with CpuTimeline(interval_s=0.05) as timeline:
         timeline.add("child", child.pid)
