@@ -19,7 +19,6 @@ import random
 
 import httpx
 
-from conftest import FAST
 from labkit.model import CompletionPlan, plan_completion, plan_tool_calls, resolve_model
 from labkit.model.tools import ToolCall
 from labkit.protocol import openai_chat as oc
@@ -119,7 +118,7 @@ def test_the_v1_stream_on_the_wire_is_the_plain_chunks(server):
         raw = b"".join(r.iter_raw())
     first = json.loads(raw.split(b"\n\n", 1)[0].removeprefix(b"data: "))
     req = oc.parse_chat_request(json.dumps(body).encode())
-    plan = plan_completion(req.messages, resolve_model("gpt-4o-mini").scaled(FAST), seed=9,
+    plan = plan_completion(req.messages, resolve_model("gpt-4o-mini").scaled(server.config.time_scale), seed=9,
                            temperature=req.temperature, max_tokens=12)
     assert raw == _plain_stream(plan, "gpt-4o-mini", first["id"], first["created"], True)
 
