@@ -85,6 +85,12 @@ def test_load_benchmark_writes_json_with_its_targets(tmp_path):
         assert phase["errors"] == 0 and row["tokens"] == 50 * 10, name
         assert phase["relay_cpu_s_per_1k_tokens"] > 0
     assert results["workers"]["1"]["relay_cpu_s_per_1k_tokens"] > 0
+    # every process's CPU per 1,000 tokens, ramp and steady apart; what a new stream costs each server
+    per_process = results["cpu_per_process"]
+    assert per_process["tokens"]["ramp"] + per_process["tokens"]["steady"] == 2 * 50 * 10
+    for name in ("app server", "model server", "load generators (threads of the benchmark's process)"):
+        assert per_process["cpu_s"][name]["whole"] > 0 and per_process["cpu_s_per_1k_tokens"][name]["whole"] > 0, name
+    assert results["new_stream_cpu_ms"]["streams"] == 30 and results["new_stream_cpu_ms"]["app_server"] > 0
     from labkit.bench.plots import plot_load
     assert plot_load(results, tmp_path / "l.png").stat().st_size > 10_000
     assert "memory per connection" in proc.stdout

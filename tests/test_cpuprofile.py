@@ -13,7 +13,7 @@ import psutil
 import pytest
 import starlette.datastructures
 
-from labkit.bench.cpuprofile import OTHER, layer_of, layer_seconds, process_cpu_s, tree_cpu_s
+from labkit.bench.cpuprofile import OTHER, CpuTimeline, layer_of, layer_seconds, process_cpu_s, tree_cpu_s
 
 
 def test_files_map_to_their_layers():
@@ -71,3 +71,34 @@ def test_both_upstream_transports_are_the_upstream_http_client_layer():
     for path in ("/v/site-packages/aiohttp/client_proto.py", "/v/site-packages/httpx2/_models.py",
                  "/v/site-packages/httpcore/_async/http11.py", "/v/site-packages/aiohappyeyeballs/impl.py"):
         assert layer_of(path).startswith("upstream http client"), path
+
+
+def test_the_timeline_splits_a_run_into_phases_each_process_apart():
+    """A child that idles, works, then idles: its CPU is seen in the busy phase, not the idle ones;
+    after it has ended, its final figure (given by the caller) is its last."""
+    import time
+
+    script = ("import sys, time\n"
+              "sys.stdin.readline(); t = time.process_time()\n"
+              "while time.process_time() - t < 0.3: pass\n"
+              "print('done', flush=True); sys.stdin.readline()")
+    child = subprocess.Popen([sys.executable, "-c", script],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with CpuTimeline(interval_s=0.05) as timeline:
+        timeline.add("child", child.pid)
+        time.sleep(0.2)
+        before = time.monotonic()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "done"
+        time.sleep(0.5)                                   # readings after the busy part (a busy machine: generous)
+        after = time.monotonic()
+        time.sleep(0.5)
+        child.stdin.write("end\n")
+        child.stdin.flush()
+        child.wait(timeout=30)
+        timeline.ended("child", 5.0)
+    busy = timeline.at("child", after) - timeline.at("child", before)
+    assert 0.2 <= busy <= 1.0                                    # the child's 0.3 s of work, in its phase
+    assert timeline.at("child", before) < 0.25                  # start-up only (no work yet)
+    assert timeline.last("child") == 5.0 and timeline.names() == ["child"]

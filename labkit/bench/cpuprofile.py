@@ -7,6 +7,9 @@
   for ``labkit serve``, or ``labkit.bench.peer``) with :mod:`cProfile` ready: SIGUSR1 starts a fresh
   profile, SIGUSR2 stops it and writes its stats to PATH, so only the measured window is profiled
   (not start-up, imports or warm-up). :class:`ProfiledWindow` sends them.
+* :class:`CpuTimeline` samples several processes' CPU (each with its descendants) while a benchmark
+  runs, so that a run can be split into phases afterwards (``bench load``: the ramp, when new streams
+  arrive, and the steady part, when they only carry tokens), each process apart.
 * :func:`layer_seconds` turns those stats into seconds per layer: each function's own time goes to
   the layer of the file it is in (uvicorn's HTTP or WebSocket protocol, the framework, the lab's
   code, the upstream HTTP client, the event loop, JSON, ...). C functions (``socket.send``,
@@ -17,13 +20,16 @@
 
 from __future__ import annotations
 
+import bisect
 import cProfile
 import pstats
 import runpy
 import signal
 import sys
+import threading
+import time
 
-__all__ = ["process_cpu_s", "tree_cpu_s", "layer_of", "layer_seconds", "LAYERS", "ProfiledWindow"]
+__all__ = ["process_cpu_s", "tree_cpu_s", "CpuTimeline", "layer_of", "layer_seconds", "LAYERS", "ProfiledWindow"]
 
 #: (layer, path fragments), first match wins; a path is matched with "/" separators.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -73,6 +79,90 @@ def tree_cpu_s(pid: int) -> tuple[float, float]:
     proc = psutil.Process(pid)
     children = proc.children(recursive=True)
     return process_cpu_s(pid), sum(cpu(child) for child in children)
+
+
+class CpuTimeline:
+    """CPU seconds of named processes, each with its descendants, read every ``interval_s`` in a thread.
+
+    ``add(name, pid)`` starts following a process; :meth:`at` is a process's CPU at a moment of the
+    ``time.monotonic()`` clock (linear between readings; the clock is the system's, so a moment another
+    process reported is comparable); :meth:`last` the latest. A process that ends must be given its
+    final figure (``ended(name, cpu_s)``, e.g. from ``os.wait4``'s rusage): readings stop when it is gone."""
+
+    def __init__(self, interval_s: float = 0.2):
+        self.interval_s = interval_s
+        self._pids: dict[str, int] = {}
+        self._series: dict[str, tuple[list[float], list[float]]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="cpu-timeline")
+
+    def __enter__(self) -> "CpuTimeline":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        for name in list(self._pids):
+            self._read(name)
+
+    def add(self, name: str, pid: int) -> None:
+        with self._lock:
+            self._pids[name] = pid
+            self._series[name] = ([], [])
+        self._read(name)
+
+    def ended(self, name: str, cpu_s: float) -> None:
+        """The process ``name`` is gone; ``cpu_s`` was its CPU in all (its last figure, now)."""
+        with self._lock:
+            self._pids.pop(name, None)
+            times, values = self._series[name]
+            times.append(time.monotonic())
+            values.append(max(cpu_s, values[-1] if values else 0.0))
+
+    def _read(self, name: str) -> None:
+        import psutil
+
+        with self._lock:
+            pid = self._pids.get(name)
+        if pid is None:
+            return
+        try:
+            value = sum(tree_cpu_s(pid))
+        except psutil.Error:                 # gone meanwhile: its final figure comes from ended()
+            return
+        now = time.monotonic()
+        with self._lock:
+            if name in self._pids:
+                times, values = self._series[name]
+                times.append(now)
+                values.append(max(value, values[-1] if values else 0.0))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            for name in list(self._pids):
+                self._read(name)
+
+    def names(self) -> list[str]:
+        return list(self._series)
+
+    def at(self, name: str, t: float) -> float:
+        """CPU seconds of ``name`` at the moment ``t`` (its first or last reading outside them)."""
+        with self._lock:
+            times, values = (list(v) for v in self._series[name])
+        if not times:
+            raise ValueError(f"no reading of {name!r}")
+        k = bisect.bisect_left(times, t)
+        if k == 0:
+            return values[0]
+        if k == len(times):
+            return values[-1]
+        t0, t1, v0, v1 = times[k - 1], times[k], values[k - 1], values[k]
+        return v0 + (v1 - v0) * (t - t0) / (t1 - t0) if t1 > t0 else v1
+
+    def last(self, name: str) -> float:
+        return self.at(name, float("inf"))
 
 
 def layer_of(filename: str) -> str | None:

@@ -31,15 +31,28 @@ Beside it, in the same run (issue #18):
   the same against each usual relay (FastAPI ``StreamingResponse``, ``sse-starlette``), one after
   another on the same model server. Target: the lab's p99 extra delay at most half each peer's.
 
-Each phase reports the relay's CPU seconds per 1,000 tokens (``/proc``, all its processes).
+Each phase reports the relay's CPU seconds per 1,000 tokens (``/proc``, all its processes), and
+``cpu_per_process``: the CPU of every process of the run (the model server, the app server, each load
+generator) per 1,000 tokens, over the whole phase and split into the ramp (until every client has
+connected, + 1 s) and the steady part after it. The machine's cores are shared by all of them, so
+each one's CPU counts. ``new_stream_cpu_ms``: what opening one stream costs the app server and the
+model server (short streams of one token, one after another, ``NEW_STREAMS`` of them).
+
+``python -m labkit.bench.load --clients 300 --ramp-s 3 --no-peers --workers 1 --json PATH`` runs a
+smaller load (a minute; for profiling and side-by-side comparisons); ``--profile DIR`` also writes
+a cProfile of the app server and of the model server over the load, and their split by layer.
 ``--quick`` (a smoke test: 50 clients, 1 worker) runs the load generators in threads of this process.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import threading
@@ -53,7 +66,7 @@ from ..model import plan_completion
 from ..model.profiles import resolve_model
 from ..server.process import ServerProcess
 from ..services import spawn, stop_process
-from .cpuprofile import tree_cpu_s
+from .cpuprofile import CpuTimeline, ProfiledWindow, layer_seconds, tree_cpu_s
 from .loadclient import messages_for
 from .peer import PEER_ROUTES
 
@@ -65,6 +78,7 @@ FULL_CLIENTS, QUICK_CLIENTS = 1_000, 50
 QUICK = {"time_scale": 4.0, "max_tokens": 10, "ramp_s": 1.0}     # a smoke test: seconds, not a minute
 TARGET_EXTRA_P99_MS, TARGET_BYTES_PER_CONNECTION = 50.0, 100 * 1024
 PEER_TARGET_SHARE = 0.5
+NEW_STREAMS, QUICK_NEW_STREAMS = 300, 30
 
 
 def _rss_bytes(pid: int) -> int:
@@ -138,29 +152,139 @@ def _extra_delays(results: list[dict], profile, max_tokens: int, ramp_s: float,
     return gaps, lateness
 
 
-def _generate(argvs: list[list[str]], in_process: bool) -> None:
+#: A load generator that says when its clients' clock starts (``time.monotonic()``, the system's clock:
+#: comparable with this process's) once its imports are done, so that the run can be split in phases.
+_GENERATOR = ("import sys, time; from labkit.bench import loadclient; print(time.monotonic(), flush=True); "
+              "loadclient.main(sys.argv[1:])")
+
+
+def _generate(argvs: list[list[str]], in_process: bool, timeline: CpuTimeline | None = None,
+              names: list[str] | None = None) -> list[float]:
     """Run one load generator per argument list: each in its own process (a real run), or each in a
-    thread of this one (``--quick``, a smoke test: no interpreter start-up per generator)."""
+    thread of this one (``--quick``, a smoke test: no interpreter start-up per generator). Returns
+    when each one's clients started (``time.monotonic()``); ``timeline`` follows each generator's CPU
+    (``load generator NAME``; in-process, this whole process)."""
+    names = names or [str(k) for k in range(len(argvs))]
     if in_process:
         from . import loadclient
         threads = [threading.Thread(target=loadclient.main, args=(argv,)) for argv in argvs]
+        if timeline is not None:
+            timeline.add("load generators (threads of the benchmark's process)", os.getpid())
+        origins = []
         for t in threads:
+            origins.append(time.monotonic())
             t.start()
         for t in threads:
             t.join(timeout=600)
-        return
-    procs = [spawn([sys.executable, "-m", "labkit.bench.loadclient", *argv]) for argv in argvs]
+        return origins
+    procs = [spawn([sys.executable, "-c", _GENERATOR, *argv], stdout=subprocess.PIPE, text=True) for argv in argvs]
     try:
-        for p in procs:
-            if p.wait(timeout=600) != 0:
+        origins = []
+        for name, p in zip(names, procs):
+            line = p.stdout.readline()
+            if timeline is not None:
+                timeline.add(f"load generator {name}", p.pid)
+            try:
+                origins.append(float(line))
+            except ValueError:
+                raise RuntimeError(f"a load generator did not start: {line!r}") from None
+        deadline = time.monotonic() + 600
+        for name, p in zip(names, procs):
+            code, cpu_s = _wait_with_cpu(p, deadline)
+            if timeline is not None:
+                timeline.ended(f"load generator {name}", cpu_s)
+            if code != 0:
                 raise RuntimeError("a load-generator process failed; see its output above")
+        return origins
     finally:                                  # one failed or hung: the others do not go on loading the server
         for p in procs:
             stop_process(p)
 
 
+def _wait_with_cpu(proc: subprocess.Popen, deadline: float) -> tuple[int, float]:
+    """Wait for ``proc`` to exit (``os.wait4``, which also says what CPU it used in all); its exit code
+    and CPU seconds."""
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)      # reaped here: Popen must not wait again
+            return proc.returncode, usage.ru_utime + usage.ru_stime
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(proc.args, 600)
+        time.sleep(0.05)
+
+
+def _cpu_per_process(timeline: CpuTimeline, start: float, split: float, tokens_ramp: int, tokens_steady: int,
+                     streams: int) -> dict:
+    """Each process's CPU seconds in the ramp (``start`` to ``split``) and after it, per 1,000 tokens, and
+    the ramp's per stream opened in it (``streams``; an upper bound of a new stream's cost: the ramp
+    also carries the tokens of the streams already open)."""
+    def per_1k(cpu: float, tokens: int) -> float | None:
+        return round(1000 * cpu / tokens, 4) if tokens else None
+
+    cpu_s, per_token = {}, {}
+    totals = {"ramp": 0.0, "steady": 0.0}
+    for name in timeline.names():
+        ramp = timeline.at(name, split) - timeline.at(name, start)
+        steady = timeline.last(name) - timeline.at(name, split)
+        totals["ramp"] += ramp
+        totals["steady"] += steady
+        cpu_s[name] = {"ramp": round(ramp, 3), "steady": round(steady, 3), "whole": round(ramp + steady, 3)}
+    cpu_s["all processes"] = {k: round(v, 3) for k, v in totals.items()}
+    cpu_s["all processes"]["whole"] = round(totals["ramp"] + totals["steady"], 3)
+    for name, row in cpu_s.items():
+        per_token[name] = {"whole": per_1k(row["whole"], tokens_ramp + tokens_steady),
+                           "ramp": per_1k(row["ramp"], tokens_ramp), "steady": per_1k(row["steady"], tokens_steady)}
+    return {"tokens": {"ramp": tokens_ramp, "steady": tokens_steady}, "streams_opened_in_ramp": streams,
+            "cpu_s": cpu_s, "cpu_s_per_1k_tokens": per_token,
+            "ramp_cpu_ms_per_stream_opened": {name: round(1000 * row["ramp"] / streams, 3) if streams else None
+                                              for name, row in cpu_s.items()},
+            "note": "ramp: until every client of every generator has connected + 1 s; a load generator's ramp "
+                    "excludes its interpreter's start-up (its clients' clock starts after its imports)"}
+
+
+def _tokens_by_phase(results: list[dict], origin: float, ramp_s: float, split: float) -> tuple[int, int]:
+    """Tokens that arrived before ``split`` (a ``time.monotonic()`` moment) and after it; a client's
+    arrivals count from when it sent its request (``origin`` + its place in the ramp)."""
+    before = after = 0
+    clients = len(results)
+    for r in results:
+        sent = origin + ramp_s * r["i"] / clients
+        for t in r["arrivals"]:
+            if sent + t <= split:
+                before += 1
+            else:
+                after += 1
+    return before, after
+
+
+async def _short_streams(app_url: str, n: int) -> None:
+    async with httpx.AsyncClient(base_url=app_url, timeout=60) as client:
+        for _ in range(n):
+            async with client.stream("POST", "/api/chat/stream", json={"message": "hi", "max_tokens": 1,
+                                                                        "model": "instant"}) as r:
+                if r.status_code != 200:
+                    raise RuntimeError(f"a short stream got {r.status_code}")
+                async for _ in r.aiter_bytes():
+                    pass
+
+
+def new_stream_cost(app_url: str, app_pid: int, model_pid: int | None, n: int = NEW_STREAMS) -> dict:
+    """Milliseconds of CPU one new stream costs the app server (and the model server): ``n`` streams of
+    one token on the instant model, one after another (the figure includes that one token)."""
+    asyncio.run(_short_streams(app_url, 10))                  # warm
+    app0 = sum(tree_cpu_s(app_pid))
+    model0 = sum(tree_cpu_s(model_pid)) if model_pid else 0.0
+    asyncio.run(_short_streams(app_url, n))
+    app = sum(tree_cpu_s(app_pid)) - app0
+    model = (sum(tree_cpu_s(model_pid)) - model0) if model_pid else None
+    return {"streams": n, "app_server": round(1000 * app / n, 3),
+            "model_server": round(1000 * model / n, 3) if model is not None else None}
+
+
 def _phase(app_url: str, app_pid: int, streams: list[tuple[str, str, str]], profile, clients: int,
-           max_tokens: int, ramp_s: float, tmp: str, in_process: bool = False) -> dict:
+           max_tokens: int, ramp_s: float, tmp: str, in_process: bool = False, model_pid: int | None = None
+           ) -> dict:
     """One load: ``clients`` clients per (row name, transport, path) in ``streams``, all at once,
     against the relay at ``app_url``; its memory, CPU and per-row delays."""
     for _ in range(3):                                     # warm up code paths and the upstream pool
@@ -171,24 +295,33 @@ def _phase(app_url: str, app_pid: int, streams: list[tuple[str, str, str]], prof
     print(f"load: {' + '.join(f'{clients} {name}' for name, _, _ in streams)} clients against {app_url} "
           f"(ramp {ramp_s:g} s, {max_tokens} tokens each, ~{profile.itl_s * 1000:.0f} ms apart)", file=sys.stderr)
     outs, argvs = {}, []
+    timeline = CpuTimeline()
+    timeline.add("app server", app_pid)
+    if model_pid is not None:
+        timeline.add("model server", model_pid)
     cpu0 = _tree_cpu(app_pid)
-    started = time.perf_counter()
+    started, started_mono = time.perf_counter(), time.monotonic()
     for k, (name, transport, path) in enumerate(streams):
         outs[name] = Path(tmp) / f"{name}.json"
         argvs.append(["--url", app_url, "--transport", transport, "--path", path, "--clients", str(clients),
                       "--ramp-s", str(ramp_s), "--model", MODEL, "--max-tokens", str(max_tokens),
                       "--seed-base", str(100_000 * k), "--out", str(outs[name]),
                       *(["--coalesce"] if transport == "ws" else [])])     # the lab's /ws/chat, coalesced
-    _generate(argvs, in_process)
-    wall = time.perf_counter() - started
-    cpu = _tree_cpu(app_pid) - cpu0
+    with timeline:
+        origins = _generate(argvs, in_process, timeline, list(outs))
+        wall = time.perf_counter() - started
+        cpu = _tree_cpu(app_pid) - cpu0
+    split = max(origins) + ramp_s + 1.0                    # every client of every generator has connected
     sampler.stop.set()
     sampler.join()
     final = httpx.get(app_url + "/lab/stats", timeout=5)
     final_stats = final.json() if final.status_code == 200 else {}        # a peer relay has no /lab/stats
     rows, all_gaps, steady = {}, [], []
-    for name, path in outs.items():
+    tokens_ramp = tokens_steady = 0
+    for origin, (name, path) in zip(origins, outs.items()):
         results = json.loads(path.read_text())
+        before, after = _tokens_by_phase(results, origin, ramp_s, split)
+        tokens_ramp, tokens_steady = tokens_ramp + before, tokens_steady + after
         gaps, lateness = _extra_delays(results, profile, max_tokens, ramp_s, steady)
         all_gaps += gaps
         errors = [r["error"] for r in results if r["error"]]
@@ -206,6 +339,7 @@ def _phase(app_url: str, app_pid: int, streams: list[tuple[str, str, str]], prof
         "app_server_rss_mb": {"idle": round(idle_rss / 2**20, 1), "peak": round(sampler.peak_rss / 2**20, 1)},
         "bytes_per_connection": max(0, sampler.peak_rss - idle_rss) / connections,
         "relay_cpu_s_per_1k_tokens": round(1000 * cpu / tokens, 4) if tokens else None,
+        "cpu_per_process": _cpu_per_process(timeline, started_mono, split, tokens_ramp, tokens_steady, connections),
         "app_server_stats_after": final_stats,
         "transports": rows,
         "extra_p99_ms": summarize(all_gaps, 1000)["p99"] if all_gaps else None,
@@ -218,14 +352,32 @@ LAB_STREAMS = [("sse", "sse", "/api/chat/stream"), ("ws", "ws", "/ws/chat")]
 
 
 def _lab(model_url: str, workers: int, redis_url: str | None, tmp: str, sse_alone: dict | None = None,
+         new_streams: int = 0, profile_dir: str | None = None, model_window: ProfiledWindow | None = None,
          **load) -> dict:
     """SSE + WebSocket clients against the lab at ``workers``; then, given ``sse_alone``, SSE clients
-    alone against the same (1-worker) server, stored there under ``lab-sse``."""
+    alone against the same (1-worker) server, stored there under ``lab-sse``; with ``new_streams``,
+    first what a new stream costs (:func:`new_stream_cost`). ``profile_dir``: the app server runs
+    under cProfile (:mod:`.cpuprofile`), profiled over the load (``app.prof``), as is the model server
+    with ``model_window``."""
     args = ["serve", "--port", "0", "--no-access-log", "--upstream-base-url", model_url + "/v1"]
     if workers > 1:
         args += ["--workers", str(workers), "--redis-url", redis_url]
-    with ServerProcess(args, timeout_s=120) as app:
-        both = _phase(app.url, app.proc.pid, LAB_STREAMS, tmp=tmp, **load)
+    module = "labkit"
+    if profile_dir is not None:
+        app_prof = str(Path(profile_dir) / "app.prof")
+        args, module = ["--out", app_prof, "-m", "labkit", *args], "labkit.bench.cpuprofile"
+    with ServerProcess(args, module=module, timeout_s=120) as app:
+        cost = new_stream_cost(app.url, app.proc.pid, load.get("model_pid"), new_streams) if new_streams else None
+        with contextlib.ExitStack() as windows:
+            if profile_dir is not None:
+                windows.enter_context(ProfiledWindow(app.proc.pid, app_prof, timeout_s=120))
+            if model_window is not None:
+                windows.enter_context(model_window)
+            both = _phase(app.url, app.proc.pid, LAB_STREAMS, tmp=tmp, **load)
+        if profile_dir is not None:
+            both["app_server_layers_cpu_s"] = _layers(app_prof)
+        if cost is not None:
+            both["new_stream_cpu_ms"] = cost
         if sse_alone is not None:
             sse_alone["lab-sse"] = _phase(app.url, app.proc.pid, [LAB_STREAMS[0]], tmp=tmp, **load)
         return both
@@ -248,22 +400,45 @@ def _redis():
         return None
 
 
-def run(quick: bool = False, workers: tuple[int, ...] | None = None, peers: bool = True) -> dict:
-    """The full run: 1 and 2 workers, then the peers; ``quick``: 1 worker and the peers, 50 clients each."""
+def _layers(prof_path: str) -> dict[str, float]:
+    import pstats
+    return {layer: round(s, 3) for layer, s in layer_seconds(pstats.Stats(prof_path)).items() if s >= 0.005}
+
+
+def run(quick: bool = False, workers: tuple[int, ...] | None = None, peers: bool = True,
+        clients: int | None = None, ramp_s: float | None = None, profile_dir: str | None = None) -> dict:
+    """The full run: 1 and 2 workers, then the peers; ``quick``: 1 worker and the peers, 50 clients each.
+    ``clients`` (per transport) and ``ramp_s`` make a smaller (or bigger) run of the full one's model;
+    ``profile_dir``: cProfile the app and model servers over the 1-worker load (see :func:`_lab`)."""
     workers = workers or ((1,) if quick else (1, 2))
-    clients = QUICK_CLIENTS if quick else FULL_CLIENTS
-    time_scale, max_tokens, ramp_s = ((QUICK["time_scale"], QUICK["max_tokens"], QUICK["ramp_s"]) if quick
-                                      else (TIME_SCALE, MAX_TOKENS, RAMP_S))
+    clients = clients or (QUICK_CLIENTS if quick else FULL_CLIENTS)
+    time_scale, max_tokens, default_ramp_s = ((QUICK["time_scale"], QUICK["max_tokens"], QUICK["ramp_s"]) if quick
+                                              else (TIME_SCALE, MAX_TOKENS, RAMP_S))
+    ramp_s = ramp_s if ramp_s is not None else default_ramp_s
     profile = resolve_model(MODEL).scaled(time_scale)
     load = {"profile": profile, "clients": clients, "max_tokens": max_tokens, "ramp_s": ramp_s, "in_process": quick}
     redis = _redis() if any(w > 1 for w in workers) else None
+    model_args, model_module = ["serve", "--port", "0", "--no-access-log", "--time-scale", str(time_scale)], "labkit"
+    if profile_dir is not None:
+        model_prof = str(Path(profile_dir) / "model.prof")
+        model_args, model_module = ["--out", model_prof, "-m", "labkit", *model_args], "labkit.bench.cpuprofile"
     try:
-        with tempfile.TemporaryDirectory() as tmp, \
-                ServerProcess(["serve", "--port", "0", "--no-access-log", "--time-scale", str(time_scale)]) as model:
+        with tempfile.TemporaryDirectory() as tmp, ServerProcess(model_args, module=model_module) as model:
+            load["model_pid"] = model.proc.pid
             peer_phases: dict = {}
-            by_workers = {w: _lab(model.url, w, redis.url if redis else None, tmp,
-                                  peer_phases if peers and w == 1 else None, **load)
-                          for w in workers if w == 1 or redis is not None}
+            by_workers = {}
+            for w in workers:
+                if w > 1 and redis is None:
+                    continue
+                window = (ProfiledWindow(model.proc.pid, model_prof, timeout_s=120)
+                          if profile_dir is not None and w == 1 else None)
+                # the new-stream cost before the load, on the 1-worker server; the model profiled over its load
+                by_workers[w] = _lab(model.url, w, redis.url if redis else None, tmp,
+                                     peer_phases if peers and w == 1 else None,
+                                     new_streams=(QUICK_NEW_STREAMS if quick else NEW_STREAMS) if w == 1 else 0,
+                                     profile_dir=profile_dir if w == 1 else None, model_window=window, **load)
+                if window is not None:
+                    by_workers[w]["model_server_layers_cpu_s"] = _layers(model_prof)
             if peers:
                 _peers(model.url, tmp, peer_phases, **load)
     finally:
@@ -297,7 +472,8 @@ def run(quick: bool = False, workers: tuple[int, ...] | None = None, peers: bool
         "description": f"{clients} SSE + {clients} WebSocket clients streaming at once from one app-server process",
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "setup": {"model": MODEL, "time_scale": time_scale, "itl_ms": profile.itl_s * 1000,
-                  "max_tokens": max_tokens, "ramp_s": ramp_s, "quick": quick, "workers": list(by_workers),
+                  "clients_per_transport": clients, "max_tokens": max_tokens, "ramp_s": ramp_s, "quick": quick,
+                  "workers": list(by_workers),
                   "servers": "the lab's model and app servers run with --no-access-log, as the peers log nothing per "
                              "request; the app's upstream is the SDK on aiohttp (serve's default)"},
         "wall_s": one["wall_s"],
@@ -307,6 +483,9 @@ def run(quick: bool = False, workers: tuple[int, ...] | None = None, peers: bool
         "transports": one["transports"],
         "extra_inter_token_delay_after_ramp_ms": one["extra_inter_token_delay_after_ramp_ms"],
         "relay_cpu_s_per_1k_tokens": one["relay_cpu_s_per_1k_tokens"],
+        "cpu_per_process": one["cpu_per_process"],
+        "new_stream_cpu_ms": one.get("new_stream_cpu_ms"),
+        **{k: one[k] for k in ("app_server_layers_cpu_s", "model_server_layers_cpu_s") if k in one},
         "workers": {str(w): {k: v for k, v in phase.items() if k != "app_server_stats_after"}
                     for w, phase in by_workers.items()},
         "peers": {"phases": {name: {k: v for k, v in phase.items() if k != "app_server_stats_after"}
@@ -314,3 +493,26 @@ def run(quick: bool = False, workers: tuple[int, ...] | None = None, peers: bool
                   "ratios": peer_rows},
         "targets": targets,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A run of another size than ``bench load``'s (e.g. 300 + 300 clients over 3 s: a minute)."""
+    parser = argparse.ArgumentParser(prog="python -m labkit.bench.load", description=main.__doc__)
+    parser.add_argument("--json", required=True, metavar="PATH")
+    parser.add_argument("--clients", type=int, default=FULL_CLIENTS, help="clients per transport")
+    parser.add_argument("--ramp-s", type=float, default=RAMP_S)
+    parser.add_argument("--workers", default="1,2", help="e.g. 1 or 1,2")
+    parser.add_argument("--no-peers", action="store_true", help="no peer relays, no lab SSE alone")
+    parser.add_argument("--profile", metavar="DIR", default=None,
+                        help="cProfile the app and model servers over the 1-worker load (inflates their CPU)")
+    args = parser.parse_args(argv)
+    results = run(workers=tuple(int(w) for w in args.workers.split(",")), peers=not args.no_peers,
+                  clients=args.clients, ramp_s=args.ramp_s, profile_dir=args.profile)
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    for name, target in results["targets"].items():
+        print(f"  {'met    ' if target['met'] else 'NOT met'}  {name}  {target['value']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -48,9 +48,9 @@ def _split_word(piece: str, max_piece: int) -> list[str]:
 def tokenize(text: str, max_piece: int = 8) -> list[str]:
     """Cut ``text`` into token-like pieces whose concatenation is ``text``."""
     out: list[str] = []
-    for match in _PIECE.finditer(text):
-        piece = match.group()
-        if piece.strip().isalpha():
+    for piece in _PIECE.findall(text):
+        # a piece of at most max_piece characters is whole already (what _split_word would return)
+        if len(piece) > max_piece and piece.strip().isalpha():
             out.extend(_split_word(piece, max_piece))
         else:
             out.append(piece)

@@ -1,14 +1,15 @@
 """The local model server: an OpenAI-compatible ``/v1`` API over the simulated model.
 
 A thin adapter: :mod:`labkit.protocol.openai_chat` validates and shapes, :mod:`labkit.model` plans
-the reply, and this module only checks auth and rate limits, sleeps until each token is due and
-writes the bytes. Errors are OpenAI's ``{"error": {...}}`` bodies with OpenAI's status codes.
+the reply, and this module only checks auth and rate limits and hands a streamed reply to
+:mod:`labkit.server.modelstream`, which writes each token when it is due (one timer for all
+streams, chunks from a template). Errors are OpenAI's ``{"error": {...}}`` bodies with OpenAI's
+status codes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 
@@ -19,11 +20,11 @@ from ..model import UnknownModelError, list_models, resolve_model
 from ..model.schedule import CompletionPlan
 from ..model.schema_values import UnsatisfiableSchema
 from ..protocol import openai_chat as oc
-from ..protocol.sse import encode_comment, encode_event
 from ..ratelimit import KeyedBuckets
+from .modelstream import KEEP_ALIVE, ChunkSchedule, ScheduledStream, TokenClock
 from .planning import ContextLengthExceeded, plan_reply
 from .state import ModelServerConfig, ServerStats
-from .streaming import sse_response
+from .streaming import PushedEventStream
 
 __all__ = ["create_model_router", "openai_error_response", "stream_chunks"]
 
@@ -34,6 +35,7 @@ def openai_error_response(err: oc.APIError) -> JSONResponse:
 
 def create_model_router(config: ModelServerConfig, stats: ServerStats) -> APIRouter:
     router = APIRouter()
+    clocks: list[TokenClock] = []            # one for the server's loop, made by its first stream
     buckets = (KeyedBuckets(rate=config.rate_limit_rpm / 60.0, capacity=max(1.0, config.rate_limit_rpm / 60.0))
                if config.rate_limit_rpm else None)
 
@@ -103,8 +105,13 @@ def create_model_router(config: ModelServerConfig, stats: ServerStats) -> APIRou
                               and not req.tools else "tools", code="invalid_schema") from None
         cid, created = oc.completion_id(), int(time.time())
         if req.stream:
-            body = stream_chunks(plan, req, cid, created, arrived, stats, config.fail_after_tokens, config.heartbeat_s)
-            return sse_response(body)
+            loop = asyncio.get_running_loop()
+            if not clocks or clocks[0].loop is not loop:
+                clocks[:] = [TokenClock(loop)]
+            clock = clocks[0]
+            schedule = ChunkSchedule(plan, req.model, cid, created, req.include_usage, config.fail_after_tokens)
+            return PushedEventStream(lambda write: ScheduledStream(schedule, arrived, write, clock, stats,
+                                                                   config.heartbeat_s))
         await _sleep_until(arrived + (plan.due_s[-1] if plan.due_s else 0.0))
         stats.tokens_generated += plan.completion_tokens
         return JSONResponse(oc.completion(cid, created, req.model, plan.text, plan.finish_reason, plan.usage,
@@ -116,71 +123,32 @@ def create_model_router(config: ModelServerConfig, stats: ServerStats) -> APIRou
 async def stream_chunks(plan: CompletionPlan, req: oc.ChatRequest, cid: str, created: int,
                          arrived: float, stats: ServerStats, fail_after: int | None = None,
                          heartbeat_s: float = 15.0) -> AsyncIterator[bytes]:
-    """The SSE body: role chunk, one chunk per token on schedule, finish, optional usage, [DONE].
+    """The SSE body of a streamed reply as an async generator: role chunk, one chunk per token on
+    schedule, finish, optional usage, [DONE] (:class:`~labkit.server.modelstream.ChunkSchedule`).
 
-    Tokens already due when the stream wakes (it fell behind: a busy server, or a fast time scale)
-    go out in one write, as do the finish, usage and ``[DONE]``: the same chunks, in order and
-    each no later, in fewer writes (each write costs the server and its reader a system call and a
-    trip through the HTTP layers).
-
-    ``fail_after`` (a teaching fault) ends the stream after that many tokens with an error event,
-    the way OpenAI reports a failure mid-stream (the SDK raises ``APIError`` when it reads it).
-    The schedule is known, so a wait longer than ``heartbeat_s`` is filled with keep-alive comments
-    here, without a task per token."""
-    def frame(obj: dict) -> bytes:
-        return encode_event(json.dumps(obj, separators=(",", ":")))
-
+    The route writes the same parts from :class:`~labkit.server.modelstream.ScheduledStream` (one timer
+    for all streams, no task step per token); this is the pull form of the same stream, one ``yield``
+    per write. Parts already due when the stream wakes (it fell behind) go out in one write; before
+    such a batch, one trip through the loop, so a client that hung up meanwhile cancels it first.
+    ``fail_after`` (a teaching fault) ends the stream after that many tokens with an error event. A
+    wait longer than ``heartbeat_s`` is filled with keep-alive comments."""
+    schedule = ChunkSchedule(plan, req.model, cid, created, req.include_usage, fail_after)
     stats.model_streams_active += 1
-    finished = False
     try:
         loop = asyncio.get_running_loop()
-        tokens, due_s, n = plan.tokens, plan.due_s, len(plan.tokens)
-        i, out = 0, []
-        while i < n:
-            while arrived + due_s[i] - loop.time() > heartbeat_s:
+        while (due := schedule.next_due()) is not None:
+            while arrived + due - loop.time() > heartbeat_s:
                 await asyncio.sleep(heartbeat_s)
-                yield encode_comment("keep-alive")
-            await _sleep_until(arrived + due_s[i])
-            if plan.tool_calls:                   # arguments of function calls, streamed as they are generated
-                k = plan.call_of_token[i]
-                if i == 0 or plan.call_of_token[i - 1] != k:
-                    yield frame(oc.tool_call_start_chunk(cid, created, req.model, k, plan.tool_calls[k], i == 0))
-                stats.tokens_generated += 1
-                yield frame(oc.tool_call_arguments_chunk(cid, created, req.model, k, tokens[i]))
-                i += 1
-                continue
-            # this token and every later one already due (a stream that fell behind): one write. Before
-            # such a batch, one trip through the loop: a client that hung up meanwhile cancels it here,
-            # so a batch never goes out (nor counts as generated) after the client's disconnect arrived
-            if i + 1 < n and arrived + due_s[i + 1] <= loop.time():
+                yield KEEP_ALIVE
+            await _sleep_until(arrived + due)
+            if schedule.behind(loop.time() - arrived):
                 await asyncio.sleep(0)
-            now, out = loop.time(), []
-            while True:
-                if i == 0:
-                    out.append(frame(oc.role_chunk(cid, created, req.model)))
-                if fail_after is not None and i >= fail_after:
-                    out.append(frame(oc.error_body("The model failed while generating (a fault injected by "
-                                                   "fail_after_tokens).", type="server_error", code="model_failure")))
-                    yield b"".join(out)
-                    finished = True
-                    return
-                stats.tokens_generated += 1
-                out.append(frame(oc.content_chunk(cid, created, req.model, tokens[i])))
-                i += 1
-                if i >= n or arrived + due_s[i] > now:
-                    break
-            if i < n:                             # (the last tokens go out with the finish)
-                yield b"".join(out)
-        tail = out if n else [frame(oc.role_chunk(cid, created, req.model))]
-        tail.append(frame(oc.finish_chunk(cid, created, req.model, plan.finish_reason)))
-        if req.include_usage:
-            tail.append(frame(oc.usage_chunk(cid, created, req.model, plan.usage)))
-        tail.append(oc.DONE)
-        yield b"".join(tail)
-        finished = True
+            data, tokens = schedule.take(loop.time() - arrived)
+            stats.tokens_generated += tokens
+            yield data
     finally:
         stats.model_streams_active -= 1
-        if not finished:
+        if not schedule.ended:
             stats.model_streams_cancelled += 1
 
 

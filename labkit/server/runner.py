@@ -26,7 +26,7 @@ import uvicorn
 from ..auth import check_bind
 from . import logredact
 from .app import create_app
-from .protocols import tune_gc, uvicorn_options
+from .protocols import quiet_websocket_access_log, tune_gc, uvicorn_options
 from .state import ServerConfig
 from .upstream import LOCAL_API_KEY
 
@@ -254,6 +254,8 @@ def run_forever(config: ServerConfig, host: str, port: int, app_factory=None,
         return
     server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="info", **uvicorn_options(config)))
     logredact.install()                        # ?token=… in an access-log line is masked
+    if not config.access_log:
+        quiet_websocket_access_log()           # nor a line per WebSocket (uvicorn logs those apart)
     tune_gc()
     server.run(sockets=[sock])
 

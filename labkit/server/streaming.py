@@ -36,7 +36,8 @@ class PushedEventStream(Response):
     ASGI send of one body chunk, which returns True) whenever it has events; ``first`` goes out in the
     same write as the first chunk (one write less per stream). The response ends when
     the handle ends, or at once when the client disconnects (then ``close()`` counts the reader as
-    gone). The client sees what :func:`sse_response` would send: the same headers and bytes.
+    gone: it is closed in the step that sees the disconnect). The client sees what :func:`sse_response`
+    would send: the same headers and bytes.
     """
 
     media_type = MEDIA_TYPE
@@ -58,7 +59,7 @@ class PushedEventStream(Response):
             return True
 
         handle = self.open(write)
-        gone = asyncio.ensure_future(_disconnected(receive))
+        gone = asyncio.ensure_future(_disconnected(receive, handle.close))
         try:
             await asyncio.wait((handle.done, gone), return_when=asyncio.FIRST_COMPLETED)
             left = gone.done()
@@ -72,6 +73,9 @@ class PushedEventStream(Response):
         await send({"type": "http.response.body", "body": first.pop() if first else b"", "more_body": False})
 
 
-async def _disconnected(receive) -> None:
+async def _disconnected(receive, close: Callable[[], None]) -> None:
+    """Wait for the client to leave, then close the handle at once (in this step: before a timer or a
+    producer can write to it again)."""
     while (await receive())["type"] != "http.disconnect":
         pass
+    close()
