@@ -1,0 +1,119 @@
+"""When bytes reached the client's socket, as the kernel saw it, beside when the application read them.
+
+A client's own arrival time (``time.time()`` after a read) includes however long its process waited
+for a core: with a hundred streams in one asyncio process on two shared cores, that wait is larger
+and noisier than what a transport adds. Linux can stamp each received packet when it enters the
+network stack (``setsockopt(SOL_SOCKET, SO_TIMESTAMPNS, 1)``); ``recvmsg`` then returns the stamp as
+an ``SCM_TIMESTAMPNS`` control message (a ``struct timespec`` on ``CLOCK_REALTIME``, the clock of
+``time.time()``). For TCP the stamp is the one of the last packet that read consumed, so every
+message of one read shares it: never earlier than the bytes really arrived.
+
+:class:`StampedSocket` reads a non-blocking socket with ``recvmsg`` on the running event loop and
+returns a :class:`Read` per read: the bytes, the kernel's stamp (``None`` where the option or the
+control message is missing: other systems, Unix sockets) and the application's own arrival time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import sys
+import time
+from typing import NamedTuple
+
+__all__ = ["Read", "StampedSocket", "enable_kernel_stamps", "kernel_stamp", "open_stamped"]
+
+#: Linux's ``SO_TIMESTAMPNS`` (asm-generic; Python's ``socket`` module does not name it). The
+#: control message it produces has the same number (``SCM_TIMESTAMPNS``).
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")            # struct timespec on a 64-bit kernel: tv_sec, tv_nsec
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+READ_SIZE = 65536
+
+
+class Read(NamedTuple):
+    data: bytes
+    kernel_wall: float | None      # time.time() clock: when the kernel received the read's last packet
+    app_wall: float                # time.time() just after the read returned to the application
+
+
+def enable_kernel_stamps(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp what ``sock`` receives; ``False`` where it cannot (not Linux, or refused)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The receive stamp in ``recvmsg``'s control messages, as ``time.time()`` seconds, or ``None``."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return seconds + nanoseconds * 1e-9
+    return None
+
+
+class StampedSocket:
+    """A connected non-blocking socket read with ``recvmsg`` on the event loop (``await read()``).
+
+    ``stamps``: whether the kernel was asked to stamp (set by :func:`open_stamped`; ``False`` keeps
+    ``kernel_wall`` ``None``)."""
+
+    def __init__(self, sock: socket.socket, stamps: bool | None = None):
+        sock.setblocking(False)
+        self.sock = sock
+        self.stamps = enable_kernel_stamps(sock) if stamps is None else stamps
+        self._loop = asyncio.get_running_loop()
+
+    async def read(self, size: int = READ_SIZE) -> Read:
+        """The next bytes (``b""`` at the end of the stream) with their kernel and application times."""
+        while True:
+            try:
+                data, ancillary, _flags, _addr = self.sock.recvmsg(size, _ANCILLARY if self.stamps else 0)
+            except (BlockingIOError, InterruptedError):
+                await self._readable()
+                continue
+            app_wall = time.time()
+            return Read(data, kernel_stamp(ancillary) if self.stamps else None, app_wall)
+
+    async def _readable(self) -> None:
+        ready = self._loop.create_future()
+        fd = self.sock.fileno()
+        self._loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            self._loop.remove_reader(fd)
+
+    async def send(self, data: bytes) -> None:
+        await self._loop.sock_sendall(self.sock, data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    async def __aenter__(self) -> "StampedSocket":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.close()
+
+
+async def open_stamped(host: str, port: int) -> StampedSocket:
+    """A TCP connection to ``host:port`` whose reads carry the kernel's receive stamps (where it can)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await loop.sock_connect(sock, address)
+        return StampedSocket(sock)
+    except BaseException:
+        sock.close()
+        raise
