@@ -84,6 +84,11 @@ def test_load_benchmark_writes_json_with_its_targets(tmp_path):
     assert results["benchmark"] == "load" and results["setup"]["quick"]
     assert results["transports"]["sse"]["errors"] == 0 and results["transports"]["ws"]["errors"] == 0
     assert results["transports"]["sse"]["tokens"] == 50 * 10 and results["peak_streams"] >= 50
+    for row in results["transports"].values():         # arrivals at the socket beside the application's
+        assert row["extra_inter_token_delay_socket_ms"]["count"] == row["extra_inter_token_delay_ms"]["count"] > 0
+        assert all(row["lateness_vs_schedule_socket_ms"][p] <= row["lateness_vs_schedule_ms"][p]
+                   for p in ("p50", "p99", "max"))            # each token is at the socket before the app reads it
+    assert results["extra_p99_at_the_socket_ms"]["value"] is not None
     assert set(results["targets"]) == {"errors == 0", "p99 extra inter-token delay < 50 ms",
                                        "memory per connection < 100 KB",
                                        "lab SSE p99 extra delay <= 0.5 x peer-streaming's at 50 clients",
