@@ -32,6 +32,7 @@ def test_transports_benchmark_writes_json_with_ratios(tmp_path):
             assert all(row["delivery_delay_ms"][p] <= row["delivery_delay_app_ms"][p] for p in ("p50", "p99", "max"))
             assert row["lateness_vs_schedule_ms"]["count"] == row["tokens"]
             assert row["extra_inter_token_delay_socket_ms"]["count"] == row["tokens"] - row["requests"]
+            assert row["relay_preemptions"] >= 0
     for r in data["ratios"]:
         assert r["ratio_to_raw"] > 0 and isinstance(r["within_bound"], bool)
         assert r["app"]["ratio_to_raw"] > 0 and isinstance(r["app"]["within_bound"], bool)    # the app's, beside
