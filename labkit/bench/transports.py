@@ -393,6 +393,7 @@ def run(quick: bool = False, profile: bool | None = None, rounds: int | None = N
     max_tokens = QUICK_MAX_TOKENS if quick else MAX_TOKENS
     profile = True if profile is None else profile
     rounds = rounds or (1 if quick else ROUNDS)
+    load_average = [round(x, 2) for x in os.getloadavg()]       # a busy machine's figures are noisier: say so
     print(f"transports benchmark: {len(levels) * len(TRANSPORTS)} rows at {levels} clients, {rounds} interleaved "
           f"round(s) each", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp, \
@@ -431,6 +432,7 @@ def run(quick: bool = False, profile: bool | None = None, rounds: int | None = N
                   "pooling": f"each level runs {rounds} round(s) of every transport in turn (raw, http, sse, ws, ..., "
                              "raw, ...); a row pools its rounds' tokens",
                   "cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
+                  "load_average_at_start": load_average,
                   "kernel_stamps": any(r["delivery_measured_at"] == "socket" for r in rows),
                   "processes": "model server, app server, raw TCP server and load generator each in their own"},
         "definitions": DEFINITIONS,
