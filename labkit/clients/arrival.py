@@ -16,6 +16,7 @@ control message is missing: other systems, Unix sockets) and the application's o
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import struct
 import sys
@@ -106,9 +107,12 @@ class StampedSocket:
 async def open_stamped(host: str, port: int) -> StampedSocket:
     """A TCP connection to ``host:port`` whose reads carry the kernel's receive stamps (where it can)."""
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
+    try:                                   # an address needs no lookup (getaddrinfo runs in a thread)
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        address: tuple = (host, port)
+    except ValueError:
+        family, _, _, _, address = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

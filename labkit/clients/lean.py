@@ -17,6 +17,7 @@ import time
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
+from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from ..protocol.sse import SSEDecoder
@@ -118,7 +119,7 @@ class _WSConnection:
                         raise self.protocol.handshake_exc
                 else:
                     self._frame(event, read)
-            if self.protocol.state.name != "CONNECTING":
+            if self.protocol.state is not State.CONNECTING:
                 return
             if not read.data:
                 raise ConnectionError("the server closed during the WebSocket handshake")
@@ -147,7 +148,7 @@ class _WSConnection:
         await self.flush()
 
     async def close(self) -> None:
-        if self.protocol.state.name == "OPEN":
+        if self.protocol.state is State.OPEN:
             self.protocol.send_close(1000)
             await self.flush()
 
