@@ -18,11 +18,21 @@ import websockets
 from labkit.bench import rawtcp
 from labkit.clients import collect, sse_chat, ws_chat
 from labkit.clients.app import ChatError
-from labkit.clients.arrival import StampedSocket, enable_kernel_stamps, open_stamped
+from labkit.clients.arrival import StampedSocket, enable_kernel_stamps, keep_kernel_stamps, open_stamped
 from labkit.clients.lean import sse_stream, ws_stream
 from labkit.clients.raw import raw_tcp_chat
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_TIMESTAMPNS is Linux's")
+
+
+@pytest.fixture(autouse=True)
+def stamping():
+    """The kernel stamping, as the benchmarks hold it (without it a connection's first packets may
+    come unstamped while Linux turns stamping on: test_a_fresh_connection_... shows the holder works)."""
+    holder = keep_kernel_stamps()
+    yield holder
+    if holder is not None:
+        holder.close()
 
 
 class _Peer:
@@ -48,15 +58,28 @@ async def test_the_kernel_stamp_lies_between_the_senders_send_and_the_apps_read(
             before = time.time()
             writer.write(b"x" * (k + 1))
             await writer.drain()
-            if k == 4:              # the app is late to read: the stamp stays the packet's, the app's moves on
-                await asyncio.sleep(0.05)
+            if k == 4:              # the process is busy (its loop blocked): the stamp stays the packet's
+                time.sleep(0.05)
             read = await sock.read()
             assert read.data == b"x" * (k + 1)
             assert before <= read.kernel_wall <= read.app_wall
-        assert read.app_wall - read.kernel_wall >= 0.04       # slept 50 ms: seen by the app, not by the kernel
+        assert read.app_wall - read.kernel_wall >= 0.04       # busy 50 ms: seen by the app, not by the kernel
         writer.close()
         assert (await sock.read()).data == b""                # the end of the stream
         sock.close()
+
+
+@linux
+async def test_a_fresh_connection_reads_its_first_packet_stamped_while_stamping_is_held(stamping):
+    assert stamping is not None                              # it came back stamped within its deadline
+    for _ in range(20):                                      # each a new socket: its first read is stamped
+        async with _Peer() as peer:
+            sock = await open_stamped("127.0.0.1", peer.port)
+            _, writer = await asyncio.wait_for(peer.accepted.get(), 30)
+            writer.write(b"first")
+            read = await sock.read()
+            assert read.data == b"first" and read.kernel_wall is not None
+            sock.close()
 
 
 @linux

@@ -15,6 +15,7 @@ import asyncio
 import json
 import resource
 
+from ..clients.arrival import keep_kernel_stamps
 from ..clients.lean import sse_stream, ws_stream
 from ..clients.timing import TimedStream
 
@@ -76,7 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     args.path = args.path or ("/api/chat/stream" if args.transport == "sse" else "/ws/chat")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))     # one socket per client
-    asyncio.run(_main(args))
+    holder = keep_kernel_stamps()         # the kernel stamps every read, a connection's first ones too
+    try:
+        asyncio.run(_main(args))
+    finally:
+        if holder is not None:
+            holder.close()
 
 
 if __name__ == "__main__":
