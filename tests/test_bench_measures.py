@@ -74,3 +74,15 @@ def test_the_socket_bound_and_the_application_bound_each_against_their_own_floor
     assert ratio["within_bound"] and ratio["bound_ms"] == pytest.approx(1.2, abs=1e-3)   # 2 x 0.1 + 1
     assert ratio["app"]["raw_p99_ms"] == pytest.approx(2.1, abs=1e-3)
     assert not ratio["app"]["within_bound"]                  # 10.1 ms at the app against 2 x 2.1 + 1
+
+
+def test_each_rounds_p99_is_judged_against_that_rounds_own_floor():
+    def row(transport, per_round):
+        return {"transport": transport, "clients": 100,
+                "delivery_delay_p99_ms_per_round": [{"socket": p, "app": p} for p in per_round]}
+
+    rows = [row("raw", [0.05, 20.0]), row("sse", [0.2, 45.0]), row("ws", [1.2, 0.3])]
+    out = T._rounds_within(rows, 100)
+    assert out["sse"]["within_bound"] == "1 of 2"          # 0.2 ms within 2 x 0.05 + 1; 45 ms not within 2 x 20 + 1
+    assert out["sse"]["p99_ms"] == [0.2, 45.0] and out["ws"]["within_bound"] == "1 of 2"
+    assert T._rounds_within([{"transport": "raw", "clients": 100}], 100) == {}        # one round: nothing to add

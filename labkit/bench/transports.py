@@ -331,6 +331,21 @@ def _ratios(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _rounds_within(rows: list[dict], clients: int) -> dict:
+    """Information beside the pooled judgement: each round's p99 at the socket of SSE and WebSocket
+    against that round's own raw floor, and how many rounds were within the bound."""
+    by = {r["transport"]: r.get("delivery_delay_p99_ms_per_round") for r in rows if r["clients"] == clients}
+    if not by.get("raw"):
+        return {}
+    floors = [x["socket"] for x in by["raw"]]
+    out = {}
+    for transport in ("sse", "ws"):
+        mine = [x["socket"] for x in by.get(transport) or []]
+        within = [p <= 2 * f + 1.0 for p, f in zip(mine, floors, strict=True)]
+        out[transport] = {"p99_ms": mine, "raw_p99_ms": floors, "within_bound": f"{sum(within)} of {len(within)}"}
+    return out
+
+
 def _share(mine: dict | None, theirs: dict | None, share: float) -> dict | None:
     """The lab's p99 of one measure against a peer's: the ratio and whether it is at most ``share``."""
     if not mine or not theirs or mine.get("p99") is None or theirs.get("p99") is None:
@@ -458,6 +473,7 @@ def run(quick: bool = False, profile: bool | None = None, rounds: int | None = N
             bound_rule: {"value": {r["transport"]: r["ratio_to_raw"] for r in at_top}, "clients": top,
                          "bound_ms": at_top[0]["bound_ms"] if at_top else None,
                          "p99_ms": {r["transport"]: r["p99_ms"] for r in at_top},
+                         "rounds": _rounds_within(rows, top),
                          "met": all(r["within_bound"] for r in at_top)},
             f"the same at the client application (its own raw floor and bound) at {top} clients": {
                 "value": {r["transport"]: r["app"]["ratio_to_raw"] for r in at_top}, "clients": top,
