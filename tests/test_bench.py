@@ -22,10 +22,20 @@ def test_transports_benchmark_writes_json_with_ratios(tmp_path):
                           "peer-sse-starlette")
          for n in levels}
     for row in data["results"]:
-        assert row["delivery_delay_ms"]["count"] == row["tokens"] > 0
+        assert row["delivery_delay_ms"]["count"] == row["delivery_delay_app_ms"]["count"] == row["tokens"] > 0
         assert row["ttft_ms"]["count"] == row["requests"] == row["clients"]
+        # the lean clients read the kernel's receive stamp; each token reaches the socket before the app reads it,
+        # so every percentile at the socket is at most the application's (the httpx rows have no socket stamp)
+        lean = row["transport"] not in ("http", "sse-httpx")
+        assert (row["delivery_measured_at"] == "socket") == lean, row["transport"]
+        if lean:
+            assert all(row["delivery_delay_ms"][p] <= row["delivery_delay_app_ms"][p] for p in ("p50", "p99", "max"))
+            assert row["lateness_vs_schedule_ms"]["count"] == row["tokens"]
+            assert row["extra_inter_token_delay_socket_ms"]["count"] == row["tokens"] - row["requests"]
+            assert row["relay_preemptions"] >= 0
     for r in data["ratios"]:
         assert r["ratio_to_raw"] > 0 and isinstance(r["within_bound"], bool)
+        assert r["app"]["ratio_to_raw"] > 0 and isinstance(r["app"]["within_bound"], bool)    # the app's, beside
     http = [r for r in data["ratios"] if r["transport"] == "http"]
     assert all(r["p99_ms"] > 100 for r in http)              # HTTP holds every token until the end
     assert isinstance(data["target"]["met"], bool)
@@ -33,11 +43,13 @@ def test_transports_benchmark_writes_json_with_ratios(tmp_path):
     peers = {r["peer"]: r for r in data["peer_ratios"] if r["clients"] == max(levels)}
     assert set(peers) == {"peer-streaming", "peer-sse-starlette"}
     assert all(isinstance(r["met"], bool) and r["extra_delay"]["peer_p99_ms"] is not None for r in peers.values())
+    assert all(r["lateness"]["peer_p99_ms"] > 0 and r["delivery_delay"]["note"] for r in peers.values())
+    assert set(data["information"]) == {f"lab SSE p99 delivery delay / each peer's at {max(levels)} clients"}
     for transport in ("sse", "ws", "sse-upstream-httpx", "peer-streaming", "peer-sse-starlette"):
         assert data["cpu_s_per_1k_tokens"][transport]["relay"] > 0
     for row in data["results"]:
         assert row["extra_inter_token_delay_ms"]["count"] == row["tokens"] - row["requests"]
-    assert all("met" in t for t in data["targets"].values()) and len(data["targets"]) == 3
+    assert all("met" in t for t in data["targets"].values()) and len(data["targets"]) == 4
     profile = data["profile"]["sse"]                                      # cProfile of the lab's relay, by layer
     assert profile["tokens"] > 0 and abs(sum(v["share"] for v in profile["layers"].values()) - 1) < 0.05
     assert any(name.startswith("lab streams") for name in profile["layers"])
@@ -73,6 +85,11 @@ def test_load_benchmark_writes_json_with_its_targets(tmp_path):
     assert results["benchmark"] == "load" and results["setup"]["quick"]
     assert results["transports"]["sse"]["errors"] == 0 and results["transports"]["ws"]["errors"] == 0
     assert results["transports"]["sse"]["tokens"] == 50 * 10 and results["peak_streams"] >= 50
+    for row in results["transports"].values():         # arrivals at the socket beside the application's
+        assert row["extra_inter_token_delay_socket_ms"]["count"] == row["extra_inter_token_delay_ms"]["count"] > 0
+        assert all(row["lateness_vs_schedule_socket_ms"][p] <= row["lateness_vs_schedule_ms"][p]
+                   for p in ("p50", "p99", "max"))            # each token is at the socket before the app reads it
+    assert results["extra_p99_at_the_socket_ms"]["value"] is not None
     assert set(results["targets"]) == {"errors == 0", "p99 extra inter-token delay < 50 ms",
                                        "memory per connection < 100 KB",
                                        "lab SSE p99 extra delay <= 0.5 x peer-streaming's at 50 clients",

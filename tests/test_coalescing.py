@@ -76,14 +76,16 @@ async def test_the_labs_ws_client_with_coalescing_gets_every_token_once_in_order
 
 def test_the_load_generator_asks_for_coalescing_only_when_told(server, tmp_path, monkeypatch):
     from labkit.bench import loadclient
+    from labkit.clients import lean
 
-    urls, real_connect = [], websockets.connect
+    urls = []
 
-    def connect(url, **options):                     # the real client, its URL noted
-        urls.append(url)
-        return real_connect(url, **options)
+    class Protocol(lean.ClientProtocol):             # the real sans-I/O client, the URL it opens noted
+        def __init__(self, uri, **options):
+            urls.append(f"ws://{uri.host}:{uri.port}{uri.resource_name}")
+            super().__init__(uri, **options)
 
-    monkeypatch.setattr(loadclient.websockets, "connect", connect)
+    monkeypatch.setattr(lean, "ClientProtocol", Protocol)
     for flags in ([], ["--coalesce"]):
         out = tmp_path / f"ws{len(flags)}.json"
         loadclient.main(["--url", server.url, "--transport", "ws", "--clients", "2", "--ramp-s", "0",

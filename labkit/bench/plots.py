@@ -34,7 +34,7 @@ def plot_transports(data: dict, path: Path) -> Path:
         extra = [r.get("extra_inter_token_delay_ms") for r in mine]
         if all(extra):
             axes[1].plot(xs, [max(e["p99"], 0.01) for e in extra], marker="o", label=transport)
-    for ax, title in zip(axes[:2], ("p99 delivery delay (relay send -> client)", "p99 extra inter-token delay")):
+    for ax, title in zip(axes[:2], ("p99 delivery delay (relay stamp -> client socket)", "p99 extra inter-token delay")):
         ax.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="ms", title=title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)

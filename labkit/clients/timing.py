@@ -27,11 +27,18 @@ class TimedToken:
     wall: float                       # time.time() at arrival
     seq: int | None = None            # the server's sequence number, where the transport has one
     sent_wall: float | None = None    # time.time() when the app server sent it, where known
+    socket_wall: float | None = None  # time.time() clock: when the kernel received it (labkit.clients.arrival)
 
     @property
     def delivery_delay(self) -> float | None:
-        """Arrival minus the server's send time (same machine, same clock): the transport's own delay."""
+        """Arrival at the application minus the server's send time (same machine, same clock)."""
         return None if self.sent_wall is None else self.wall - self.sent_wall
+
+    @property
+    def socket_delivery_delay(self) -> float | None:
+        """Arrival at the client's socket (the kernel's stamp) minus the server's send time: the
+        transport's delay without the client process's own wait for a core."""
+        return None if self.sent_wall is None or self.socket_wall is None else self.socket_wall - self.sent_wall
 
 
 @dataclass
@@ -42,6 +49,8 @@ class TimedStream:
     total_s: float = 0.0              # from sending the request to the end of the response
     finish_reason: str | None = None
     transport: str = ""
+    start_wall: float | None = None   # time.time() when the client started (before connecting), where known
+    request_wall: float | None = None  # time.time() when the request had been written, where known
 
     @property
     def text(self) -> str:
