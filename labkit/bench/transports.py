@@ -88,6 +88,7 @@ from ..model import plan_completion, resolve_model
 from ..server.process import ServerProcess
 from .cpuprofile import ProfiledWindow, layer_seconds, process_cpu_s
 from .peer import PEER_ROUTES
+from .placement import isolated
 
 PROMPT = "How do Server-Sent Events work?"
 MODEL = "gpt-4o-mini"
@@ -228,8 +229,8 @@ async def _measure(transport: str, clients: int, urls: dict, max_tokens: int, pi
 
 def _preemptions(pid: int) -> int:
     """How often the kernel has taken the core from process ``pid`` while it could still run
-    (involuntary context switches of its main thread, where the event loop runs): a relay preempted between stamping a token and
-    writing it delays that token, whatever its transport."""
+    (involuntary context switches of its main thread, where the event loop runs): a relay preempted
+    between stamping a token and writing it delays that token, whatever its transport."""
     import psutil
 
     return psutil.Process(pid).num_ctx_switches().involuntary
@@ -430,16 +431,18 @@ def run(quick: bool = False, profile: bool | None = None, rounds: int | None = N
                 "raw": raw.proc.pid}
         urls = {"app": app.url, "app-httpx": app_httpx.url, "raw": raw.url, "peer": peer.url}
         holder = keep_kernel_stamps()         # the kernel stamps every read of the run, the first ones too
+        relays = [pids[name] for name in ("app", "app-httpx", "peer", "raw")]
         try:
-            rows = asyncio.run(_run_all(levels, urls, max_tokens, pids, rounds))
+            with isolated(relays, [pids["model"], os.getpid()]) as placement:
+                rows = asyncio.run(_run_all(levels, urls, max_tokens, pids, rounds))
+                # quick: the lab's SSE relay alone (the profiler's own path, checked in a smoke test)
+                servers = {"app": (app, f"{tmp}/app.prof"), "app-httpx": (app_httpx, f"{tmp}/app-httpx.prof"),
+                           "peer": (peer, f"{tmp}/peer.prof")}
+                profiles = (_profile_relays(RELAYS[:1] if quick else RELAYS, max(levels), urls, servers, max_tokens)
+                            if profile else None)
         finally:
             if holder is not None:
                 holder.close()
-        # quick: the lab's SSE relay alone (the profiler's own path, checked in a smoke test)
-        servers = {"app": (app, f"{tmp}/app.prof"), "app-httpx": (app_httpx, f"{tmp}/app-httpx.prof"),
-                   "peer": (peer, f"{tmp}/peer.prof")}
-        profiles = (_profile_relays(RELAYS[:1] if quick else RELAYS, max(levels), urls, servers, max_tokens)
-                    if profile else None)
     ratios = _ratios(rows)
     peers = peer_ratios(rows)
     top = max(levels)
@@ -459,6 +462,7 @@ def run(quick: bool = False, profile: bool | None = None, rounds: int | None = N
                              "raw, ...); a row pools its rounds' tokens",
                   "cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
                   "load_average_at_start": load_average,
+                  "placement": placement or "not isolated: fewer than 2 usable cores",
                   "kernel_stamps": any(r["delivery_measured_at"] == "socket" for r in rows),
                   "processes": "model server, app server, raw TCP server and load generator each in their own"},
         "definitions": DEFINITIONS,
