@@ -176,6 +176,8 @@ class SubbandSNR:
                               self._d[K - 1 + i], self._blocks[i], self._e[i]) for i in range(S)]
         #: the common case (a two-frame guard and an envelope) has a path of its own for one frame
         self._one_frame_path = self.transient_frames == 2 and K > 1 and self.frame_samples % 2 == 0
+        self._one_frame = (self._after, self._before, self._plus, self._minus, self.fold_cos, self.fold_sin,
+                           self._spectra, self._spectra_cos, self._spectra_sin, self.band_sum)
 
     def _roll(self) -> None:
         """A sub-window is complete: its last frames become the history the next one looks back on."""
@@ -229,7 +231,7 @@ class SubbandSNR:
         """Scores (dB, one per frame) of int16 ``frames`` (frames x samples)."""
         m = frames.shape[0]
         if m == 1 and self._warm and self._one_frame_path and not (self.keep_trace or self._last_levels):
-            return [self._score_one(frames[0])]
+            return [self.score_frame(frames[0])]
         if m == 0:
             return []
         plus, minus = self._fold(frames.astype(_FLOAT32, copy=False))      # one conversion per chunk
@@ -299,9 +301,8 @@ class SubbandSNR:
                 for k in range(r):
                     self._last_levels.append(0.5 * envelope[k])
                     self._last_floors.append(np.maximum(self.bias * self._floor, self.floor_min))
-            if warm:
+            if warm:                                  # (every frame counts: the mean's count is S)
                 self._in_current = c + r
-                self._admitted += r
                 if c + r == S:
                     self._complete()
             else:
@@ -311,36 +312,29 @@ class SubbandSNR:
 
     def score_frame(self, frame: np.ndarray) -> float:
         """The score of one frame (``frame_samples`` int16 or float32 samples): ``process`` of a
-        one-frame chunk, with less to do per call (a Realtime client sends one or two frames at a time)."""
-        if self._warm and self._one_frame_path and not (self.keep_trace or self._last_levels):
-            return self._score_one(frame)
-        return self.process(frame.reshape(1, -1))[0]
-
-    def _score_one(self, frame: np.ndarray) -> float:
-        """:meth:`process`'s run of one frame: the same calls on the same views, fetched from one
-        tuple instead of sliced."""
+        one-frame chunk, with less to do per call (a Realtime client sends a frame or two at a time):
+        the same calls on the same views, fetched from two tuples instead of sliced."""
+        if not self._warm or not self._one_frame_path or self.keep_trace or self._last_levels:
+            return self.process(frame.reshape(1, -1))[0]
         c = self._in_current
         out, level, level_before, guarded, previous, doubled, block, envelope = self._frame_views[c]
-        spectra, plus, minus = self._spectra, self._plus, self._minus
+        after, before, plus, minus, cos, sin, spectra, spectra_cos, spectra_sin, band_sum = self._one_frame
         if frame.dtype is not _F32:
             frame = frame.astype(_FLOAT32)
-        after, before = frame[self._after], frame[self._before]
+        after, before = frame[after], frame[before]
         _add(after, before, plus)
         _subtract(after, before, minus)
-        plus.dot(self.fold_cos, self._spectra_cos)
-        minus.dot(self.fold_sin, self._spectra_sin)
+        plus.dot(cos, spectra_cos)
+        minus.dot(sin, spectra_sin)
         _square(spectra, spectra)
-        spectra.dot(self.band_sum, out)
+        spectra.dot(band_sum, out)
         _fmin(level, level_before, guarded)
         _add(guarded, previous, doubled)
         _max_reduce(block, 0, None, envelope)
         ratio = float(envelope.dot(self._half_weights))
-        self._admitted += 1
-        if c + 1 == self.sub_len:
-            self._in_current = c + 1
+        self._in_current = c = c + 1
+        if c == self.sub_len:
             self._complete()
-        else:
-            self._in_current = c + 1
         return 10 * _log10(ratio) if ratio > 1.0 else 0.0
 
     def _track(self, level: np.ndarray) -> None:
@@ -368,7 +362,8 @@ class SubbandSNR:
                 self._acc = np.add.accumulate(self._av, axis=0, dtype=np.float64)[-1]
             else:
                 self._acc = np.minimum.reduce(self._av, axis=0).astype(np.float64)
-        self._ring[self._next_slot] = self._acc / max(1, self._admitted) if self._mean else self._acc
+        count = self.sub_len if self._warm else max(1, self._admitted)
+        self._ring[self._next_slot] = self._acc / count if self._mean else self._acc
         self._admitted = 0
         self._next_slot = (self._next_slot + 1) % self.subwindows
         self._acc = np.zeros(self.bands) if self._mean else np.full(self.bands, np.inf)
