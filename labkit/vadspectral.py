@@ -23,9 +23,13 @@ same bands all the time. So, per frame:
    do not line up. It makes a voiced run last ``envelope_frames - 1`` frames longer (:attr:`lag_frames`);
 6. the score: the SNR, in dB, of the mean over bands of envelope / floor (0 dB or more).
 
-The FFT and band sums run over all the frames of a chunk at once; the tracking is a short loop of
-in-place operations on a dozen numbers per frame, on state kept in preallocated ring buffers, so
-the result does not depend on how the stream is chunked and a 20 ms chunk costs a few calls.
+How it runs: each frame's DFT (of the frame folded about its centre: two half-size float32
+products) is its own call, whatever the chunk, so chunking never changes a bit. The tracking
+state lives in fixed buffers over the current floor sub-window (:meth:`SubbandSNR._views`), and
+the frames of a chunk up to the next sub-window boundary share one floor, so such a run is scored
+with a fixed number of numpy calls on slices of them (guard, mean, envelope, score), one frame
+or fifty. A one-frame chunk, what a Realtime client sends, has a path of its own
+(:meth:`SubbandSNR.score_frame`): the same calls on prefetched views.
 """
 
 from __future__ import annotations
@@ -161,11 +165,11 @@ class SubbandSNR:
         flat = self._levels.reshape(-1)
         self._bv = flat[bands + hi: bands + hi + S * width].reshape(S, width)[::-1, :bands]
         self._hi_back = back[:, :hi]                        # the high bands, frame i at H + i (a longer guard)
-        self._g = np.zeros((S + 1, bands))
-        self._d = np.zeros((S + K - 1, bands))
+        self._g = np.zeros((S + 1, bands), np.float32)
+        self._d = np.zeros((S + K - 1, bands), np.float32)
         self._windows = np.lib.stride_tricks.sliding_window_view(self._d, K, axis=0)   # (S, bands, K)
         self._blocks = [self._d[i:i + K] for i in range(S)]
-        self._e = np.empty((S, bands))
+        self._e = np.empty((S, bands), np.float32)
         self._spectra = np.empty(2 * self._bins, np.float32)
         self._spectra_cos, self._spectra_sin = self._spectra[:self._bins], self._spectra[self._bins:]
         self._folded = np.empty(self.frame_samples, np.float32)          # one frame's x+ + x-, then x+ - x-
@@ -375,4 +379,4 @@ class SubbandSNR:
     def _set_floor(self, floor: np.ndarray) -> None:
         self._floor = floor.copy()
         self._weights = 1.0 / (self.bands * np.maximum(self.bias * floor, self.floor_min))
-        self._half_weights = 0.5 * self._weights
+        self._half_weights = (0.5 * self._weights).astype(np.float32)
