@@ -232,7 +232,7 @@ class SubbandSNR:
         return plus, _subtract(after, before)
 
     def process(self, frames: np.ndarray) -> list[float]:
-        """Scores (dB, one per frame) of int16 ``frames`` (frames x samples)."""
+        """Scores (dB, one per frame) of ``frames`` (frames x samples): int16, or float32 holding int16 values."""
         m = frames.shape[0]
         if m == 1 and self._warm and self._one_frame_path and not (self.keep_trace or self._last_levels):
             return [self.score_frame(frames[0])]

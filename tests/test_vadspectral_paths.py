@@ -16,7 +16,7 @@ from labkit.speechdata import SAMPLE_RATE, load_clean, mix
 from labkit.vad import SpeechEnd, VADConfig, VoiceActivityDetector
 from labkit.vadspectral import SubbandSNR
 
-SEG = dict(min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300)
+SEG = {"min_speech_ms": 200, "min_silence_ms": 500, "prefix_padding_ms": 300}
 
 
 @cache
