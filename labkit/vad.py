@@ -297,7 +297,8 @@ class SpeechSegmenter:
         sr = self.config.sample_rate
         end = cut_at if cut_at is not None else max(self._start + self._frame, self._last_voiced_end - self.end_lag)
         audio_start = max(self._history_start, self._start - self._prefix)
-        kept = np.concatenate(self._history) if self._history else np.zeros(0, np.int16)
+        # (the spectral detector keeps its frames as float32, whole numbers: converted back here)
+        kept = np.concatenate(self._history).astype(np.int16, copy=False) if self._history else np.zeros(0, np.int16)
         audio = kept[audio_start - self._history_start: end - self._history_start]
         event = SpeechEnd(self._start / sr, end / sr, self._start, end, detected, audio, audio_start,
                           forced=cut_at is not None)
@@ -328,6 +329,7 @@ class VoiceActivityDetector:
     def __init__(self, config: VADConfig | None = None):
         self.config = config or VADConfig()
         self._frame = self.config.frame_samples
+        self._frame_shape = (self._frame,)
         self._partial = np.zeros(0, np.int16)       # samples waiting to fill a frame
         self.scorer = self._new_scorer()
         self.segmenter = SpeechSegmenter(self.config, end_lag_samples=self._end_lag(),
@@ -356,7 +358,7 @@ class VoiceActivityDetector:
         """(time in s, RMS) of every frame the last ``process`` call analysed: for live plots."""
         t0, frames, levels = self._last_chunk
         if levels is None:             # spectral: the RMS is computed only when a plot asks for it
-            levels = self._levels(frames, track=False)
+            levels = self._levels(frames.reshape(-1, self._frame), track=False)
         sr = self.config.sample_rate
         return [((t0 + k * self._frame) / sr, float(r)) for k, r in enumerate(levels)]
 
@@ -418,6 +420,16 @@ class VoiceActivityDetector:
     def process(self, chunk: bytes | np.ndarray) -> list[SpeechStart | SpeechEnd]:
         # A Realtime client sends a frame or a few per chunk, so what is done once per chunk counts
         # as much as the analysis: int16 arrays skip the conversion, and one frame skips the loop.
+        scorer = self.scorer
+        if (type(chunk) is np.ndarray and chunk.dtype is _INT16 and chunk.shape == self._frame_shape
+                and scorer is not None and not self._partial.size):       # one whole int16 frame, spectral
+            frame = chunk.astype(np.float32)          # the copy kept (the caller may reuse its buffer)
+            seg = self.segmenter
+            self._last_chunk = (seg.samples_seen, frame, None)
+            score = scorer.score_frame(frame)
+            self.last_scores = [score]
+            cfg = self.config
+            return seg.step(frame, score >= cfg.start_snr_db, score >= cfg.stop_snr_db) or []
         if type(chunk) is np.ndarray and chunk.dtype is _INT16 and chunk.ndim == 1:   # (any other: to_int16)
             samples = chunk
         else:
@@ -433,13 +445,14 @@ class VoiceActivityDetector:
         else:
             self._partial = _EMPTY
         # one copy per chunk: the caller may reuse its buffer (sounddevice does), and we keep frames
-        frames = samples.reshape(n_frames, frame_len).copy()
+        # (as float32 for the spectral scorer, which transforms float32)
+        frames = samples.reshape(n_frames, frame_len)
+        frames = frames.astype(np.float32) if scorer is not None else frames.copy()
         seg = self.segmenter
         self._last_chunk = (seg.samples_seen, frames, None)
         if not n_frames:
             self.last_scores = []
             return []
-        scorer = self.scorer
         if scorer is not None:
             self.last_scores = scores = scorer.process(frames)
             cfg = self.config

@@ -23,9 +23,13 @@ same bands all the time. So, per frame:
    do not line up. It makes a voiced run last ``envelope_frames - 1`` frames longer (:attr:`lag_frames`);
 6. the score: the SNR, in dB, of the mean over bands of envelope / floor (0 dB or more).
 
-The FFT and band sums run over all the frames of a chunk at once; the tracking is a short loop of
-in-place operations on a dozen numbers per frame, on state kept in preallocated ring buffers, so
-the result does not depend on how the stream is chunked and a 20 ms chunk costs a few calls.
+How it runs: each frame's DFT (of the frame folded about its centre: two half-size float32
+products) is its own call, whatever the chunk, so chunking never changes a bit. The tracking
+state lives in fixed buffers over the current floor sub-window (:meth:`SubbandSNR._views`), and
+the frames of a chunk up to the next sub-window boundary share one floor, so such a run is scored
+with a fixed number of numpy calls on slices of them (guard, mean, envelope, score), one frame
+or fifty. A one-frame chunk, what a Realtime client sends, has a path of its own
+(:meth:`SubbandSNR.score_frame`): the same calls on prefetched views.
 """
 
 from __future__ import annotations
@@ -42,9 +46,13 @@ __all__ = ["SubbandSNR", "WARMUP_GATE"]
 #: set 0.03-0.09 F1 in babble), low enough that a voice over a quiet room never does.
 WARMUP_GATE = 100.0
 
-# the hot loop's functions, as module globals (cached lookups); np.positive(a, out=b) is an exact
-# copy (float32 -> float64 widening included) at a ufunc's cost, half np.copyto's
-_FLOAT32, _square, _minimum, _add, _copy, _max_reduce = np.float32, np.square, np.minimum, np.add, np.positive, np.maximum.reduce
+# the hot loop's functions, as module globals (cached lookups), called with their output as a
+# positional argument (the keyword costs as much as the operation on 8 numbers). np.fmin is
+# np.minimum but for NaN, which no level is, and takes its output positionally; np.positive(a, b)
+# is an exact copy (float32 -> float64 widening included) at a ufunc's cost, half np.copyto's.
+_FLOAT32, _square, _fmin, _add, _subtract, _copy, _max_reduce, _matmul = (
+    np.float32, np.square, np.fmin, np.add, np.subtract, np.positive, np.maximum.reduce, np.matmul)
+_F32 = np.dtype(np.float32)
 _log10 = math.log10
 
 
@@ -71,13 +79,6 @@ class SubbandSNR:
             matrix[inside, b] = 1.0 / inside.sum()
         self.bands = bands
         self.band_matrix = matrix
-        # The DFT of only the bins the bands use, as one matrix with the window (and int16 scaling)
-        # folded in: a frame's band powers are two small float32 matrix products, and each frame is
-        # transformed on its own (the same call whatever the chunk), so chunking never changes a bit.
-        used = np.flatnonzero(matrix.sum(axis=1) > 0)
-        angle = 2 * np.pi * np.outer(np.arange(frame_samples), freqs[used]) / sample_rate
-        self.dft = (np.concatenate([np.cos(angle), np.sin(angle)], axis=1) * self.window[:, None]).astype(np.float32)
-        self.band_sum = np.concatenate([matrix[used], matrix[used]]).astype(np.float32)
         self.edges_hz = edges
         # white noise at min_level_dbfs gives this mean bin power: no band floor is set lower
         self.floor_min = 10 ** (min_level_dbfs / 10) * float(np.sum(window ** 2))
@@ -90,40 +91,105 @@ class SubbandSNR:
         #: the guard covers the bands from ``transient_hz`` up (clicks are bright; below, a band's
         #: lowest of two noisy levels would only bias a quiet voice down)
         self.unguarded = int(np.searchsorted(edges[:-1], transient_hz, side="left"))
-        # state, carried across chunks
-        self._previous: np.ndarray | None = None            # the last frame's band levels
-        self._guard = np.zeros((self.transient_frames, bands))   # ring: band levels, for the erosion
-        self._guard_last = np.full(bands, np.inf)           # a two-frame guard: the last frame's guarded bands
-        self._envelope = np.zeros((self.envelope_frames, bands))  # ring: smoothed levels (doubled), for the envelope
-        self._frames = 0                                    # frames scored so far
+        # The DFT of only the bins the bands use, with the window (and int16 scaling) folded in. The
+        # window is symmetric about the frame's centre and only each bin's power is wanted, so the
+        # frame is folded about its centre: with x+ and x- the samples at the same distance after
+        # and before it, a bin's power is (sum (x+ + x-) w cos)^2 + (sum (x+ - x-) w sin)^2 (the
+        # phase of the centre drops out). Two products of half the size: the matrices are what a
+        # frame's product reads, from cache, and that read is most of its time. Each frame is
+        # transformed on its own (the same calls whatever the chunk), so chunking never changes a bit.
+        used = np.flatnonzero(matrix.sum(axis=1) > 0)
+        half = frame_samples // 2
+        after = np.arange(frame_samples - half, frame_samples)       # x+; x- is the mirror image
+        centre = (frame_samples - 1) / 2
+        angle = 2 * np.pi * np.outer(after - centre, freqs[used]) / sample_rate
+        cos = np.cos(angle) * self.window[after, None]
+        if frame_samples % 2:                                        # an odd frame's centre sample: cos 0 = 1
+            cos = np.vstack([cos, self.window[half] * np.ones(used.size)])
+        self.fold_cos = cos.astype(np.float32)
+        self.fold_sin = (np.sin(angle) * self.window[after, None]).astype(np.float32)
+        self._after = slice(frame_samples - half, None)
+        self._before = slice(half - 1, None, -1) if half else slice(0, 0)
+        self._centre = half if frame_samples % 2 else None
+        u, hi = self.unguarded, bands - self.unguarded
+        # A frame's band powers come out twice, each copy with the guarded (high) bands first:
+        # [hi, lo, hi, lo]. In a buffer whose rows run backwards in time, the natural-order levels
+        # [lo, hi] of a frame are then one slice of its row, and [lo of this frame, hi of the frame
+        # before] the slice just after it: the two-frame guard is one np.fmin of two fixed views,
+        # for one frame or a whole run of them (see _views).
+        order = list(range(u, bands)) + list(range(u))
+        self.band_sum = np.concatenate([matrix[used], matrix[used]])[:, order + order].astype(np.float32)
+        self._bins = used.size
+        self._hi = hi
+        self._mean = floor_statistic == "mean"
+        # floor state
         self._ring = np.full((subwindows, bands), np.inf)   # the completed sub-windows' statistics
-        self._acc = np.zeros(bands) if floor_statistic == "mean" else np.full(bands, np.inf)
-        self._in_current = 0
+        self._acc = np.zeros(bands) if self._mean else np.full(bands, np.inf)
+        self._in_current = 0                                # frames of the current sub-window so far
         self._next_slot = 0
         self._warm = False                                  # a sub-window has completed
         self._admitted = 0                                  # frames in the current sub-window's mean
         self._floor = np.full(bands, np.inf)                # the floor in force for the next frame
         self._weights = np.zeros(bands)                     # 1 / (bands * noise), from that floor
         self._half_weights: np.ndarray | None = None        # the same halved, for the doubled envelope
-        self._mean = floor_statistic == "mean"
-        self._scratch = np.empty(bands)
-        # preallocated per-frame buffers, and fixed views of them, for process()
-        self._spectrum = np.empty(self.dft.shape[1], np.float32)   # the used bins' cos and sin parts, squared
-        # a frame's band powers, in the row of its place in the current sub-window: with a mean
-        # floor, a warm sub-window's levels are summed when it completes (np.add.accumulate: the
-        # same sequential float64 sum as adding each frame as it comes, one call instead of 50)
-        self._sub_levels = np.empty((self.sub_len, bands), np.float32)
-        self._level_rows = list(self._sub_levels)
-        self._level_hi_rows = [row[self.unguarded:] for row in self._level_rows]
-        self._guard_hi = self._guard_last[self.unguarded:]
-        self._envelope_rows = list(self._envelope)                 # the ring's rows, as views
-        #: what process() reads and never rebinds, fetched in one unpacking
-        self._fixed = (self.dft, self.band_sum, self._spectrum, self._guard, self._guard_last, self._guard_hi,
-                       self._envelope, self._envelope_rows, self._level_rows, self._level_hi_rows,
-                       self.transient_frames, self.envelope_frames, self.unguarded, self.sub_len)
+        self._started = False                               # the first frame has been seen
+        self._views()
         self._last_levels: list[np.ndarray] = []
         self._last_floors: list[np.ndarray] = []
         self.keep_trace = False                             # record levels and floors for plots
+
+    def _views(self) -> None:
+        """The per-frame state, as fixed buffers over the current sub-window plus the history the
+        tracking looks back on, and fixed views of them: a run of frames inside one sub-window is
+        scored with a fixed number of numpy calls on slices, whatever its length.
+
+        * ``_levels`` (float32, rows backwards in time: frame ``i`` of the sub-window at row
+          ``S - 1 - i``, the frames before it below): each frame's band powers as [hi, lo, hi, lo];
+        * ``_av[i]``: frame ``i``'s levels, natural band order (what the floor averages);
+          ``_bv[i]``: its low bands beside the high bands of frame ``i - 1`` (the two-frame guard);
+        * ``_g[i + 1]``: frame ``i``'s guarded levels (``_g[0]`` the frame before the sub-window);
+        * ``_d[K - 1 + i]``: twice frame ``i``'s two-frame mean, after the ``K - 1`` before it
+          (``K`` = ``envelope_frames``); ``_windows[i]``: the ``K`` rows whose maximum is frame
+          ``i``'s envelope.
+
+        When a sub-window completes, its last rows are copied to the history rows (:meth:`_roll`)."""
+        bands, hi, S, K = self.bands, self._hi, self.sub_len, self.envelope_frames
+        width = 2 * bands
+        H = max(1, self.transient_frames - 1)               # frames of level history the guard reads
+        self._history = H
+        self._levels = np.zeros((S + H, width), np.float32)
+        back = self._levels[::-1]                           # frame order: back[H + i] is frame i
+        self._back = back
+        self._level_rows = [self._levels[S - 1 - i] for i in range(S)]     # contiguous: a product's out=
+        self._av = back[H:, hi:hi + bands]
+        flat = self._levels.reshape(-1)
+        self._bv = flat[bands + hi: bands + hi + S * width].reshape(S, width)[::-1, :bands]
+        self._hi_back = back[:, :hi]                        # the high bands, frame i at H + i (a longer guard)
+        self._g = np.zeros((S + 1, bands), np.float32)
+        self._d = np.zeros((S + K - 1, bands), np.float32)
+        self._windows = np.lib.stride_tricks.sliding_window_view(self._d, K, axis=0)   # (S, bands, K)
+        self._blocks = [self._d[i:i + K] for i in range(S)]
+        self._e = np.empty((S, bands), np.float32)
+        self._spectra = np.empty(2 * self._bins, np.float32)
+        self._spectra_cos, self._spectra_sin = self._spectra[:self._bins], self._spectra[self._bins:]
+        self._folded = np.empty(self.frame_samples, np.float32)          # one frame's x+ + x-, then x+ - x-
+        plus = self.fold_cos.shape[0]
+        self._plus, self._minus = self._folded[:plus], self._folded[plus:plus + self.fold_sin.shape[0]]
+        #: one frame's views, by its place in the sub-window (the one-frame chunk's path)
+        self._frame_views = [(self._level_rows[i], self._av[i], self._bv[i], self._g[i + 1], self._g[i],
+                              self._d[K - 1 + i], self._blocks[i], self._e[i]) for i in range(S)]
+        #: the common case (a two-frame guard and an envelope) has a path of its own for one frame
+        self._one_frame_path = self.transient_frames == 2 and K > 1 and self.frame_samples % 2 == 0
+        self._one_frame = (self._after, self._before, self._plus, self._minus, self.fold_cos, self.fold_sin,
+                           self._spectra, self._spectra_cos, self._spectra_sin, self.band_sum)
+
+    def _roll(self) -> None:
+        """A sub-window is complete: its last frames become the history the next one looks back on."""
+        S, H, K = self.sub_len, self._history, self.envelope_frames
+        self._back[:H] = self._back[S:S + H]
+        self._g[0] = self._g[S]
+        if K > 1:
+            self._d[:K - 1] = self._d[S:S + K - 1]
 
     @property
     def lag_frames(self) -> int:
@@ -150,113 +216,167 @@ class SubbandSNR:
         return np.array([self._band_level(f) for f in frames]).reshape(-1, self.bands)
 
     def _band_level(self, frame: np.ndarray) -> np.ndarray:
-        y = frame.astype(np.float32) @ self.dft
+        plus, minus = self._fold(frame.astype(np.float32)[None])
+        y = np.concatenate([plus[0] @ self.fold_cos, minus[0] @ self.fold_sin])
         np.square(y, out=y)
-        return (y @ self.band_sum).astype(np.float64)   # as process() computes it, in float64
+        both = y @ self.band_sum                        # [hi, lo, hi, lo], as process() computes it
+        return both[self._hi:self._hi + self.bands].astype(np.float64)
+
+    def _fold(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 frames (frames x samples) folded about their centre: (x+ + x-, x+ - x-), exact
+        (sums of two int16 values are whole numbers below 2**17)."""
+        after, before = x[:, self._after], x[:, self._before]
+        plus = _add(after, before)
+        if self._centre is not None:
+            plus = np.hstack([plus, x[:, self._centre:self._centre + 1]])
+        return plus, _subtract(after, before)
 
     def process(self, frames: np.ndarray) -> list[float]:
-        """Scores (dB, one per frame) of int16 ``frames`` (frames x samples)."""
-        if frames.shape[0] == 0:
+        """Scores (dB, one per frame) of ``frames`` (frames x samples): int16, or float32 holding int16 values."""
+        m = frames.shape[0]
+        if m == 1 and self._warm and self._one_frame_path and not (self.keep_trace or self._last_levels):
+            return [self.score_frame(frames[0])]
+        if m == 0:
             return []
-        if self._previous is None:                   # the first frame stands in for what came before
-            first = self._band_level(frames[0])
-            self._previous = first.copy()
-            self._guard[:] = first
-            self._guard_last[self.unguarded:] = first[self.unguarded:]
-            self._envelope[:] = 2 * first
+        plus, minus = self._fold(frames.astype(_FLOAT32, copy=False))      # one conversion per chunk
+        cos, sin, band_sum, rows = self.fold_cos, self.fold_sin, self.band_sum, self._level_rows
+        spectra, spectra_cos, spectra_sin = self._spectra, self._spectra_cos, self._spectra_sin
+        if not self._started:                         # the first frame stands in for what came before
+            self._started = True
+            first = self._back[self._history - 1]
+            plus[0].dot(cos, spectra_cos)
+            minus[0].dot(sin, spectra_sin)
+            _square(spectra, spectra)
+            spectra.dot(band_sum, first)
+            self._back[:self._history] = first
+            level = first[self._hi:self._hi + self.bands]
+            self._g[0] = level
+            self._d[:self.envelope_frames - 1] = 2 * self._g[0]
         trace = self.keep_trace
         if trace or self._last_levels:
             self._last_levels, self._last_floors = [], []
-        # Per frame this is a dozen numpy calls on 8-number arrays, so the call count is the cost:
-        # the two-frame mean is kept doubled (its 0.5 is folded into the score's weights, an exact
-        # power-of-two scaling, so the scores are bit for bit those of the plain mean), the
-        # two-frame guard is one np.minimum against the last frame (its unguarded bands held at
-        # +inf), and the buffers of the current and the previous guarded level are swapped, not copied.
-        # Every result goes to a preallocated buffer (``out=``: the same BLAS and ufunc calls as the
-        # plain operators, so the same bits, checked by tests/test_vad_decisions.py), and what the
-        # loop touches (views, counters, the functions it calls) is held in locals, written back
-        # once per call or around the floor's bookkeeping.
-        (dft, band_sum, spectrum, guard, guard_last, guard_hi, envelope, rows, level_rows, level_hi_rows,
-         k_guard, k_env, unguarded, sub_len) = self._fixed
-        previous, scratch = self._previous, self._scratch
-        n, in_current, admitted = self._frames, self._in_current, self._admitted
-        quick = self._mean and self._warm             # a mean floor, past its first sub-window
-        weights = self._half_weights                  # None: no floor yet, no decision
+        # A chunk is scored in runs: the frames up to the next sub-window boundary share one floor,
+        # so each run is a fixed number of numpy calls on slices of the state buffers (see _views),
+        # one frame or fifty. Before the first sub-window completes the floor moves with every
+        # frame, so runs are one frame long there.
+        S, K, k_guard = self.sub_len, self.envelope_frames, self.transient_frames
+        av, bv, g, d, e = self._av, self._bv, self._g, self._d, self._e
         scores: list[float] = []
         append = scores.append
-        for frame in frames:
-            level = level_rows[in_current]
-            frame.astype(_FLOAT32).dot(dft, out=spectrum)
-            _square(spectrum, out=spectrum)
-            spectrum.dot(band_sum, out=level)         # float32; widened exactly where it meets float64
-            if k_guard == 2:                          # the transient guard, then the two-frame mean
-                _minimum(level, guard_last, out=scratch)
-                _copy(level_hi_rows[in_current], out=guard_hi)
+        i = 0
+        while i < m:
+            c = self._in_current
+            warm = self._warm
+            r = min(m - i, S - c) if warm else 1
+            for j in range(r):                        # the DFT, frame by frame: the same call whatever the chunk
+                plus[i + j].dot(cos, spectra_cos)
+                minus[i + j].dot(sin, spectra_sin)
+                _square(spectra, spectra)
+                spectra.dot(band_sum, rows[c + j])
+            level, guarded = av[c:c + r], g[c + 1:c + 1 + r]
+            if k_guard == 2:                          # each guarded band at its lower level of two frames
+                _fmin(level, bv[c:c + r], guarded)
             elif k_guard > 2:
-                guard[n % k_guard] = level
-                np.minimum.reduce(guard, axis=0, out=scratch)
-                scratch[:unguarded] = level[:unguarded]
+                _fmin(level, bv[c:c + r], guarded)
+                high, H = guarded[:, self.unguarded:], self._history
+                for back in range(2, k_guard):
+                    _fmin(high, self._hi_back[H + c - back:H + c - back + r], high)
             else:
-                _copy(level, out=scratch)
-            _add(scratch, previous, out=rows[n % k_env])   # twice the two-frame mean
-            previous, scratch = scratch, previous
-            if k_env > 1:
-                _max_reduce(envelope, 0, None, scratch)
+                _copy(level, guarded)
+            _add(guarded, g[c:c + r], d[K - 1 + c:K - 1 + c + r])      # twice the two-frame mean
+            if K == 1:
+                envelope = d[c:c + r]
+            elif r == 1:
+                envelope = e[c:c + 1]
+                _max_reduce(self._blocks[c], 0, None, e[c])
             else:
-                _copy(rows[0], out=scratch)
-            n += 1
+                envelope = e[c:c + r]
+                _max_reduce(self._windows[c:c + r], 2, None, envelope)
+            weights = self._half_weights              # None: no floor yet, no decision
             if weights is None:
-                append(0.0)
-            else:
-                ratio = float(scratch.dot(weights))
+                scores.extend([0.0] * r)
+            elif r == 1:
+                ratio = float(envelope[0].dot(weights))
                 append(10 * _log10(ratio) if ratio > 1.0 else 0.0)
+            else:                                     # each row's own dot: the same sum as one frame's
+                for ratio in _matmul(envelope[:, None, :], weights).ravel().tolist():
+                    append(10 * _log10(ratio) if ratio > 1.0 else 0.0)
             if trace:
-                self._last_levels.append(0.5 * scratch)
-                self._last_floors.append(np.maximum(self.bias * self._floor, self.floor_min))
-            if quick and in_current + 1 < sub_len:    # _track's common case, inline (summed at the sub-window's end)
-                in_current += 1
-                admitted += 1
+                for k in range(r):
+                    self._last_levels.append(0.5 * envelope[k])
+                    self._last_floors.append(np.maximum(self.bias * self._floor, self.floor_min))
+            if warm:                                  # (every frame counts: the mean's count is S)
+                self._in_current = c + r
+                if c + r == S:
+                    self._complete()
             else:
-                self._in_current, self._admitted = in_current, admitted
-                self._track(level)
-                in_current, admitted = self._in_current, self._admitted
-                quick = self._mean and self._warm
-                weights = self._half_weights
-        self._frames, self._in_current, self._admitted = n, in_current, admitted
-        self._previous, self._scratch = previous, scratch
+                self._track(level[0])
+            i += r
         return scores
 
-    def _track(self, level: np.ndarray) -> None:
-        """Account for a frame's level in the floor; the new floor holds from the next frame on.
+    def score_frame(self, frame: np.ndarray) -> float:
+        """The score of one frame (``frame_samples`` int16 or float32 samples): ``process`` of a
+        one-frame chunk, with less to do per call (a Realtime client sends a frame or two at a time):
+        the same calls on the same views, fetched from two tuples instead of sliced."""
+        if not self._warm or not self._one_frame_path or self.keep_trace or self._last_levels:
+            return self.process(frame.reshape(1, -1))[0]
+        c = self._in_current
+        out, level, level_before, guarded, previous, doubled, block, envelope = self._frame_views[c]
+        after, before, plus, minus, cos, sin, spectra, spectra_cos, spectra_sin, band_sum = self._one_frame
+        if frame.dtype is not _F32:
+            frame = frame.astype(_FLOAT32)
+        after, before = frame[after], frame[before]
+        _add(after, before, plus)
+        _subtract(after, before, minus)
+        plus.dot(cos, spectra_cos)
+        minus.dot(sin, spectra_sin)
+        _square(spectra, spectra)
+        spectra.dot(band_sum, out)
+        _fmin(level, level_before, guarded)
+        _add(guarded, previous, doubled)
+        _max_reduce(block, 0, None, envelope)
+        ratio = float(envelope.dot(self._half_weights))
+        self._in_current = c = c + 1
+        if c == self.sub_len:
+            self._complete()
+        return 10 * _log10(ratio) if ratio > 1.0 else 0.0
 
-        Until the first sub-window completes, the floor is the mean of the frames so far, and a
-        frame already :data:`WARMUP_GATE` above it is left out: a session that opens with half a
-        second of silence and then speech must not learn the speech as its background (it would
-        for a whole window, and end the turn in mid-sentence)."""
-        mean, warm = self._mean, self._warm
+    def _track(self, level: np.ndarray) -> None:
+        """Before the first sub-window completes: account for a frame's level in the floor, which
+        holds from the next frame on. The floor is the mean of the frames so far, and a frame
+        already :data:`WARMUP_GATE` above it is left out: a session that opens with half a second
+        of silence and then speech must not learn the speech as its background (it would for a
+        whole window, and end the turn in mid-sentence)."""
         self._in_current += 1
-        if mean and not warm and self._half_weights is not None and float(level @ self._weights) >= WARMUP_GATE:
-            pass                                      # loud already: not background
-        elif mean:
-            if not warm:                              # (warm, the sub-window is summed when it completes)
+        if self._mean:
+            if self._half_weights is None or float(level @ self._weights) < WARMUP_GATE:
                 self._acc += level
-            self._admitted += 1
+                self._admitted += 1
         else:
             np.minimum(self._acc, level, out=self._acc)
-        if self._in_current == self.sub_len:          # a sub-window is complete
-            if mean and warm:                         # every frame of it admitted, in order
-                self._acc = np.add.accumulate(self._sub_levels, axis=0, dtype=np.float64)[-1]
-            self._ring[self._next_slot] = self._acc / max(1, self._admitted) if mean else self._acc
-            self._admitted = 0
-            self._next_slot = (self._next_slot + 1) % self.subwindows
-            self._acc = np.zeros_like(self._acc) if mean else np.full_like(self._acc, np.inf)
-            self._in_current = 0
-            self._set_floor(self._ring.min(axis=0))
-            self._warm = True
-        elif not self._warm:                          # the first sub-window: the statistic so far stands in
-            self._set_floor(self._acc / max(1, self._admitted) if mean else self._acc)
+        if self._in_current == self.sub_len:
+            self._complete()
+        else:                                         # the statistic so far stands in
+            self._set_floor(self._acc / max(1, self._admitted) if self._mean else self._acc)
+
+    def _complete(self) -> None:
+        """A sub-window is complete: its statistic joins the ring, and the floor is the ring's lowest."""
+        if self._warm:                                # every frame of it admitted, in order
+            if self._mean:                            # (np.add.accumulate: a sequential float64 sum)
+                self._acc = np.add.accumulate(self._av, axis=0, dtype=np.float64)[-1]
+            else:
+                self._acc = np.minimum.reduce(self._av, axis=0).astype(np.float64)
+        count = self.sub_len if self._warm else max(1, self._admitted)
+        self._ring[self._next_slot] = self._acc / count if self._mean else self._acc
+        self._admitted = 0
+        self._next_slot = (self._next_slot + 1) % self.subwindows
+        self._acc = np.zeros(self.bands) if self._mean else np.full(self.bands, np.inf)
+        self._in_current = 0
+        self._set_floor(self._ring.min(axis=0))
+        self._warm = True
+        self._roll()
 
     def _set_floor(self, floor: np.ndarray) -> None:
         self._floor = floor.copy()
         self._weights = 1.0 / (self.bands * np.maximum(self.bias * floor, self.floor_min))
-        self._half_weights = 0.5 * self._weights
+        self._half_weights = (0.5 * self._weights).astype(np.float32)
