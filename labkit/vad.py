@@ -11,8 +11,10 @@ How it decides, frame by frame (``frame_ms`` of audio each):
   does not flicker on and off);
 * a candidate becomes speech once it holds ``min_speech_ms`` of voiced frames: ``SpeechStart`` is
   emitted then, dated at its onset: the first frame of the run of voiced frames (above the stop
-  threshold) that led up to the loud one, looked for at most ``prefix_padding_ms`` back. A cough
-  shorter than ``min_speech_ms`` never starts anything;
+  threshold) that led up to the loud one, looked for at most ``prefix_padding_ms`` back; the run
+  survives a dip of up to ``onset_dip_ms`` (a soft first syllable, then a breath of quiet, then
+  the loud part), but its voiced time counts from the last dip. A cough shorter than
+  ``min_speech_ms`` never starts anything;
 * speech ends after ``min_silence_ms`` of quiet frames: ``SpeechEnd`` is emitted then, with the end
   of the last voiced frame, and the utterance's audio from ``prefix_padding_ms`` before its start;
 * ``method="spectral"`` (the default) decides on the frame's **sub-band SNR** instead of its RMS
@@ -113,8 +115,9 @@ class VADConfig:
     #: A single utterance is cut after this long, which bounds the memory it holds; None: never.
     max_speech_ms: int | None = 30_000
     #: Before a start: the run of voiced frames its onset is dated from survives a dip under the
-    #: stop threshold this long (0: one quiet frame ends the run).
-    onset_dip_ms: int = 0
+    #: stop threshold this long (0: one quiet frame ends the run). Chosen on the tuning set's replica
+    #: of the Realtime noisy-room test (:func:`labkit.vadtune.realtime_turns`).
+    onset_dip_ms: int = 100
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.frame_ms <= 0 or (self.sample_rate * self.frame_ms) % 1000:

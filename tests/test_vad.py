@@ -299,6 +299,7 @@ def test_the_onset_is_dated_from_before_a_short_dip():
     start = segment(decisions, onset_dip_ms=20)[0]
     assert start.start_sample == 25 * 320
     assert segment(decisions, onset_dip_ms=0)[0].start_sample == 29 * 320
+    assert VADConfig().onset_dip_ms == 100          # the default (chosen on the tuning replica, labkit.vadtune)
 
 
 def test_a_dip_longer_than_onset_dip_ms_ends_the_run():

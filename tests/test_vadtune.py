@@ -4,8 +4,8 @@ turns (the pure session machine the server runs, driven with the test's client e
 import numpy as np
 
 from labkit import vadtune
-from labkit.speechdata import load_clean
 from labkit.audio.pcm import resample
+from labkit.speechdata import load_clean
 
 
 def test_exact_turns_wants_one_turn_per_utterance_within_the_tolerance():
@@ -27,7 +27,7 @@ def test_session_turns_are_the_server_vads_turns_on_a_clean_recording():
 
 
 def test_vad_changes_retune_the_replicas_detector():
-    clean, utterances = load_clean()
+    clean, _utterances = load_clean()
     audio = resample(clean, 16_000, 24_000)
     strict = vadtune.session_turns(audio, {"min_silence_ms": 5_000})      # the server still subtracts 500 ms
     assert len(strict) < len(vadtune.session_turns(audio))
