@@ -41,6 +41,10 @@ scores above the stop threshold). On the tuning replica it gained at most 2 turn
 cost keyboard 0.008-0.013 and music 0.004-0.042 of frame F1 (clicks and notes after a dip revive
 an utterance); with a fixed 2-5 dB instead of the background's score it lost up to 62 turns (babble
 revives every utterance into the next).
+And a stop threshold relative to the utterance's own level (the mean score of its voiced frames
+minus 6, 9 or 12 dB, between 3 or 4.5 dB and the 6 dB stop; a prototype over the shipped onset
+rule, 215 turns): it lost 4-22 turns (babble and music utterances run into the next) and babble 5 dB
+0.029-0.082 of frame F1.
 
 The test pins what holds (at least those counts exact, no more turns than that allows, every
 turn ends), and that the server's turns are those of the tuning replica's
