@@ -11,8 +11,10 @@ How it decides, frame by frame (``frame_ms`` of audio each):
   does not flicker on and off);
 * a candidate becomes speech once it holds ``min_speech_ms`` of voiced frames: ``SpeechStart`` is
   emitted then, dated at its onset: the first frame of the run of voiced frames (above the stop
-  threshold) that led up to the loud one, looked for at most ``prefix_padding_ms`` back. A cough
-  shorter than ``min_speech_ms`` never starts anything;
+  threshold) that led up to the loud one, looked for at most ``prefix_padding_ms`` back; the run
+  survives a dip of up to ``onset_dip_ms`` (a soft first syllable, then a breath of quiet, then
+  the loud part), but its voiced time counts from the last dip. A cough shorter than
+  ``min_speech_ms`` never starts anything;
 * speech ends after ``min_silence_ms`` of quiet frames: ``SpeechEnd`` is emitted then, with the end
   of the last voiced frame, and the utterance's audio from ``prefix_padding_ms`` before its start;
 * ``method="spectral"`` (the default) decides on the frame's **sub-band SNR** instead of its RMS
@@ -112,6 +114,10 @@ class VADConfig:
     pre_emphasis: float | None = None
     #: A single utterance is cut after this long, which bounds the memory it holds; None: never.
     max_speech_ms: int | None = 30_000
+    #: Before a start: the run of voiced frames its onset is dated from survives a dip under the
+    #: stop threshold this long (0: one quiet frame ends the run). Chosen on the tuning set's replica
+    #: of the Realtime noisy-room test (:func:`labkit.vadtune.realtime_turns`).
+    onset_dip_ms: int = 100
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.frame_ms <= 0 or (self.sample_rate * self.frame_ms) % 1000:
@@ -134,7 +140,7 @@ class VADConfig:
             raise ValueError("floor_statistic must be 'mean' or 'min'")
         if self.transient_ms < 0 or self.envelope_ms < 0 or self.end_correction_ms < 0:
             raise ValueError("transient_ms, envelope_ms and end_correction_ms must be >= 0")
-        for name in ("min_speech_ms", "min_silence_ms", "prefix_padding_ms"):
+        for name in ("min_speech_ms", "min_silence_ms", "prefix_padding_ms", "onset_dip_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
@@ -212,6 +218,8 @@ class SpeechSegmenter:
         self._last_voiced_end = 0
         self._quiet_run = 0                         # samples since the last voiced frame
         self._rise_start: int | None = None         # in silence: where the current run of voiced frames began
+        self._dip = 0                               # in silence: quiet samples since that run's last voiced frame
+        self._run_start: int | None = None          # in silence: where that run's last stretch without a dip began
 
     @property
     def config(self) -> VADConfig:
@@ -224,6 +232,7 @@ class SpeechSegmenter:
         self._frame = config.frame_samples
         self._ms = 1000 / config.sample_rate
         self._prefix = config.prefix_padding_ms * config.sample_rate // 1000
+        self._max_dip = config.onset_dip_ms * config.sample_rate // 1000
 
     def step(self, frame: np.ndarray, starts: bool, continues: bool) -> list | None:
         """Account for one frame (``frame_samples`` samples); returns the events it completed."""
@@ -238,17 +247,29 @@ class SpeechSegmenter:
                 # Hysteresis in time: the onset is where the level rose above the *stop* threshold
                 # (the soft start of a word), looked for at most prefix_padding_ms back.
                 rise = self._rise_start if self._rise_start is not None else frame_start
-                rise = max(self._history_start, rise - self.onset_lag)
-                self._start = max(rise, frame_start - self._prefix // n * n)
-                self.state, self._rise_start = _PENDING, None
-                self._voiced, self._quiet_run, self._last_voiced_end = self.samples_seen - self._start, 0, self.samples_seen
+                run = self._run_start if self._run_start is not None else frame_start
+                earliest = frame_start - self._prefix // n * n
+                self._start = max(self._history_start, rise - self.onset_lag, earliest)
+                # voiced time is counted from the last dip the run survived: a train of clicks with
+                # dips between them does not add up to min_speech_ms
+                voiced_from = max(self._history_start, run - self.onset_lag, earliest)
+                self.state, self._rise_start, self._run_start, self._dip = _PENDING, None, None, 0
+                self._voiced, self._quiet_run, self._last_voiced_end = self.samples_seen - voiced_from, 0, self.samples_seen
                 if self._voiced * ms >= cfg.min_speech_ms:
                     out = [self._confirm()]
             else:
-                if not continues:
-                    self._rise_start = None
-                elif self._rise_start is None:
-                    self._rise_start = frame_start
+                if continues:
+                    if self._rise_start is None:
+                        self._rise_start = frame_start
+                    if self._run_start is None:
+                        self._run_start = frame_start
+                    self._dip = 0
+                else:
+                    self._run_start = None
+                    if self._rise_start is not None:
+                        self._dip += n
+                        if self._dip > self._max_dip:
+                            self._rise_start, self._dip = None, 0
                 keep_from = self.samples_seen - 2 * self._prefix
                 if self._history_start + n <= keep_from:      # (checked here: a call per frame costs)
                     self._trim_history(keep_from)
@@ -312,7 +333,7 @@ class SpeechSegmenter:
         return SpeechStart(self._start / self.config.sample_rate, self._start, self.samples_seen)
 
     def _reset_to_silence(self) -> None:
-        self.state, self._rise_start = _SILENCE, None
+        self.state, self._rise_start, self._run_start, self._dip = _SILENCE, None, None, 0
         self._voiced = self._quiet_run = 0
         self._trim_history(keep_from=self.samples_seen - 2 * self._prefix)
 

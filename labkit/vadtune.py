@@ -6,20 +6,32 @@ conditions at 5 dB SNR or more (clean included); each step tries every value of 
 the others fixed, keeps the best if it gains at least :data:`MIN_GAIN` (smaller differences are
 a few frames of this set, and a longer envelope or window costs turn-ending latency), and the
 search stops when a full pass changes nothing. Then :func:`tune_end_correction` dates the ends.
+
+:func:`realtime_turns` is the tuning-set replica of the Realtime noisy-room test
+(``tests/test_realtime_vad_noise.py``): the same sessions' audio at 24 kHz, through the same pure
+session machine the server runs, scored by :func:`exact_turns` as the test scores them. A change to
+how turns are segmented is chosen on it (and on :func:`objective`'s frame F1), never on the test's
+held-out audio.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import sys
 from dataclasses import replace
 
 import numpy as np
 
 from . import speechsets
+from .audio.pcm import resample
+from .realtime import RealtimeSession
+from .speechdata import SAMPLE_RATE as SPEECH_RATE
 from .vad import VADConfig
 from .vadeval import DEFAULT_SEGMENTATION, LabkitDetector, detection_counts, pooled
 
-__all__ = ["SEARCH_SPACE", "MIN_GAIN", "tune", "tune_end_correction", "objective"]
+__all__ = ["SEARCH_SPACE", "MIN_GAIN", "tune", "tune_end_correction", "objective", "REPLICA_CONDITIONS",
+           "TURN_TOLERANCE_MS", "session_turns", "exact_turns", "realtime_turns"]
 
 #: A parameter changes only for at least this much mean F1.
 MIN_GAIN = 0.001
@@ -99,3 +111,72 @@ def tune_end_correction(config: VADConfig, *, tolerance_ms: float = 150.0, log=s
         if best is None or share > best[1]:
             best = (candidate, share)
     return best
+
+
+# -- the Realtime noisy-room test, replicated on the tuning set -------------------------------------
+
+#: The conditions of the replica: clean, the test's noises (pink, babble) at 20, 10 and 5 dB, and the
+#: other stationary noises (white, hum, fan) at the test's 10 dB: 240 utterances.
+REPLICA_CONDITIONS = (("clean", None), ("pink", 20), ("pink", 10), ("pink", 5), ("babble", 20), ("babble", 10),
+                      ("babble", 5), ("white", 10), ("hum", 10), ("fan", 10))
+#: How far a turn's start and end may be from the labels (after undoing prefix padding and silence).
+TURN_TOLERANCE_MS = 150
+#: The test's server VAD settings and its append size.
+REPLICA_PREFIX_MS, REPLICA_SILENCE_MS, REPLICA_APPEND_MS = 300, 500, 100
+REALTIME_RATE = 24_000
+
+
+def session_turns(audio_24k: np.ndarray, vad_changes: dict | None = None) -> list[tuple[float, float]]:
+    """The turns (s) server VAD reports for one recording (int16, 24 kHz), as the test reads them:
+    ``speech_started``'s ``audio_start_ms`` plus the prefix padding, ``speech_stopped``'s
+    ``audio_end_ms`` minus the silence wait. The pure :class:`~labkit.realtime.RealtimeSession` the
+    server runs is driven with the test's client events; ``vad_changes`` (VADConfig fields) retunes
+    its detector after the ``session.update``, to try a candidate rule before it becomes a default."""
+    session = RealtimeSession("gpt-realtime")
+    session.receive(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+        "turn_detection": {"type": "server_vad", "create_response": False, "prefix_padding_ms": REPLICA_PREFIX_MS,
+                           "silence_duration_ms": REPLICA_SILENCE_MS}}}}}))
+    if vad_changes:
+        session.input.restart_vad(replace(session.input.vad.config, **vad_changes))
+    n = REALTIME_RATE * REPLICA_APPEND_MS // 1000
+    turns, started = [], None
+    for i in range(0, audio_24k.size, n):
+        chunk = base64.b64encode(audio_24k[i:i + n].tobytes()).decode()
+        events, _orders = session.receive(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
+        for event in events:
+            if event["type"] == "input_audio_buffer.speech_started":
+                started = event["audio_start_ms"]
+            elif event["type"] == "input_audio_buffer.speech_stopped":
+                turns.append(((started + REPLICA_PREFIX_MS) / 1000, (event["audio_end_ms"] - REPLICA_SILENCE_MS) / 1000))
+                started = None
+    if started is not None:                     # never ended: a turn to the end of the audio (never exact)
+        turns.append(((started + REPLICA_PREFIX_MS) / 1000, audio_24k.size / REALTIME_RATE))
+    return turns
+
+
+def exact_turns(turns, labels, tolerance_ms: float = TURN_TOLERANCE_MS) -> list[bool]:
+    """Per labelled utterance ``(start_s, end_s)``: exactly one turn overlaps it, that turn overlaps
+    no other utterance, and both its boundaries are within ``tolerance_ms`` of the labels."""
+    out = []
+    for true_start, true_end in labels:
+        hits = [(s, e) for s, e in turns if s < true_end and e > true_start]
+        ok = len(hits) == 1 and sum(1 for ts, te in labels if hits[0][0] < te and hits[0][1] > ts) == 1
+        ok = ok and abs(hits[0][0] - true_start) * 1000 <= tolerance_ms and abs(hits[0][1] - true_end) * 1000 <= tolerance_ms
+        out.append(ok)
+    return out
+
+
+def realtime_turns(name: str = "tuning", conditions=REPLICA_CONDITIONS, vad_changes: dict | None = None) -> dict:
+    """``{condition: (exact, utterances, turns)}`` of :func:`session_turns` over a speech set's
+    sessions (``"tuning"``; the held-out set only to check the replica agrees with the test)."""
+    speech = speechsets.load(name)
+    out = {}
+    for cond in conditions:
+        exact = utterances = n_turns = 0
+        for mix, _noise, utts in speechsets.condition(speech, *cond):
+            turns = session_turns(resample(mix, SPEECH_RATE, REALTIME_RATE), vad_changes)
+            labels = [(u.start_s, u.end_s) for u in utts]
+            exact += sum(exact_turns(turns, labels))
+            utterances, n_turns = utterances + len(labels), n_turns + len(turns)
+        out[cond] = (exact, utterances, n_turns)
+    return out

@@ -6,9 +6,10 @@ The audio is the whole held-out set (six sessions, 24 utterances, eight voices, 
 -6 dBFS), sent as fast as the socket takes it: the server's VAD clock is the audio's samples.
 
 Measured (and asserted, the audio and the detector being deterministic) with the default detector
-(transient guard, ends dated 40 ms earlier; chosen on the tuning set, never on this audio): in pink
-noise 20 of the 24 utterances are one turn each with both boundaries within 150 ms, in babble 21.
-The brief's target, every utterance, is not met. The ones that miss, and why:
+(transient guard, ends dated 40 ms earlier, an onset's run surviving a 100 ms dip; chosen on the
+tuning set, never on this audio): in pink noise 20 of the 24 utterances are one turn each with both
+boundaries within 150 ms, in babble 23. The brief's target, every utterance, is not met. The ones
+that miss, and why:
 
 * pink, session 1, 5.30-8.75 s and session 4, 11.73-15.37 s: the turn ends 290 and 270 ms early.
   The last syllable is its own soft burst: after a dip to 1.4 / 0.3 dB it scores 4.8 / 5.0-5.8 dB,
@@ -17,10 +18,13 @@ The brief's target, every utterance, is not met. The ones that miss, and why:
   what the noise alone scores (in clean audio they are found): the sound is under the noise;
 * pink, session 3, 10.48-13.34 s: split in two. An inner stretch of 12.70-13.00 s holds at
   2.0-5.8 dB, under the stop threshold, for the full 500 ms of silence;
-* babble, sessions 0 and 4, the first utterance (at 1.00 s): the turn starts 220 ms late. Its
-  first 200 ms score 3-7 dB and dip to 3.7 dB before the 9 dB start, so the onset is dated from
-  after the dip. The floor has had only the 1 s lead-in to learn the babble;
 * babble, session 1, 9.82-12.23 s: ends 190 ms early, the same falling tail as in pink.
+
+Fixed in session 7: babble, sessions 0 and 4, the first utterance (at 1.00 s) started 220 ms late:
+its first 200 ms score 3-7 dB and dip for a frame to 3.7 dB before the 9 dB start, and the onset
+was dated from after the dip. ``onset_dip_ms=100`` lets the onset's run survive it (chosen on the
+tuning replica, :func:`labkit.vadtune.realtime_turns`: 212 -> 215 of 240 turns exact, no
+condition's frame F1 down by more than 0.0011, false alarms on noise alone unchanged, 143).
 
 Tried in session 5 and not shipped, each chosen on the tuning set (a replica of this test run on
 the tuning set's sessions, 10 conditions):
@@ -30,8 +34,22 @@ The tail gained 7 of 240 turns on the tuning set (212 -> 219) but none here in p
 10 dB, and it cost the tuning set 0.0012-0.0017 of mean frame F1 (in music). The lower stop
 threshold gained 2 (214), too few to ship.
 
+Tried in session 7 and not shipped: a second chance for a soft last syllable after a dip (a quiet
+stretch broken by 40-120 ms of frames above the background's own score, the highest score of the
+last 2 s of silence plus 0.5-2 dB, at least 2-3 dB, counts as voiced; off where the background
+scores above the stop threshold). On the tuning replica it gained at most 2 turns (212 -> 214) and
+cost keyboard 0.008-0.013 and music 0.004-0.042 of frame F1 (clicks and notes after a dip revive
+an utterance); with a fixed 2-5 dB instead of the background's score it lost up to 62 turns (babble
+revives every utterance into the next).
+And a stop threshold relative to the utterance's own level (the mean score of its voiced frames
+minus 6, 9 or 12 dB, between 3 or 4.5 dB and the 6 dB stop; a prototype over the shipped onset
+rule, 215 turns): it lost 4-22 turns (babble and music utterances run into the next) and babble 5 dB
+0.029-0.082 of frame F1.
+
 The test pins what holds (at least those counts exact, no more turns than that allows, every
-turn ends)."""
+turn ends), and that the server's turns are those of the tuning replica's
+:func:`labkit.vadtune.session_turns` on the same audio (so what is chosen on the replica is what
+the server does)."""
 
 import asyncio
 import base64
@@ -41,7 +59,7 @@ import numpy as np
 import pytest
 import websockets
 
-from labkit import speechsets
+from labkit import speechsets, vadtune
 from labkit.audio.pcm import resample
 from labkit.realtime import validate_server_event
 from labkit.speechdata import SAMPLE_RATE as SPEECH_RATE
@@ -90,24 +108,13 @@ async def _turns(server, audio: np.ndarray) -> list[tuple[float, float]]:
         await ws.close()
 
 
-def _exact(turns, labels) -> list[bool]:
-    """Per utterance: exactly one turn overlaps it, that turn overlaps nothing else, and both
-    boundaries are within the tolerance."""
-    out = []
-    for true_start, true_end in labels:
-        hits = [(s, e) for s, e in turns if s < true_end and e > true_start]
-        ok = len(hits) == 1 and sum(1 for ts, te in labels if hits[0][0] < te and hits[0][1] > ts) == 1
-        ok = ok and abs(hits[0][0] - true_start) * 1000 <= TOLERANCE_MS and abs(hits[0][1] - true_end) * 1000 <= TOLERANCE_MS
-        out.append(ok)
-    return out
-
-
-@pytest.mark.parametrize("noise, exact_at_least", [("pink", 20), ("babble", 21)])
+@pytest.mark.parametrize("noise, exact_at_least", [("pink", 20), ("babble", 23)])
 async def test_server_vad_ends_every_turn_in_10_db_noise(server, noise, exact_at_least):
     exact, n_turns, n_labels, report = [], 0, 0, []
     for audio, labels in _sessions(noise):
         turns = await _turns(server, audio)
-        exact += _exact(turns, labels)
+        assert turns == vadtune.session_turns(audio), "the tuning replica is not what the server does"
+        exact += vadtune.exact_turns(turns, labels, TOLERANCE_MS)
         n_turns, n_labels = n_turns + len(turns), n_labels + len(labels)
         report.append(([(round(s, 2), round(e, 2)) for s, e in turns], [(round(s, 2), round(e, 2)) for s, e in labels]))
     assert n_labels == 24

@@ -277,3 +277,44 @@ def test_a_fresh_detector_does_not_learn_the_first_words_as_background():
         audio = np.concatenate([resample(piece, SAMPLE_RATE, 24_000), np.zeros(48_000, np.int16)])
         (start, end), = detect_segments(audio, 24_000, config)
         assert abs(start - 0.5) <= 0.15 and abs(end - (0.5 + u.duration_s)) <= 0.15, (u.text, start, end)
+
+
+# -- the onset's run survives a short dip (onset_dip_ms) -------------------------------------------
+
+def segment(decisions, **config):
+    """Events of a SpeechSegmenter fed 20 ms frames of decisions: 'S' starts, 'c' continues, '.' quiet."""
+    from labkit.vad import SpeechSegmenter
+
+    cfg = VADConfig(frame_ms=20, min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300, **config)
+    seg, events, frame = SpeechSegmenter(cfg), [], np.zeros(320, np.int16)
+    for d in decisions:
+        events += seg.step(frame, starts=d == "S", continues=d in "Sc") or []
+    return events + seg.flush()
+
+
+def test_the_onset_is_dated_from_before_a_short_dip():
+    """A soft start, one quiet frame, then the loud part (babble's first syllables): the onset is the
+    soft start, not the frame after the dip; with onset_dip_ms=0 one quiet frame ended the run."""
+    decisions = "." * 25 + "ccc" + "." + "cc" + "S" * 20 + "." * 30
+    start = segment(decisions, onset_dip_ms=20)[0]
+    assert start.start_sample == 25 * 320
+    assert segment(decisions, onset_dip_ms=0)[0].start_sample == 29 * 320
+    assert VADConfig().onset_dip_ms == 100          # the default (chosen on the tuning replica, labkit.vadtune)
+
+
+def test_a_dip_longer_than_onset_dip_ms_ends_the_run():
+    decisions = "." * 25 + "ccc" + "..." + "cc" + "S" * 20 + "." * 30
+    assert segment(decisions, onset_dip_ms=40)[0].start_sample == 31 * 320
+    assert segment(decisions, onset_dip_ms=60)[0].start_sample == 25 * 320
+
+
+def test_dips_do_not_add_up_to_min_speech():
+    """Clicks with dips between them date the onset back, but their voiced time is not summed: the
+    candidate needs min_speech_ms after the last dip, as without the rule (key clicks stay blips)."""
+    clicks = "." * 20 + "cccc." * 3 + "S" + "." * 30            # 3 x 80 ms, then one loud frame
+    assert segment(clicks, onset_dip_ms=100) == []
+    assert segment(clicks, onset_dip_ms=0) == []
+    held = "." * 20 + "cccc." * 2 + "cccc" + "S" * 7 + "." * 30  # the last run reaches 200 ms
+    events = segment(held, onset_dip_ms=100)
+    assert [e.type for e in events] == ["speech_start", "speech_end"]
+    assert events[0].start_sample == 20 * 320 and events[0].detected_sample == (20 + 10 + 10) * 320   # 200 ms after the last dip

@@ -1,0 +1,34 @@
+"""The tuning-set replica of the Realtime noisy-room test: its scoring, and that it is the server's
+turns (the pure session machine the server runs, driven with the test's client events)."""
+
+import numpy as np
+
+from labkit import vadtune
+from labkit.audio.pcm import resample
+from labkit.speechdata import load_clean
+
+
+def test_exact_turns_wants_one_turn_per_utterance_within_the_tolerance():
+    labels = [(1.0, 2.0), (4.0, 5.0)]
+    assert vadtune.exact_turns([(1.1, 1.9), (3.86, 5.14)], labels) == [True, True]
+    assert vadtune.exact_turns([(1.16, 2.0), (4.0, 4.84)], labels) == [False, False]    # 160 ms late / early
+    assert vadtune.exact_turns([(1.0, 1.4), (1.6, 2.0), (4.0, 5.0)], labels) == [False, True]   # split
+    assert vadtune.exact_turns([(1.0, 5.0)], labels) == [False, False]                # merged
+    assert vadtune.exact_turns([(4.0, 5.0)], labels) == [False, True]                 # missed
+
+
+def test_session_turns_are_the_server_vads_turns_on_a_clean_recording():
+    """Chapter 04's recording: each utterance one turn, within the tolerance (the held-out check that
+    the replica agrees with the real server is in test_realtime_vad_noise)."""
+    clean, utterances = load_clean()
+    turns = vadtune.session_turns(resample(clean, 16_000, 24_000))
+    assert all(vadtune.exact_turns(turns, [(u.start_s, u.end_s) for u in utterances]))
+    assert len(turns) == len(utterances)
+
+
+def test_vad_changes_retune_the_replicas_detector():
+    clean, _utterances = load_clean()
+    audio = resample(clean, 16_000, 24_000)
+    strict = vadtune.session_turns(audio, {"min_silence_ms": 5_000})      # the server still subtracts 500 ms
+    assert len(strict) < len(vadtune.session_turns(audio))
+    assert np.isfinite(strict[-1][1])
