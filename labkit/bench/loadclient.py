@@ -18,6 +18,7 @@ import resource
 from ..clients.arrival import keep_kernel_stamps
 from ..clients.lean import sse_stream, ws_stream
 from ..clients.timing import TimedStream
+from .gcpause import collector_paused
 
 
 def messages_for(i: int) -> list[dict]:
@@ -53,7 +54,8 @@ async def _client(args, i: int) -> dict:
 
 
 async def _main(args) -> None:
-    results = await asyncio.gather(*(_client(args, i) for i in range(args.clients)))
+    with collector_paused():                  # this generator's own pauses are not the server's
+        results = await asyncio.gather(*(_client(args, i) for i in range(args.clients)))
     with open(args.out, "w") as f:
         json.dump(results, f)
 
