@@ -16,7 +16,6 @@ Speaks the GA protocol, or the beta one when the client sends ``OpenAI-Beta: rea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -41,6 +40,7 @@ from ..realtime.speechout import speech_chunks, word_times_ms
 from .planning import plan_reply
 from .realtime_keys import create_key_routes
 from .state import ModelServerConfig, ServerStats
+from .tasks import TaskSet
 
 __all__ = ["create_realtime_router", "open_session", "SessionRefused", "SessionDriver"]
 
@@ -138,7 +138,7 @@ class SessionDriver:
     def __init__(self, send_events, session: RealtimeSession, profile, config: ModelServerConfig):
         self.send_events, self.session, self.profile, self.config = send_events, session, profile, config
         self.reply: asyncio.Task | None = None
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks = TaskSet()
         self.streams: dict[str, object] = {}          # item id -> its asr.Stream (None: decoded whole at commit)
 
     async def emit(self, events: list[dict]) -> None:
@@ -157,12 +157,12 @@ class SessionDriver:
     def carry_out(self, orders: list) -> None:
         for order in orders:
             if isinstance(order, StartResponse):
-                self.reply = self._spawn(self._generate(order))
+                self.reply = self.tasks.spawn(self._generate(order))
             elif isinstance(order, CancelResponse):
                 if self.reply is not None:
                     self.reply.cancel()
             elif isinstance(order, (StartTranscription, TranscriptionEnd)):
-                self._spawn(self._transcribe(order, self.streams.pop(order.item_id, None)))
+                self.tasks.spawn(self._transcribe(order, self.streams.pop(order.item_id, None)))
             elif isinstance(order, TranscriptionBegin):
                 self.streams[order.item_id] = stream = asr.begin_stream(SAMPLE_RATE)
                 if stream is not None:
@@ -174,12 +174,6 @@ class SessionDriver:
                 stream = self.streams.pop(order.item_id, None)
                 if stream is not None:
                     stream.cancel()
-
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
 
     async def _generate(self, order: StartResponse) -> None:
         """Generate one reply. Every way out finishes the response (completed, cancelled or failed), so
@@ -269,8 +263,4 @@ class SessionDriver:
             if stream is not None:
                 stream.cancel()
         self.streams.clear()
-        for task in list(self.tasks):
-            task.cancel()
-        for task in list(self.tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        await self.tasks.cancel()

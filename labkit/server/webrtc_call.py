@@ -23,6 +23,7 @@ from ..realtime.playout import OutputPlayout
 from ..realtime.session import SAMPLE_RATE
 from .realtime import SessionDriver
 from .state import ModelServerConfig
+from .tasks import TaskSet
 
 __all__ = ["WebRTCCall", "OutputTrack", "FRAME_MS", "CONNECT_TIMEOUT_S"]
 
@@ -73,7 +74,7 @@ class WebRTCCall:
         self.playout = OutputPlayout(SAMPLE_RATE, FRAME_MS)
         self.driver = SessionDriver(self._send_events, session, profile, config)
         self.output = OutputTrack(self.playout, self._on_notices)
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks = TaskSet()
         self.on_closed = lambda: None
         self._closed = False
 
@@ -84,23 +85,17 @@ class WebRTCCall:
             self.channel = channel
             inbox: asyncio.Queue = asyncio.Queue()         # one reader: client events keep their order
             channel.on("message", inbox.put_nowait)
-            self._spawn(self._read_client_events(inbox))
+            self.tasks.spawn(self._read_client_events(inbox))
 
         @self.pc.on("track")
         def on_track(track):
             if track.kind == "audio":
-                self._spawn(self._pump_input(track))
+                self.tasks.spawn(self._pump_input(track))
 
         @self.pc.on("connectionstatechange")
         async def on_state():
             if self.pc.connectionState in ("failed", "closed"):
                 await self.close()
-
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
 
     async def answer(self, offer: str) -> str:
         try:
@@ -111,7 +106,7 @@ class WebRTCCall:
             raise ValueError("the offer has no audio media section")
         self.pc.addTrack(self.output)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        self._spawn(self._expire_unconnected())
+        self.tasks.spawn(self._expire_unconnected())
         return self.pc.localDescription.sdp
 
     async def _expire_unconnected(self) -> None:
@@ -199,10 +194,7 @@ class WebRTCCall:
             return
         self._closed = True
         self.on_closed()
-        current = asyncio.current_task()
-        for task in list(self.tasks):
-            if task is not current:
-                task.cancel()
+        await self.tasks.cancel(wait=False)
         await self.driver.close()
         with contextlib.suppress(Exception):
             await self.pc.close()
