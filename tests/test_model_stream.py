@@ -23,7 +23,6 @@ from labkit.model import CompletionPlan, plan_completion, plan_tool_calls, resol
 from labkit.model.tools import ToolCall
 from labkit.protocol import openai_chat as oc
 from labkit.protocol.sse import encode_event
-from labkit.server.model_api import stream_chunks
 from labkit.server.modelstream import ChunkSchedule, ScheduledStream, TokenClock
 from labkit.server.state import ServerStats
 
@@ -100,13 +99,6 @@ def test_every_kind_of_stream_is_the_plain_chunks_in_any_cut():
             assert b"".join(writes) == want and schedule.ended
         late = ChunkSchedule(plan, "gpt-4o-mini", "chatcmpl-1", 3, usage, fail_after)
         assert late.take(1e9)[0] == want and late.next_due() is None        # all due: one write
-    # the generator form is the same stream
-    req = oc.ChatRequest(model="gpt-4o-mini", messages=PROMPT, stream=True, include_usage=True)
-
-    async def pulled() -> bytes:
-        loop = asyncio.get_running_loop()
-        return b"".join([c async for c in stream_chunks(text, req, "chatcmpl-1", 3, loop.time(), ServerStats())])
-    assert asyncio.run(pulled()) == _plain_stream(text, "gpt-4o-mini", "chatcmpl-1", 3, True)
 
 
 def test_the_v1_stream_on_the_wire_is_the_plain_chunks(server):

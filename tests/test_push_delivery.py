@@ -13,7 +13,8 @@ import asyncio
 import pytest
 
 from labkit.server.state import ServerStats, StreamConfig
-from labkit.server.streamhub import StreamHub, run_eagerly
+from labkit.server.eager import run_eagerly
+from labkit.server.streamhub import StreamHub
 from labkit.streams import End, Heartbeat, Token
 from waiting import until
 

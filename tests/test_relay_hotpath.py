@@ -27,8 +27,6 @@ import pytest
 from labkit.model import plan_completion, resolve_model
 from labkit.protocol import openai_chat as oc
 from labkit.protocol.sse import SSEDecoder, encode_event, encode_json_event
-from labkit.server.model_api import stream_chunks
-from labkit.server.state import ServerStats
 
 PROMPT = [{"role": "user", "content": "How do Server-Sent Events work?"}]
 
@@ -67,36 +65,6 @@ def test_the_decoders_lf_fast_path_agrees_with_its_general_path_in_any_cut():
             assert _events(raw, cuts) == expected, cuts
 
 
-def _chunks(plan, *, arrived: float, fail_after: int | None = None) -> list[bytes]:
-    req = oc.ChatRequest(model="gpt-4o-mini", messages=PROMPT, stream=True, include_usage=True)
-
-    async def run() -> list[bytes]:
-        return [c async for c in stream_chunks(plan, req, "chatcmpl-1", 0, arrived, ServerStats(), fail_after)]
-    return asyncio.run(run())
-
-
-def _decoded(writes: list[bytes]) -> list[str]:
-    return [e.data for e in SSEDecoder().feed(b"".join(writes))]
-
-
-def test_a_late_v1_stream_sends_what_is_due_in_one_write_the_same_chunks():
-    plan = plan_completion(PROMPT, resolve_model("gpt-4o-mini").scaled(0.02), seed=1, max_tokens=12)
-    assert len(plan.tokens) == 12
-    on_time = _chunks(plan, arrived=0.0 + _loop_now())
-    late = _chunks(plan, arrived=_loop_now() - 1000.0)       # every token was due long ago
-    assert len(late) == 1                                     # role, 12 tokens, finish, usage, [DONE]: one write
-    assert _decoded(late) == _decoded(on_time)
-    data = _decoded(late)
-    assert data[-1] == "[DONE]" and len(data) == 1 + 12 + 1 + 1 + 1      # role, tokens, finish, usage, [DONE]
-    assert "".join(json.loads(d)["choices"][0]["delta"].get("content") or "" for d in data[:13]) == plan.text
-    # the teaching fault still ends the stream after that many tokens, with the error last
-    failed = _decoded(_chunks(plan, arrived=_loop_now() - 1000.0, fail_after=5))
-    assert len(failed) == 1 + 5 + 1 and json.loads(failed[-1])["error"]["code"] == "model_failure"
-
-
-def _loop_now() -> float:
-    """The clock ``stream_chunks`` schedules on (a fresh loop's ``time()`` is ``time.monotonic()``)."""
-    return time.monotonic()
 
 
 def test_the_sdk_reads_a_coalesced_v1_stream_token_for_token(make_server):

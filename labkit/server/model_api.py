@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..model import UnknownModelError, list_models, resolve_model
-from ..model.schedule import CompletionPlan
 from ..model.schema_values import UnsatisfiableSchema
 from ..protocol import openai_chat as oc
 from ..ratelimit import KeyedBuckets
-from .modelstream import KEEP_ALIVE, ChunkSchedule, ScheduledStream, TokenClock
+from .modelstream import ChunkSchedule, ScheduledStream, TokenClock
 from .planning import ContextLengthExceeded, plan_reply
 from .state import ModelServerConfig, ServerStats
 from .streaming import PushedEventStream
 
-__all__ = ["create_model_router", "openai_error_response", "stream_chunks"]
+__all__ = ["create_model_router", "openai_error_response"]
 
 
 def openai_error_response(err: oc.APIError) -> JSONResponse:
@@ -118,38 +116,6 @@ def create_model_router(config: ModelServerConfig, stats: ServerStats) -> APIRou
                                           plan.tool_calls))
 
     return router
-
-
-async def stream_chunks(plan: CompletionPlan, req: oc.ChatRequest, cid: str, created: int,
-                         arrived: float, stats: ServerStats, fail_after: int | None = None,
-                         heartbeat_s: float = 15.0) -> AsyncIterator[bytes]:
-    """The SSE body of a streamed reply as an async generator: role chunk, one chunk per token on
-    schedule, finish, optional usage, [DONE] (:class:`~labkit.server.modelstream.ChunkSchedule`).
-
-    The route writes the same parts from :class:`~labkit.server.modelstream.ScheduledStream` (one timer
-    for all streams, no task step per token); this is the pull form of the same stream, one ``yield``
-    per write. Parts already due when the stream wakes (it fell behind) go out in one write; before
-    such a batch, one trip through the loop, so a client that hung up meanwhile cancels it first.
-    ``fail_after`` (a teaching fault) ends the stream after that many tokens with an error event. A
-    wait longer than ``heartbeat_s`` is filled with keep-alive comments."""
-    schedule = ChunkSchedule(plan, req.model, cid, created, req.include_usage, fail_after)
-    stats.model_streams_active += 1
-    try:
-        loop = asyncio.get_running_loop()
-        while (due := schedule.next_due()) is not None:
-            while arrived + due - loop.time() > heartbeat_s:
-                await asyncio.sleep(heartbeat_s)
-                yield KEEP_ALIVE
-            await _sleep_until(arrived + due)
-            if schedule.behind(loop.time() - arrived):
-                await asyncio.sleep(0)
-            data, tokens = schedule.take(loop.time() - arrived)
-            stats.tokens_generated += tokens
-            yield data
-    finally:
-        stats.model_streams_active -= 1
-        if not schedule.ended:
-            stats.model_streams_cancelled += 1
 
 
 async def _sleep_until(deadline: float) -> None:

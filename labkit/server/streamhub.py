@@ -38,7 +38,7 @@ from .state import StreamConfig, ServerStats
 from .eager import run_eagerly
 from .upstream import Upstream
 
-__all__ = ["StreamHub", "Push", "run_eagerly"]
+__all__ = ["StreamHub", "Push"]
 
 
 class StreamHub:

@@ -12,20 +12,15 @@ response's task, which only starts the response, watches for the client leaving 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from ..protocol.sse import SSE_HEADERS
 
-__all__ = ["sse_response", "PushedEventStream"]
+__all__ = ["PushedEventStream"]
 
 MEDIA_TYPE = "text/event-stream; charset=utf-8"
-
-
-def sse_response(body: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> StreamingResponse:
-    """A ``text/event-stream`` response with ``Cache-Control: no-cache`` and ``X-Accel-Buffering: no``."""
-    return StreamingResponse(body, media_type=MEDIA_TYPE, headers={**SSE_HEADERS, **(headers or {})})
 
 
 class PushedEventStream(Response):
@@ -36,8 +31,8 @@ class PushedEventStream(Response):
     ASGI send of one body chunk, which returns True) whenever it has events; ``first`` goes out in the
     same write as the first chunk (one write less per stream). The response ends when
     the handle ends, or at once when the client disconnects (then ``close()`` counts the reader as
-    gone: it is closed in the step that sees the disconnect). The client sees what :func:`sse_response`
-    would send: the same headers and bytes.
+    gone: it is closed in the step that sees the disconnect). The client sees what a ``StreamingResponse``
+    of the same events would send: the same headers and bytes.
     """
 
     media_type = MEDIA_TYPE
