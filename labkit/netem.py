@@ -83,12 +83,17 @@ class MarkerCut:
     the cut is called off). So the cut is exact however the stream is split."""
 
     def __init__(self, marker: bytes, nth: int):
-        if not marker or nth < 1:
-            raise ValueError("a cut needs a non-empty marker and nth >= 1")
+        self.check(marker, nth)
         self.marker, self.nth = marker, nth
         self.seen = 0                        # occurrences so far
         self.found = False
         self._held = b""                     # a possible marker's head, or once found, the occurrence and after
+
+    @staticmethod
+    def check(marker: bytes, nth: int) -> None:
+        """Refuse a cut that could never be found: an empty marker, or no occurrence counted from 1."""
+        if not marker or nth < 1:
+            raise ValueError("a cut needs a non-empty marker and nth >= 1")
 
     def feed(self, data: bytes) -> tuple[bytes, bool]:
         """What of ``data`` (and of what was held) may pass now; ``True`` once the occurrence is reached."""
@@ -170,7 +175,7 @@ class NetemProxy:
         client gets every byte before that occurrence, then both ends are cut without a goodbye. One cut
         (counted in :attr:`drops`); connections opened afterwards pass untouched. ``marker`` is a plain
         byte string the server writes, e.g. ``b"event: token"`` for one SSE token event."""
-        MarkerCut(marker, nth)                    # checks the arguments now, not on the next connection
+        MarkerCut.check(marker, nth)              # now, not on the next connection
         self._cut = (marker, nth)
 
     def _take_cut(self) -> tuple[bytes, int] | None:
