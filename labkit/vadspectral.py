@@ -231,10 +231,15 @@ class SubbandSNR:
             plus = np.hstack([plus, x[:, self._centre:self._centre + 1]])
         return plus, _subtract(after, before)
 
+    def _one_frame_ready(self) -> bool:
+        """Whether a one-frame chunk can take :meth:`score_frame`'s own path (else ``process``'s):
+        past the first sub-window, a configuration it covers, and no trace to keep or clear."""
+        return self._warm and self._one_frame_path and not (self.keep_trace or self._last_levels)
+
     def process(self, frames: np.ndarray) -> list[float]:
         """Scores (dB, one per frame) of ``frames`` (frames x samples): int16, or float32 holding int16 values."""
         m = frames.shape[0]
-        if m == 1 and self._warm and self._one_frame_path and not (self.keep_trace or self._last_levels):
+        if m == 1 and self._one_frame_ready():
             return [self.score_frame(frames[0])]
         if m == 0:
             return []
@@ -274,13 +279,12 @@ class SubbandSNR:
                 _square(spectra, spectra)
                 spectra.dot(band_sum, rows[c + j])
             level, guarded = av[c:c + r], g[c + 1:c + 1 + r]
-            if k_guard == 2:                          # each guarded band at its lower level of two frames
+            if k_guard >= 2:                          # each guarded band at its lowest level of k_guard frames
                 _fmin(level, bv[c:c + r], guarded)
-            elif k_guard > 2:
-                _fmin(level, bv[c:c + r], guarded)
-                high, H = guarded[:, self.unguarded:], self._history
-                for back in range(2, k_guard):
-                    _fmin(high, self._hi_back[H + c - back:H + c - back + r], high)
+                if k_guard > 2:
+                    high, H = guarded[:, self.unguarded:], self._history
+                    for back in range(2, k_guard):
+                        _fmin(high, self._hi_back[H + c - back:H + c - back + r], high)
             else:
                 _copy(level, guarded)
             _add(guarded, g[c:c + r], d[K - 1 + c:K - 1 + c + r])      # twice the two-frame mean
@@ -302,9 +306,10 @@ class SubbandSNR:
                 for ratio in _matmul(envelope[:, None, :], weights).ravel().tolist():
                     append(10 * _log10(ratio) if ratio > 1.0 else 0.0)
             if trace:
+                floor = np.maximum(self.bias * self._floor, self.floor_min)     # one floor per run
                 for k in range(r):
                     self._last_levels.append(0.5 * envelope[k])
-                    self._last_floors.append(np.maximum(self.bias * self._floor, self.floor_min))
+                    self._last_floors.append(floor.copy())
             if warm:                                  # (every frame counts: the mean's count is S)
                 self._in_current = c + r
                 if c + r == S:
@@ -318,7 +323,7 @@ class SubbandSNR:
         """The score of one frame (``frame_samples`` int16 or float32 samples): ``process`` of a
         one-frame chunk, with less to do per call (a Realtime client sends a frame or two at a time):
         the same calls on the same views, fetched from two tuples instead of sliced."""
-        if not self._warm or not self._one_frame_path or self.keep_trace or self._last_levels:
+        if not self._one_frame_ready():
             return self.process(frame.reshape(1, -1))[0]
         c = self._in_current
         out, level, level_before, guarded, previous, doubled, block, envelope = self._frame_views[c]

@@ -31,7 +31,8 @@ from .vad import VADConfig
 from .vadeval import DEFAULT_SEGMENTATION, LabkitDetector, detection_counts, pooled
 
 __all__ = ["SEARCH_SPACE", "MIN_GAIN", "tune", "tune_end_correction", "objective", "REPLICA_CONDITIONS",
-           "TURN_TOLERANCE_MS", "session_turns", "exact_turns", "realtime_turns"]
+           "TURN_TOLERANCE_MS", "REPLICA_PREFIX_MS", "REPLICA_SILENCE_MS", "REPLICA_APPEND_MS", "REALTIME_RATE",
+           "SESSION_UPDATE", "session_turns", "exact_turns", "realtime_turns"]
 
 #: A parameter changes only for at least this much mean F1.
 MIN_GAIN = 0.001
@@ -124,6 +125,10 @@ TURN_TOLERANCE_MS = 150
 #: The test's server VAD settings and its append size.
 REPLICA_PREFIX_MS, REPLICA_SILENCE_MS, REPLICA_APPEND_MS = 300, 500, 100
 REALTIME_RATE = 24_000
+#: the client's ``session.update`` of the replica and of the test it replicates: server VAD, no replies
+SESSION_UPDATE = {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+    "turn_detection": {"type": "server_vad", "create_response": False, "prefix_padding_ms": REPLICA_PREFIX_MS,
+                       "silence_duration_ms": REPLICA_SILENCE_MS}}}}}
 
 
 def session_turns(audio_24k: np.ndarray, vad_changes: dict | None = None) -> list[tuple[float, float]]:
@@ -133,9 +138,7 @@ def session_turns(audio_24k: np.ndarray, vad_changes: dict | None = None) -> lis
     server runs is driven with the test's client events; ``vad_changes`` (VADConfig fields) retunes
     its detector after the ``session.update``, to try a candidate rule before it becomes a default."""
     session = RealtimeSession("gpt-realtime")
-    session.receive(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
-        "turn_detection": {"type": "server_vad", "create_response": False, "prefix_padding_ms": REPLICA_PREFIX_MS,
-                           "silence_duration_ms": REPLICA_SILENCE_MS}}}}}))
+    session.receive(json.dumps(SESSION_UPDATE))
     if vad_changes:
         session.input.restart_vad(replace(session.input.vad.config, **vad_changes))
     n = REALTIME_RATE * REPLICA_APPEND_MS // 1000

@@ -64,13 +64,13 @@ from labkit.audio.pcm import resample
 from labkit.realtime import validate_server_event
 from labkit.speechdata import SAMPLE_RATE as SPEECH_RATE
 
-PREFIX_MS, SILENCE_MS, TOLERANCE_MS = 300, 500, 150
+PREFIX_MS, SILENCE_MS, RATE = vadtune.REPLICA_PREFIX_MS, vadtune.REPLICA_SILENCE_MS, vadtune.REALTIME_RATE
 
 
 def _sessions(noise: str):
     """Each held-out session (a recording of its own) at 24 kHz, and its labels (s)."""
     for mixture, _noise, utterances in speechsets.condition(speechsets.load("heldout"), noise, 10):
-        yield resample(mixture, SPEECH_RATE, 24_000), [(u.start_s, u.end_s) for u in utterances]
+        yield resample(mixture, SPEECH_RATE, RATE), [(u.start_s, u.end_s) for u in utterances]
 
 
 async def _turns(server, audio: np.ndarray) -> list[tuple[float, float]]:
@@ -79,11 +79,9 @@ async def _turns(server, audio: np.ndarray) -> list[tuple[float, float]]:
                                   additional_headers={"Authorization": "Bearer x"})
     try:
         assert json.loads(await ws.recv())["type"] == "session.created"
-        await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
-            "turn_detection": {"type": "server_vad", "create_response": False, "prefix_padding_ms": PREFIX_MS,
-                               "silence_duration_ms": SILENCE_MS}}}}}))
+        await ws.send(json.dumps(vadtune.SESSION_UPDATE))
         assert json.loads(await ws.recv())["type"] == "session.updated"
-        n = 24_000 // 10                                          # 100 ms appends
+        n = RATE * vadtune.REPLICA_APPEND_MS // 1000               # 100 ms appends, as the replica's
         for i in range(0, audio.size, n):
             await ws.send(json.dumps({"type": "input_audio_buffer.append",
                                       "audio": base64.b64encode(audio[i:i + n].tobytes()).decode()}))
@@ -114,7 +112,7 @@ async def test_server_vad_ends_every_turn_in_10_db_noise(server, noise, exact_at
     for audio, labels in _sessions(noise):
         turns = await _turns(server, audio)
         assert turns == vadtune.session_turns(audio), "the tuning replica is not what the server does"
-        exact += vadtune.exact_turns(turns, labels, TOLERANCE_MS)
+        exact += vadtune.exact_turns(turns, labels)
         n_turns, n_labels = n_turns + len(turns), n_labels + len(labels)
         report.append(([(round(s, 2), round(e, 2)) for s, e in turns], [(round(s, 2), round(e, 2)) for s, e in labels]))
     assert n_labels == 24

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from labkit.tutorial import TutorialVAD, TutorialVADConfig, TutorialVADFixedClock
-from labkit.vad import SpeechEnd, SpeechStart, VADConfig, VoiceActivityDetector, detect_segments, frame_rms
+from labkit.vad import (SpeechEnd, SpeechSegmenter, SpeechStart, VADConfig, VoiceActivityDetector, detect_segments,
+                        frame_rms)
 
 SR = 16_000
 #: chapter 04's first steps: frame energy, 10 ms frames (the default detector is spectral, below)
@@ -283,8 +284,6 @@ def test_a_fresh_detector_does_not_learn_the_first_words_as_background():
 
 def segment(decisions, **config):
     """Events of a SpeechSegmenter fed 20 ms frames of decisions: 'S' starts, 'c' continues, '.' quiet."""
-    from labkit.vad import SpeechSegmenter
-
     cfg = VADConfig(frame_ms=20, min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300, **config)
     seg, events, frame = SpeechSegmenter(cfg), [], np.zeros(320, np.int16)
     for d in decisions:
@@ -299,7 +298,7 @@ def test_the_onset_is_dated_from_before_a_short_dip():
     start = segment(decisions, onset_dip_ms=20)[0]
     assert start.start_sample == 25 * 320
     assert segment(decisions, onset_dip_ms=0)[0].start_sample == 29 * 320
-    assert VADConfig().onset_dip_ms == 100          # the default (chosen on the tuning replica, labkit.vadtune)
+    assert segment(decisions)[0].start_sample == 25 * 320     # the default (100 ms, chosen on the tuning replica)
 
 
 def test_a_dip_longer_than_onset_dip_ms_ends_the_run():
