@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 from labkit.server.state import ServerStats, StreamConfig
-from labkit.server.eager import run_eagerly
+from labkit.server.eager import quiet_future, run_eagerly
 from labkit.server.streamhub import StreamHub
 from labkit.streams import End, Heartbeat, Token
 from waiting import until
@@ -214,3 +214,21 @@ async def test_silence_is_a_heartbeat_and_a_failing_delivery_is_raised_to_its_re
     assert await beating.wait() == "ended"
     for push in (beating, broken, healthy):
         push.close()
+
+
+async def test_a_quiet_futures_exception_is_never_reported_as_not_retrieved():
+    import gc
+
+    loop, reported = asyncio.get_running_loop(), []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+    try:
+        for make in (quiet_future, lambda lp: lp.create_future()):      # the plain one shows what is avoided
+            future = make(loop)
+            future.set_exception(RuntimeError("nobody awaits this"))
+            await asyncio.sleep(0)                                       # its done callbacks run
+            del future
+            gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert reported == ["Future exception was never retrieved"]         # the plain future's only

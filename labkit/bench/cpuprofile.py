@@ -78,7 +78,8 @@ def tree_cpu_s(pid: int) -> tuple[float, float]:
 
     proc = psutil.Process(pid)
     children = proc.children(recursive=True)
-    return process_cpu_s(pid), sum(cpu(child) for child in children)
+    own = proc.cpu_times()                      # (a process that is gone raises here, as documented)
+    return own.user + own.system, sum(cpu(child) for child in children)
 
 
 class CpuTimeline:

@@ -275,11 +275,11 @@ def new_stream_cost(app_url: str, app_pid: int, model_pid: int | None, n: int = 
     """Milliseconds of CPU one new stream costs the app server (and the model server): ``n`` streams of
     one token on the instant model, one after another (the figure includes that one token)."""
     asyncio.run(_short_streams(app_url, 10))                  # warm
-    app0 = sum(tree_cpu_s(app_pid))
-    model0 = sum(tree_cpu_s(model_pid)) if model_pid else 0.0
+    app0 = _tree_cpu(app_pid)
+    model0 = _tree_cpu(model_pid) if model_pid else 0.0
     asyncio.run(_short_streams(app_url, n))
-    app = sum(tree_cpu_s(app_pid)) - app0
-    model = (sum(tree_cpu_s(model_pid)) - model0) if model_pid else None
+    app = _tree_cpu(app_pid) - app0
+    model = (_tree_cpu(model_pid) - model0) if model_pid else None
     return {"streams": n, "app_server": round(1000 * app / n, 3),
             "model_server": round(1000 * model / n, 3) if model is not None else None}
 

@@ -245,14 +245,28 @@ def _preemptions(pid: int) -> int:
     return psutil.Process(pid).num_ctx_switches().involuntary
 
 
+def _delays(streams: list[TimedStream]) -> tuple[list, list[float], list[float | None], int]:
+    """The streams' tokens, their delivery delays at the application and at the socket, and how many
+    tokens have no socket stamp."""
+    tokens = [tok for s in streams for tok in s.tokens]
+    return (tokens, [tok.delivery_delay for tok in tokens], [tok.socket_delivery_delay for tok in tokens],
+            sum(tok.socket_wall is None for tok in tokens))
+
+
+def _round_p99(streams: list[TimedStream]) -> dict:
+    """One round's p99 delivery delay at the socket (the application's where a token has no stamp) and at
+    the application, as its pooled row reports them, without the row's schedule measures."""
+    tokens, app_delays, socket_delays, unstamped = _delays(streams)
+    at_socket = unstamped == 0 and bool(tokens)
+    return {"socket": summarize(socket_delays if at_socket else app_delays, 1000)["p99"],
+            "app": summarize(app_delays, 1000)["p99"]}
+
+
 def _row(transport: str, clients: int, streams: list[TimedStream], wall: float, cpu: dict, max_tokens: int,
          rounds: int = 1) -> dict:
     """A row from ``streams`` (``rounds`` runs of ``clients`` requests, pooled)."""
     schedules = _schedules(clients, max_tokens)
-    tokens = [tok for s in streams for tok in s.tokens]
-    app_delays = [tok.delivery_delay for tok in tokens]
-    socket_delays = [tok.socket_delivery_delay for tok in tokens]
-    unstamped = sum(tok.socket_wall is None for tok in tokens)
+    tokens, app_delays, socket_delays, unstamped = _delays(streams)
     at_socket = unstamped == 0 and bool(tokens)
     extra, extra_socket = _extra_gaps(streams, max_tokens, "app", schedules), \
         _extra_gaps(streams, max_tokens, "socket", schedules)
@@ -308,9 +322,7 @@ async def _run_all(levels: list[int], urls: dict, max_tokens: int, pids: dict | 
                 pooled[transport] = (before[0] + streams, before[1] + wall,
                                      {k: before[2].get(k, 0.0) + v for k, v in cpu.items()})
                 if rounds > 1:
-                    alone = _row(transport, clients, streams, wall, cpu, max_tokens)
-                    per_round[transport].append({"socket": alone["delivery_delay_ms"]["p99"],
-                                                 "app": alone["delivery_delay_app_ms"]["p99"]})
+                    per_round[transport].append(_round_p99(streams))
         for transport in TRANSPORTS:
             row = _row(transport, clients, *pooled[transport], max_tokens, rounds)
             if per_round[transport]:        # how much one round's p99 moves: the noise the pooling evens out

@@ -10,7 +10,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["run_eagerly"]
+__all__ = ["run_eagerly", "quiet_future"]
+
+
+def quiet_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+    """A future whose exception nobody may await (a stream's ``done``, a reader's acceptance): marked
+    retrieved as it completes, so asyncio never logs "exception was never retrieved" for it."""
+    future = loop.create_future()
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
 
 
 def run_eagerly(coro) -> tuple[bool, Any]:

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from ..model.schedule import CompletionPlan
 from ..protocol import openai_chat as oc
 from ..protocol.sse import encode_comment, encode_event
-from .eager import run_eagerly
+from .eager import quiet_future, run_eagerly
 from .state import ServerStats
 
 __all__ = ["ChunkSchedule", "TokenClock", "ScheduledStream", "KEEP_ALIVE"]
@@ -165,8 +165,7 @@ class ScheduledStream:
         self.schedule, self.arrived, self.write, self.clock = schedule, arrived, write, clock
         self.stats, self.heartbeat_s = stats, heartbeat_s
         self.loop = clock.loop
-        self.done: asyncio.Future = self.loop.create_future()
-        self.done.add_done_callback(lambda f: f.cancelled() or f.exception())      # never "not retrieved"
+        self.done: asyncio.Future = quiet_future(self.loop)
         self._timer: list | None = None
         self._sending: asyncio.Task | None = None
         self.closed = self.finished = False

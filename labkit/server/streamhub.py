@@ -35,7 +35,7 @@ from ..streams import (DONE, Heartbeat, ReaderState, RegistryFull, StreamEvent, 
 from .participants import Participants
 from .sharedstreams import SharedStreams
 from .state import StreamConfig, ServerStats
-from .eager import run_eagerly
+from .eager import quiet_future, run_eagerly
 from .upstream import Upstream
 
 __all__ = ["StreamHub", "Push"]
@@ -82,8 +82,7 @@ class StreamHub:
             self._stop_task(old)
         log = started.log
         self._signals[log.id] = asyncio.Event()
-        accepted = asyncio.get_running_loop().create_future()
-        accepted.add_done_callback(lambda f: f.cancelled() or f.exception())   # WebSocket readers never await it
+        accepted = quiet_future(asyncio.get_running_loop())           # WebSocket readers never await it
         self._accepted[log.id] = accepted
         if self.shared is not None:
             self.shared.started(log.id, user, messages)
@@ -386,8 +385,7 @@ class Push:
         self.hub, self.reader, self.deliver = hub, reader, deliver
         self.heartbeat_s, self.send_timeout_s = heartbeat_s, send_timeout_s
         self.loop = asyncio.get_running_loop()
-        self.done: asyncio.Future = self.loop.create_future()
-        self.done.add_done_callback(lambda f: f.cancelled() or f.exception())   # never "not retrieved"
+        self.done: asyncio.Future = quiet_future(self.loop)
         self.outcome: str | None = None
         self._sending: asyncio.Task | None = None     # a delivery that had to wait
         self._send_timer: asyncio.TimerHandle | None = None
