@@ -54,15 +54,23 @@ async def test_the_kernel_stamp_lies_between_the_senders_send_and_the_apps_read(
         sock = await open_stamped("127.0.0.1", peer.port)
         _, writer = await asyncio.wait_for(peer.accepted.get(), 30)
         assert sock.stamps
-        for k in range(5):
+        stamped = []
+        for k in range(8):
             before = time.time()
             writer.write(b"x" * (k + 1))
             await writer.drain()
-            if k == 4:              # the process is busy (its loop blocked): the stamp stays the packet's
+            busy = k >= 4 and not any(r[1] for r in stamped[4:])
+            if busy:                # the process is busy (its loop blocked): the stamp stays the packet's
                 time.sleep(0.05)
             read = await sock.read()
             assert read.data == b"x" * (k + 1)
-            assert before <= read.kernel_wall <= read.app_wall
+            if read.kernel_wall is not None:
+                assert before <= read.kernel_wall <= read.app_wall
+            stamped.append((read, busy and read.kernel_wall is not None))
+        # Linux stamps nearly every packet; a rare one comes unstamped (1 read in a CI run of this test
+        # once), which the benchmarks count per row (delivery_measured_at) instead of dating it
+        assert sum(r.kernel_wall is not None for r, _ in stamped) >= 6
+        read = next(r for r, busy_and_stamped in stamped if busy_and_stamped)
         assert read.app_wall - read.kernel_wall >= 0.04       # busy 50 ms: seen by the app, not by the kernel
         writer.close()
         assert (await sock.read()).data == b""                # the end of the stream
