@@ -77,6 +77,10 @@ class VADConfig:
     #: spectral: the floor is the lowest ``"min"`` (minimum statistics) or ``"mean"`` level of the
     #: sub-windows of ``floor_window_ms``.
     floor_statistic: str = "mean"
+    #: spectral: the floor window is cut into this many sub-windows; a band's floor is the lowest
+    #: of their statistics, so at least one of them must fall in a pause for the floor to be the noise.
+    floor_subwindows: int = 5
+    floor_span: int = 1
     #: spectral: the transient guard: a band counts at its lowest level over this long, so a click
     #: shorter than that (a key, a tap) scores nothing; ``frame_ms`` (one frame) turns it off. The
     #: onset it delays is dated back.
@@ -389,6 +393,7 @@ class VoiceActivityDetector:
             return None
         return SubbandSNR(cfg.sample_rate, cfg.frame_samples, bands=cfg.bands, lo_hz=cfg.band_lo_hz,
                           hi_hz=cfg.band_hi_hz, floor_window_frames=cfg.floor_window_ms // cfg.frame_ms,
+                          subwindows=cfg.floor_subwindows, span=cfg.floor_span,
                           bias_db=cfg.floor_bias_db, min_level_dbfs=cfg.min_level_dbfs,
                           envelope_frames=max(1, cfg.envelope_ms // cfg.frame_ms), floor_statistic=cfg.floor_statistic,
                           transient_frames=max(1, cfg.transient_ms // cfg.frame_ms), transient_hz=cfg.transient_hz)
@@ -402,7 +407,7 @@ class VoiceActivityDetector:
         if new.end_correction_ms != self.config.end_correction_ms:
             self.segmenter.end_lag = new.end_correction_ms * new.sample_rate // 1000
         features = ("method", "bands", "envelope_ms", "floor_statistic",
-                    "transient_ms", "transient_hz", "band_lo_hz", "band_hi_hz", "floor_window_ms", "floor_bias_db", "min_level_dbfs")
+                    "transient_ms", "transient_hz", "band_lo_hz", "band_hi_hz", "floor_window_ms", "floor_subwindows", "floor_span", "floor_bias_db", "min_level_dbfs")
         rebuild = any(getattr(new, k) != getattr(self.config, k) for k in features)
         self.config = self.segmenter.config = new
         if rebuild:                      # the band analysis changed: its floors are learnt again

@@ -60,7 +60,7 @@ class SubbandSNR:
     def __init__(self, sample_rate: int, frame_samples: int, *, bands: int = 8, lo_hz: float = 200.0,
                  hi_hz: float = 4000.0, floor_window_frames: int = 250, subwindows: int = 5, bias_db: float = 0.0,
                  min_level_dbfs: float = -75.0, envelope_frames: int = 5, transient_frames: int = 1,
-                 transient_hz: float = 0.0, floor_statistic: str = "mean"):
+                 transient_hz: float = 0.0, floor_statistic: str = "mean", span: int = 1):
         if floor_statistic not in ("mean", "min"):
             raise ValueError("floor_statistic must be 'mean' or 'min'")
         self.frame_samples = frame_samples
@@ -127,7 +127,12 @@ class SubbandSNR:
         self._acc = np.zeros(bands) if self._mean else np.full(bands, np.inf)
         self._in_current = 0                                # frames of the current sub-window so far
         self._next_slot = 0
-        self._warm = False                                  # a sub-window has completed
+        self._filled = 0                                    # completed sub-windows in the ring
+        #: the floor is the lowest mean of this many consecutive sub-windows (a sliding window)
+        self.span = max(1, min(span, subwindows)) if floor_statistic == "mean" else 1
+        self._warm = False                                  # ``span`` sub-windows have completed
+        self._warmup_sum = np.zeros(bands)                  # the frames the warm-up gate admitted
+        self._warmup_count = 0
         self._admitted = 0                                  # frames in the current sub-window's mean
         self._floor = np.full(bands, np.inf)                # the floor in force for the next frame
         self._weights = np.zeros(bands)                     # 1 / (bands * noise), from that floor
@@ -347,39 +352,63 @@ class SubbandSNR:
         return 10 * _log10(ratio) if ratio > 1.0 else 0.0
 
     def _track(self, level: np.ndarray) -> None:
-        """Before the first sub-window completes: account for a frame's level in the floor, which
-        holds from the next frame on. The floor is the mean of the frames so far, and a frame
-        already :data:`WARMUP_GATE` above it is left out: a session that opens with half a second
-        of silence and then speech must not learn the speech as its background (it would for a
-        whole window, and end the turn in mid-sentence)."""
+        """While warming up (the first ``span`` sub-windows): account for a frame's level in the
+        floor, which holds from the next frame on. The floor is the mean of the frames admitted so
+        far, and a frame already :data:`WARMUP_GATE` above it is left out: a session that opens with
+        half a second of silence and then speech must not learn the speech as its background (it
+        would for a whole window, and end the turn in mid-sentence)."""
         self._in_current += 1
         if self._mean:
             if self._half_weights is None or float(level @ self._weights) < WARMUP_GATE:
                 self._acc += level
                 self._admitted += 1
+                self._warmup_sum += level
+                self._warmup_count += 1
         else:
             np.minimum(self._acc, level, out=self._acc)
         if self._in_current == self.sub_len:
             self._complete()
-        else:                                         # the statistic so far stands in
-            self._set_floor(self._acc / max(1, self._admitted) if self._mean else self._acc)
+        elif self._mean:                              # the mean so far stands in
+            self._set_floor(self._warmup_sum / max(1, self._warmup_count))
+        else:
+            self._set_floor(np.minimum(self._acc, self._ring.min(axis=0)))
 
     def _complete(self) -> None:
-        """A sub-window is complete: its statistic joins the ring, and the floor is the ring's lowest."""
+        """A sub-window is complete: its statistic joins the ring, and the floor is the lowest mean
+        of ``span`` consecutive sub-windows (the ring's lowest entry for ``span=1`` or ``"min"``)."""
         if self._warm:                                # every frame of it admitted, in order
             if self._mean:                            # (np.add.accumulate: a sequential float64 sum)
                 self._acc = np.add.accumulate(self._av, axis=0, dtype=np.float64)[-1]
             else:
                 self._acc = np.minimum.reduce(self._av, axis=0).astype(np.float64)
-        count = self.sub_len if self._warm else max(1, self._admitted)
-        self._ring[self._next_slot] = self._acc / count if self._mean else self._acc
+            entry = self._acc / self.sub_len if self._mean else self._acc
+        elif self._mean:                              # warming up: the frames the gate admitted
+            entry = (self._acc / self._admitted if self._admitted
+                     else self._warmup_sum / max(1, self._warmup_count))      # all gated: the background so far
+        else:
+            entry = self._acc
+        self._ring[self._next_slot] = entry
         self._admitted = 0
         self._next_slot = (self._next_slot + 1) % self.subwindows
         self._acc = np.zeros(self.bands) if self._mean else np.full(self.bands, np.inf)
         self._in_current = 0
-        self._set_floor(self._ring.min(axis=0))
-        self._warm = True
+        self._filled = min(self._filled + 1, self.subwindows)
+        self._set_floor(self._ring_floor())
+        self._warm = self._filled >= self.span
         self._roll()
+
+    def _ring_floor(self) -> np.ndarray:
+        """The lowest mean of ``span`` consecutive completed sub-windows, per band (while fewer are
+        complete: their mean). A pause must hold a whole span for the floor to be the noise alone;
+        sliding by one sub-window, it need not be aligned to them."""
+        span, filled = self.span, self._filled
+        if span == 1 or not self._mean:
+            return self._ring.min(axis=0)
+        if filled < span:
+            return self._ring[:filled].mean(axis=0)
+        order = np.roll(self._ring, -self._next_slot, axis=0)[self.subwindows - filled:]   # oldest first
+        sums = np.cumsum(np.vstack([np.zeros((1, self.bands)), order]), axis=0)
+        return ((sums[span:] - sums[:-span]) / span).min(axis=0)
 
     def _set_floor(self, floor: np.ndarray) -> None:
         self._floor = floor.copy()
