@@ -12,10 +12,11 @@ same bands all the time. So, per frame:
    syllable holds its bands for tens of milliseconds, so it passes. The onset this delays
    (``transient_frames - 1`` frames, :attr:`onset_lag_frames`) is dated back by the detector;
 3. each band's guarded level, smoothed over the last two frames;
-4. each band's **noise floor**: the lowest *mean* level of the completed sub-windows of a trailing
-   window (``floor_window_frames``, in ``subwindows`` parts), or with ``floor_statistic="min"`` the
-   lowest level ("minimum statistics", Martin 2001). Speech has pauses, so a band's floor stays at
-   the noise there even while someone talks, and a louder background is learnt within one window;
+4. each band's **noise floor**: the lowest *mean* level of ``span`` consecutive sub-windows of a
+   trailing window (``floor_window_frames``, in ``subwindows`` parts; the mean window slides a
+   sub-window at a time), or with ``floor_statistic="min"`` the lowest level ("minimum statistics",
+   Martin 2001). Speech has pauses, so a band's floor stays at the noise there even while someone
+   talks, and a louder background is learnt within one window;
    stationary tones (hum and its harmonics, a fan's blade) are part of their bands' floors. The
    floor is raised by ``bias_db``;
 5. the **long-term spectral envelope** (Ramirez et al. 2004): each band's highest guarded level over
@@ -40,7 +41,7 @@ import numpy as np
 
 __all__ = ["SubbandSNR", "WARMUP_GATE"]
 
-#: Before the first sub-window completes, a frame this far above the floor so far (power ratio,
+#: While the floor warms up (its first ``span`` sub-windows), a frame this far above the floor so far (power ratio,
 #: mean over bands; 100 = 20 dB) is taken for a voice, not for the background. High enough that the
 #: peaks of babble, music or typing still count as their background (a 6 dB gate cost the tuning
 #: set 0.03-0.09 F1 in babble), low enough that a voice over a quiet room never does.

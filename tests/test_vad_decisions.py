@@ -4,7 +4,10 @@ A speed change to :mod:`labkit.vadspectral` or :mod:`labkit.vad` must not change
 The chunk-size tests compare the detector with itself; this one compares it with stored decisions
 of the code as it was before session 6's speed work (``tests/data/vad_decisions.json``): for each
 configuration and condition, every frame's two decisions (starts, continues) and every event, in
-20 ms chunks and as one whole recording.
+20 ms chunks and as one whole recording. Session 8 changed the default (bands to 6 kHz, a sliding
+floor) and regenerated the file; the previous default is kept as ``one_block_floor`` (its entries
+are the previous reference's ``default`` ones, identical), and the variants, which take the new
+defaults, gave exactly their previous entries under the previous defaults before that.
 
 The audio must be the same on every machine, so it is chapter 04's committed recording
 (``clean.wav``) under the *held-out* noise recordings (:data:`labkit.noises.HELDOUT_STYLE`, seeded;
@@ -38,6 +41,9 @@ CONFIGS = {
     "default": VADConfig(**SEGMENTATION),
     "no_guard_min_floor": VADConfig(transient_ms=20, floor_statistic="min", **SEGMENTATION),
     "guard_3_envelope_1": VADConfig(transient_ms=60, envelope_ms=20, transient_hz=0.0, **SEGMENTATION),
+    # the default before session 8 (bands to 4 kHz, the floor the lowest of five 1 s blocks): its
+    # stored decisions are the session-6 reference's, unchanged by the sliding floor's code
+    "one_block_floor": VADConfig(band_hi_hz=4000.0, floor_subwindows=5, floor_span=1, **SEGMENTATION),
 }
 CONDITIONS = (("clean", None), ("pink", 10), ("pink", 5), ("hum", 10), ("babble", 10), ("keyboard", 10), ("music", 10))
 #: the variants, on fewer conditions (the test's time)
@@ -101,12 +107,14 @@ def test_decisions_are_those_of_the_reference_version(name):
 
 
 def test_the_stored_decisions_find_speech():
-    """The reference is not vacuous: each stored condition has utterances (the recording has 20; the
-    minimum-statistics floor sits low in noise, and its turns run together, so it finds few)."""
+    """The reference is not vacuous: each stored condition has utterances (the recording has 20; in
+    music at 10 dB the default finds 13, some running together across the notes, where the session-7
+    default found 16; the minimum-statistics floor sits low in noise, and its turns run together,
+    so it finds few)."""
     for name in CONFIGS:
         for noise, snr in conditions(name):
             ends = [e for e in stored()[key(name, noise, snr)]["events"] if e[0] == "speech_end"]
-            assert (15 <= len(ends) <= 25) if name == "default" else len(ends) >= 3, (name, noise, snr, len(ends))
+            assert (12 <= len(ends) <= 25) if name == "default" else len(ends) >= 3, (name, noise, snr, len(ends))
 
 
 if __name__ == "__main__" and "--write" in sys.argv:
