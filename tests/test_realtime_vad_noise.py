@@ -6,25 +6,31 @@ The audio is the whole held-out set (six sessions, 24 utterances, eight voices, 
 -6 dBFS), sent as fast as the socket takes it: the server's VAD clock is the audio's samples.
 
 Measured (and asserted, the audio and the detector being deterministic) with the default detector
-(transient guard, ends dated 40 ms earlier, an onset's run surviving a 100 ms dip; chosen on the
-tuning set, never on this audio): in pink noise 20 of the 24 utterances are one turn each with both
-boundaries within 150 ms, in babble 23. The brief's target, every utterance, is not met. The ones
-that miss, and why:
+(session 8: bands to 6 kHz, a floor that is the lowest mean of 1 s sliding by 0.5 s, turn ends
+not dated earlier; chosen on the tuning set, never on this audio): in pink noise 22 of the 24
+utterances are one turn each with both boundaries within 150 ms, in babble all 24; the exact
+turns' worst boundary is 103 ms off. The brief's target, every utterance, is met in babble, not
+in pink. The two that miss, and why:
 
-* pink, session 1, 5.30-8.75 s and session 4, 11.73-15.37 s: the turn ends 290 and 270 ms early.
-  The last syllable is its own soft burst: after a dip to 1.4 / 0.3 dB it scores 4.8 / 5.0-5.8 dB,
-  just under the 6 dB stop threshold, so it is taken for noise;
-* pink, session 1, 9.82-12.23 s: ends 170 ms early. Its last 130 ms score 0.2-1.5 dB, within
-  what the noise alone scores (in clean audio they are found): the sound is under the noise;
-* pink, session 3, 10.48-13.34 s: split in two. An inner stretch of 12.70-13.00 s holds at
-  2.0-5.8 dB, under the stop threshold, for the full 500 ms of silence;
-* babble, session 1, 9.82-12.23 s: ends 190 ms early, the same falling tail as in pink.
+* pink, session 1, 5.30-8.75 s, and session 4, 11.73-15.37 s: the turn ends 230 ms early. The
+  last syllable is its own soft burst after a dip, 8-11 dB above the noise in the lowest bands
+  (200-500 Hz), but the floor there is 5-11 dB above the noise: no 1 s stretch of the 5 s window
+  is free of speech (session 4's utterance follows a pause of 0.83 s), and a window's mean is
+  dragged up by even 100 ms of a voice 25 dB over the noise. So the syllable scores 5.4-5.8 dB,
+  under the 6 dB stop threshold. Shorter windows find the pause but learn babble's and music's
+  dips as their floor (on the tuning replica babble 10 dB fell from 22 to 9 turns exact with
+  0.5 s blocks).
+
+Before session 8 (bands to 4 kHz, the floor the lowest of five fixed 1 s blocks, ends dated 40 ms
+earlier) it was 20 in pink and 23 in babble: ends 170-290 ms early under floors raised by the
+speech around them, and one utterance split at an inner stretch under the stop threshold. On the
+tuning replica (:func:`labkit.vadtune.realtime_turns`, 240 utterances): 215 -> 229 exact.
 
 Fixed in session 7: babble, sessions 0 and 4, the first utterance (at 1.00 s) started 220 ms late:
 its first 200 ms score 3-7 dB and dip for a frame to 3.7 dB before the 9 dB start, and the onset
 was dated from after the dip. ``onset_dip_ms=100`` lets the onset's run survive it (chosen on the
-tuning replica, :func:`labkit.vadtune.realtime_turns`: 212 -> 215 of 240 turns exact, no
-condition's frame F1 down by more than 0.0011, false alarms on noise alone unchanged, 143).
+tuning replica: 212 -> 215 of 240 turns exact, no condition's frame F1 down by more than 0.0011,
+false alarms on noise alone unchanged, 143).
 
 Tried in session 5 and not shipped, each chosen on the tuning set (a replica of this test run on
 the tuning set's sessions, 10 conditions):
@@ -106,7 +112,7 @@ async def _turns(server, audio: np.ndarray) -> list[tuple[float, float]]:
         await ws.close()
 
 
-@pytest.mark.parametrize("noise, exact_at_least", [("pink", 20), ("babble", 23)])
+@pytest.mark.parametrize("noise, exact_at_least", [("pink", 22), ("babble", 24)])
 async def test_server_vad_ends_every_turn_in_10_db_noise(server, noise, exact_at_least):
     exact, n_turns, n_labels, report = [], 0, 0, []
     for audio, labels in _sessions(noise):
