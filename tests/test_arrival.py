@@ -54,24 +54,28 @@ async def test_the_kernel_stamp_lies_between_the_senders_send_and_the_apps_read(
         sock = await open_stamped("127.0.0.1", peer.port)
         _, writer = await asyncio.wait_for(peer.accepted.get(), 30)
         assert sock.stamps
-        stamped = []
-        for k in range(8):
+        # Linux stamps most packets, but not every one: under load a CI run of this test once saw 3 of
+        # 8 reads stamped (the benchmarks count unstamped tokens per row, delivery_measured_at, instead
+        # of dating them). So it writes until 6 reads came stamped, one of them after a busy pause.
+        stamped, busy_read = 0, None
+        for k in range(60):
             before = time.time()
             writer.write(b"x" * (k + 1))
             await writer.drain()
-            busy = k >= 4 and not any(r[1] for r in stamped[4:])
+            busy = stamped >= 3 and busy_read is None
             if busy:                # the process is busy (its loop blocked): the stamp stays the packet's
                 time.sleep(0.05)
             read = await sock.read()
             assert read.data == b"x" * (k + 1)
             if read.kernel_wall is not None:
                 assert before <= read.kernel_wall <= read.app_wall
-            stamped.append((read, busy and read.kernel_wall is not None))
-        # Linux stamps nearly every packet; a rare one comes unstamped (1 read in a CI run of this test
-        # once), which the benchmarks count per row (delivery_measured_at) instead of dating it
-        assert sum(r.kernel_wall is not None for r, _ in stamped) >= 6
-        read = next(r for r, busy_and_stamped in stamped if busy_and_stamped)
-        assert read.app_wall - read.kernel_wall >= 0.04       # busy 50 ms: seen by the app, not by the kernel
+                stamped += 1
+                if busy:
+                    busy_read = read
+            if stamped >= 6 and busy_read is not None:
+                break
+        assert stamped >= 6 and busy_read is not None, (stamped, k + 1)
+        assert busy_read.app_wall - busy_read.kernel_wall >= 0.04      # busy 50 ms: seen by the app, not by the kernel
         writer.close()
         assert (await sock.read()).data == b""                # the end of the stream
         sock.close()
@@ -80,29 +84,35 @@ async def test_the_kernel_stamp_lies_between_the_senders_send_and_the_apps_read(
 @linux
 async def test_a_fresh_connection_reads_its_first_packet_stamped_while_stamping_is_held(stamping):
     assert stamping is not None                              # it came back stamped within its deadline
+    stamped = 0
     for _ in range(20):                                      # each a new socket: its first read is stamped
         async with _Peer() as peer:
             sock = await open_stamped("127.0.0.1", peer.port)
             _, writer = await asyncio.wait_for(peer.accepted.get(), 30)
             writer.write(b"first")
             read = await sock.read()
-            assert read.data == b"first" and read.kernel_wall is not None
+            assert read.data == b"first"
+            stamped += read.kernel_wall is not None
             sock.close()
+    assert stamped >= 16, stamped        # (as any packet, a rare one comes unstamped under load)
 
 
 @linux
 async def test_a_message_split_over_reads_has_the_stamp_of_the_read_that_completed_it():
-    async with _Peer() as peer:
-        sock = await open_stamped("127.0.0.1", peer.port)
-        _, writer = await asyncio.wait_for(peer.accepted.get(), 30)
-        writer.write(b'{"seq": 0, "con')
-        first = await sock.read()
-        before_rest = time.time()
-        writer.write(b'tent": "Hi"}\n')
-        second = await sock.read()
+    for _attempt in range(10):                       # until both reads come stamped (most do)
+        async with _Peer() as peer:
+            sock = await open_stamped("127.0.0.1", peer.port)
+            _, writer = await asyncio.wait_for(peer.accepted.get(), 30)
+            writer.write(b'{"seq": 0, "con')
+            first = await sock.read()
+            before_rest = time.time()
+            writer.write(b'tent": "Hi"}\n')
+            second = await sock.read()
+            sock.close()
         assert first.data + second.data == b'{"seq": 0, "content": "Hi"}\n'
-        assert first.kernel_wall < before_rest <= second.kernel_wall <= second.app_wall
-        sock.close()
+        if first.kernel_wall is not None and second.kernel_wall is not None:
+            break
+    assert first.kernel_wall < before_rest <= second.kernel_wall <= second.app_wall
 
 
 async def _raw_server_split_at(split: bytes, gap_s: float):
