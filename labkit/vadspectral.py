@@ -133,6 +133,11 @@ class SubbandSNR:
         self.span = max(1, min(span, subwindows)) if floor_statistic == "mean" else 1
         self._warm = False                                  # ``span`` sub-windows have completed
         self._warmup_sum = np.zeros(bands)                  # the frames the warm-up gate admitted
+        # with span > 1: the means of the windows of ``span`` sub-windows, and for each ring slot the
+        # slots of the window that ends there
+        self._windows_ring = np.full((subwindows - self.span + 1, bands), np.inf)
+        self._next_window = 0
+        self._recent = [np.array([(slot - j) % subwindows for j in range(self.span)]) for slot in range(subwindows)]
         self._warmup_count = 0
         self._admitted = 0                                  # frames in the current sub-window's mean
         self._floor = np.full(bands, np.inf)                # the floor in force for the next frame
@@ -403,13 +408,16 @@ class SubbandSNR:
         complete: their mean). A pause must hold a whole span for the floor to be the noise alone;
         sliding by one sub-window, it need not be aligned to them."""
         span, filled = self.span, self._filled
-        if span == 1 or not self._mean:
+        if span == 1:
             return self._ring.min(axis=0)
         if filled < span:
             return self._ring[:filled].mean(axis=0)
-        order = np.roll(self._ring, -self._next_slot, axis=0)[self.subwindows - filled:]   # oldest first
-        sums = np.cumsum(np.vstack([np.zeros((1, self.bands)), order]), axis=0)
-        return ((sums[span:] - sums[:-span]) / span).min(axis=0)
+        # the window that ends with the sub-window just completed joins the ring of the windows that
+        # lie wholly inside the last ``subwindows`` sub-windows (one per completion, so it cycles)
+        newest = self._recent[(self._next_slot - 1) % self.subwindows]
+        np.multiply(np.add.reduce(self._ring[newest], axis=0), 1.0 / span, out=self._windows_ring[self._next_window])
+        self._next_window = (self._next_window + 1) % self._windows_ring.shape[0]
+        return self._windows_ring.min(axis=0)
 
     def _set_floor(self, floor: np.ndarray) -> None:
         self._floor = floor.copy()
