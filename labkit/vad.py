@@ -81,6 +81,14 @@ class VADConfig:
     #: of their statistics, so at least one of them must fall in a pause for the floor to be the noise.
     floor_subwindows: int = 5
     floor_span: int = 1
+    #: spectral, with ``floor_span > 1``: a sub-window whose levels in a band spread less than this
+    #: many times that band's spread in white noise is steady, and its own mean may be the floor
+    #: (a pause shorter than a span); 0: never. ``floor_solo_bands``: a sub-window is steady only if
+    #: this many bands are (0: band by band); ``floor_solo_drop_db``: it lowers a floor by at most
+    #: this much (0: no limit).
+    floor_solo_ratio: float = 0.0
+    floor_solo_bands: int = 0
+    floor_solo_drop_db: float = 0.0
     #: spectral: the transient guard: a band counts at its lowest level over this long, so a click
     #: shorter than that (a key, a tap) scores nothing; ``frame_ms`` (one frame) turns it off. The
     #: onset it delays is dated back.
@@ -394,6 +402,8 @@ class VoiceActivityDetector:
         return SubbandSNR(cfg.sample_rate, cfg.frame_samples, bands=cfg.bands, lo_hz=cfg.band_lo_hz,
                           hi_hz=cfg.band_hi_hz, floor_window_frames=cfg.floor_window_ms // cfg.frame_ms,
                           subwindows=cfg.floor_subwindows, span=cfg.floor_span,
+                          solo_ratio=cfg.floor_solo_ratio, solo_bands=cfg.floor_solo_bands,
+                          solo_drop_db=cfg.floor_solo_drop_db,
                           bias_db=cfg.floor_bias_db, min_level_dbfs=cfg.min_level_dbfs,
                           envelope_frames=max(1, cfg.envelope_ms // cfg.frame_ms), floor_statistic=cfg.floor_statistic,
                           transient_frames=max(1, cfg.transient_ms // cfg.frame_ms), transient_hz=cfg.transient_hz)
@@ -407,7 +417,7 @@ class VoiceActivityDetector:
         if new.end_correction_ms != self.config.end_correction_ms:
             self.segmenter.end_lag = new.end_correction_ms * new.sample_rate // 1000
         features = ("method", "bands", "envelope_ms", "floor_statistic",
-                    "transient_ms", "transient_hz", "band_lo_hz", "band_hi_hz", "floor_window_ms", "floor_subwindows", "floor_span", "floor_bias_db", "min_level_dbfs")
+                    "transient_ms", "transient_hz", "band_lo_hz", "band_hi_hz", "floor_window_ms", "floor_subwindows", "floor_span", "floor_solo_ratio", "floor_solo_bands", "floor_solo_drop_db", "floor_bias_db", "min_level_dbfs")
         rebuild = any(getattr(new, k) != getattr(self.config, k) for k in features)
         self.config = self.segmenter.config = new
         if rebuild:                      # the band analysis changed: its floors are learnt again

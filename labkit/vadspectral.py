@@ -60,7 +60,8 @@ class SubbandSNR:
     def __init__(self, sample_rate: int, frame_samples: int, *, bands: int = 8, lo_hz: float = 200.0,
                  hi_hz: float = 4000.0, floor_window_frames: int = 250, subwindows: int = 5, bias_db: float = 0.0,
                  min_level_dbfs: float = -75.0, envelope_frames: int = 5, transient_frames: int = 1,
-                 transient_hz: float = 0.0, floor_statistic: str = "mean", span: int = 1):
+                 transient_hz: float = 0.0, floor_statistic: str = "mean", span: int = 1,
+                 solo_ratio: float = 0.0, solo_bands: int = 0, solo_drop_db: float = 0.0):
         if floor_statistic not in ("mean", "min"):
             raise ValueError("floor_statistic must be 'mean' or 'min'")
         self.frame_samples = frame_samples
@@ -130,6 +131,18 @@ class SubbandSNR:
         self._filled = 0                                    # completed sub-windows in the ring
         #: the floor is the lowest mean of this many consecutive sub-windows (a sliding window)
         self.span = max(1, min(span, subwindows)) if floor_statistic == "mean" else 1
+        #: Steady sub-windows (``solo_ratio > 0``, with ``span > 1``): a completed sub-window whose
+        #: frames' dB levels in a band spread (standard deviation) less than ``solo_ratio`` times
+        #: that band's spread in white Gaussian noise (its bins' own chi-square scatter) is steady
+        #: there, and its own mean may be the band's floor, below the lowest span mean: a pause
+        #: shorter than a span, in steady noise, then still shows the noise alone. With
+        #: ``solo_bands``, a sub-window counts as steady only if that many bands are (a pause in
+        #: steady noise is steady in every band; a quiet spell of music or typing seldom is), and
+        #: a steady sub-window lowers a floor by at most ``solo_drop_db`` (0: no limit).
+        self._solo = np.zeros((subwindows, bands), bool)
+        self._solo_limit: np.ndarray | None = None
+        self.solo_bands = solo_bands
+        self.solo_drop = 10 ** (-solo_drop_db / 10) if solo_drop_db > 0 else 0.0
         self._warm = False                                  # ``span`` sub-windows have completed
         self._warmup_sum = np.zeros(bands)                  # the frames the warm-up gate admitted
         self._warmup_count = 0
@@ -139,6 +152,9 @@ class SubbandSNR:
         self._half_weights: np.ndarray | None = None        # the same halved, for the doubled envelope
         self._started = False                               # the first frame has been seen
         self._views()
+        if solo_ratio > 0 and self.span > 1:
+            noise = np.random.default_rng(0).normal(0.0, 1000.0, (400, frame_samples))
+            self._solo_limit = solo_ratio * (10 * np.log10(self.band_levels(noise))).std(axis=0)
         self._last_levels: list[np.ndarray] = []
         self._last_floors: list[np.ndarray] = []
         self.keep_trace = False                             # record levels and floors for plots
@@ -388,6 +404,13 @@ class SubbandSNR:
         else:
             entry = self._acc
         self._ring[self._next_slot] = entry
+        if self._solo_limit is not None:              # (warming up: never steady)
+            steady = np.zeros(self.bands, bool)
+            if self._warm:
+                steady = (10 * np.log10(np.maximum(self._av, 1e-30, dtype=np.float64))).std(axis=0) < self._solo_limit
+                if self.solo_bands:
+                    steady[:] = steady.sum() >= self.solo_bands
+            self._solo[self._next_slot] = steady
         self._admitted = 0
         self._next_slot = (self._next_slot + 1) % self.subwindows
         self._acc = np.zeros(self.bands) if self._mean else np.full(self.bands, np.inf)
@@ -408,7 +431,11 @@ class SubbandSNR:
             return self._ring[:filled].mean(axis=0)
         order = np.roll(self._ring, -self._next_slot, axis=0)[self.subwindows - filled:]   # oldest first
         sums = np.cumsum(np.vstack([np.zeros((1, self.bands)), order]), axis=0)
-        return ((sums[span:] - sums[:-span]) / span).min(axis=0)
+        floor = ((sums[span:] - sums[:-span]) / span).min(axis=0)
+        if self._solo_limit is not None:              # a steady sub-window's own mean, within solo_drop
+            solo = np.where(self._solo, self._ring, np.inf).min(axis=0)
+            floor = np.minimum(floor, np.maximum(solo, self.solo_drop * floor))
+        return floor
 
     def _set_floor(self, floor: np.ndarray) -> None:
         self._floor = floor.copy()
