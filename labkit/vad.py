@@ -87,6 +87,14 @@ class VADConfig:
     #: long enough that babble and music keep a floor at their typical level, not at their dips.
     floor_subwindows: int = 10
     floor_span: int = 2
+    #: spectral, with ``floor_span > 1``: a block is **steady** when, in every band, its frames'
+    #: levels (dB) spread less than this many times they do in white noise (the scatter of a band's
+    #: own bins); a steady block's own mean may then be the floor, below the lowest span mean, but
+    #: by at most ``floor_steady_drop_db``. A pause shorter than a span in steady noise (pink, hum,
+    #: a fan) then still shows the noise alone, while music and typing, seldom steady in every band
+    #: at once, keep their span floor. 0: off.
+    floor_steady_ratio: float = 1.6
+    floor_steady_drop_db: float = 8.0
     #: spectral: the transient guard: a band counts at its lowest level over this long, so a click
     #: shorter than that (a key, a tap) scores nothing; ``frame_ms`` (one frame) turns it off. The
     #: onset it delays is dated back.
@@ -402,6 +410,7 @@ class VoiceActivityDetector:
         return SubbandSNR(cfg.sample_rate, cfg.frame_samples, bands=cfg.bands, lo_hz=cfg.band_lo_hz,
                           hi_hz=cfg.band_hi_hz, floor_window_frames=cfg.floor_window_ms // cfg.frame_ms,
                           subwindows=cfg.floor_subwindows, span=cfg.floor_span,
+                          steady_ratio=cfg.floor_steady_ratio, steady_drop_db=cfg.floor_steady_drop_db,
                           bias_db=cfg.floor_bias_db, min_level_dbfs=cfg.min_level_dbfs,
                           envelope_frames=max(1, cfg.envelope_ms // cfg.frame_ms), floor_statistic=cfg.floor_statistic,
                           transient_frames=max(1, cfg.transient_ms // cfg.frame_ms), transient_hz=cfg.transient_hz)
@@ -415,7 +424,7 @@ class VoiceActivityDetector:
         if new.end_correction_ms != self.config.end_correction_ms:
             self.segmenter.end_lag = new.end_correction_ms * new.sample_rate // 1000
         features = ("method", "bands", "envelope_ms", "floor_statistic",
-                    "transient_ms", "transient_hz", "band_lo_hz", "band_hi_hz", "floor_window_ms", "floor_subwindows", "floor_span", "floor_bias_db", "min_level_dbfs")
+                    "transient_ms", "transient_hz", "band_lo_hz", "band_hi_hz", "floor_window_ms", "floor_subwindows", "floor_span", "floor_steady_ratio", "floor_steady_drop_db", "floor_bias_db", "min_level_dbfs")
         rebuild = any(getattr(new, k) != getattr(self.config, k) for k in features)
         self.config = self.segmenter.config = new
         if rebuild:                      # the band analysis changed: its floors are learnt again

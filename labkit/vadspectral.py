@@ -55,13 +55,16 @@ _FLOAT32, _square, _fmin, _add, _subtract, _copy, _max_reduce, _matmul = (
     np.float32, np.square, np.fmin, np.add, np.subtract, np.positive, np.maximum.reduce, np.matmul)
 _F32 = np.dtype(np.float32)
 _log10 = math.log10
+#: each band's spread (dB, standard deviation over frames) in white noise, per band analysis
+_WHITE_SPREAD: dict[tuple, np.ndarray] = {}
 
 
 class SubbandSNR:
     def __init__(self, sample_rate: int, frame_samples: int, *, bands: int = 8, lo_hz: float = 200.0,
                  hi_hz: float = 4000.0, floor_window_frames: int = 250, subwindows: int = 5, bias_db: float = 0.0,
                  min_level_dbfs: float = -75.0, envelope_frames: int = 5, transient_frames: int = 1,
-                 transient_hz: float = 0.0, floor_statistic: str = "mean", span: int = 1):
+                 transient_hz: float = 0.0, floor_statistic: str = "mean", span: int = 1,
+                 steady_ratio: float = 0.0, steady_drop_db: float = 0.0):
         if floor_statistic not in ("mean", "min"):
             raise ValueError("floor_statistic must be 'mean' or 'min'")
         self.frame_samples = frame_samples
@@ -131,6 +134,16 @@ class SubbandSNR:
         self._filled = 0                                    # completed sub-windows in the ring
         #: the floor is the lowest mean of this many consecutive sub-windows (a sliding window)
         self.span = max(1, min(span, subwindows)) if floor_statistic == "mean" else 1
+        #: Steady sub-windows (``steady_ratio > 0``, with ``span > 1``): a completed sub-window whose
+        #: frames' dB levels spread (standard deviation), in every band, less than ``steady_ratio``
+        #: times that band's spread in white Gaussian noise (its bins' own chi-square scatter) is
+        #: steady, and its own mean may be a band's floor, below the lowest span mean, by at most
+        #: ``steady_drop_db``: a pause shorter than a span, in steady noise, then still shows the noise
+        #: alone (a pause in steady noise is steady in every band; a quiet spell of music or typing
+        #: seldom is).
+        self._steady = np.zeros(subwindows, bool)
+        self._steady_limit: np.ndarray | None = None
+        self.steady_drop = 10 ** (-steady_drop_db / 10) if steady_drop_db > 0 else 0.0
         self._warm = False                                  # ``span`` sub-windows have completed
         self._warmup_sum = np.zeros(bands)                  # the frames the warm-up gate admitted
         # with span > 1: the means of the windows of ``span`` sub-windows, and for each ring slot the
@@ -145,6 +158,12 @@ class SubbandSNR:
         self._half_weights: np.ndarray | None = None        # the same halved, for the doubled envelope
         self._started = False                               # the first frame has been seen
         self._views()
+        if steady_ratio > 0 and self.span > 1:
+            key = (sample_rate, frame_samples, bands, lo_hz, hi_hz)
+            if key not in _WHITE_SPREAD:              # (once per analysis: 400 frames, about 10 ms)
+                noise = np.random.default_rng(0).normal(0.0, 1000.0, (400, frame_samples))
+                _WHITE_SPREAD[key] = (10 * np.log10(self.band_levels(noise))).std(axis=0)
+            self._steady_limit = steady_ratio * _WHITE_SPREAD[key]
         self._last_levels: list[np.ndarray] = []
         self._last_floors: list[np.ndarray] = []
         self.keep_trace = False                             # record levels and floors for plots
@@ -394,6 +413,9 @@ class SubbandSNR:
         else:
             entry = self._acc
         self._ring[self._next_slot] = entry
+        if self._steady_limit is not None:            # (warming up: never steady)
+            self._steady[self._next_slot] = self._warm and bool(np.all(
+                (10 * np.log10(np.maximum(self._av, 1e-30, dtype=np.float64))).std(axis=0) < self._steady_limit))
         self._admitted = 0
         self._next_slot = (self._next_slot + 1) % self.subwindows
         self._acc = np.zeros(self.bands) if self._mean else np.full(self.bands, np.inf)
@@ -417,7 +439,11 @@ class SubbandSNR:
         newest = self._recent[(self._next_slot - 1) % self.subwindows]
         np.multiply(np.add.reduce(self._ring[newest], axis=0), 1.0 / span, out=self._windows_ring[self._next_window])
         self._next_window = (self._next_window + 1) % self._windows_ring.shape[0]
-        return self._windows_ring.min(axis=0)
+        floor = self._windows_ring.min(axis=0)
+        if self._steady_limit is not None and self._steady.any():   # a steady sub-window's own mean, within the drop
+            steady = np.where(self._steady[:, None], self._ring, np.inf).min(axis=0)
+            floor = np.minimum(floor, np.maximum(steady, self.steady_drop * floor))
+        return floor
 
     def _set_floor(self, floor: np.ndarray) -> None:
         self._floor = floor.copy()

@@ -6,25 +6,29 @@ The audio is the whole held-out set (six sessions, 24 utterances, eight voices, 
 -6 dBFS), sent as fast as the socket takes it: the server's VAD clock is the audio's samples.
 
 Measured (and asserted, the audio and the detector being deterministic) with the default detector
-(session 8: bands to 6 kHz, a floor that is the lowest mean of 1 s sliding by 0.5 s, turn ends
-not dated earlier; chosen on the tuning set, never on this audio): in pink noise 22 of the 24
-utterances are one turn each with both boundaries within 150 ms, in babble all 24; the exact
-turns' worst boundary is 103 ms off. The brief's target, every utterance, is met in babble, not
-in pink. The two that miss, and why:
+(session 8: bands to 6 kHz, a floor that is the lowest mean of 1 s sliding by 0.5 s or the mean of
+a steady 0.5 s, turn ends not dated earlier; chosen on the tuning set, never on this audio): in
+pink noise and in babble, all 24 utterances are one turn each with both boundaries within 150 ms;
+the worst boundary is 103 ms off.
 
-* pink, session 1, 5.30-8.75 s, and session 4, 11.73-15.37 s: the turn ends 230 ms early. The
-  last syllable is its own soft burst after a dip, 8-11 dB above the noise in the lowest bands
-  (200-500 Hz), but the floor there is 5-11 dB above the noise: no 1 s stretch of the 5 s window
-  is free of speech (session 4's utterance follows a pause of 0.83 s), and a window's mean is
-  dragged up by even 100 ms of a voice 25 dB over the noise. So the syllable scores 5.4-5.8 dB,
-  under the 6 dB stop threshold. Shorter windows find the pause but learn babble's and music's
-  dips as their floor (on the tuning replica babble 10 dB fell from 22 to 9 turns exact with
-  0.5 s blocks).
+What it took, in the two pink utterances that still ended 230 ms early with the sliding floor
+alone (session 1, 5.30-8.75 s, and session 4, 11.73-15.37 s): the last syllable is its own soft
+burst after a dip, 8-11 dB above the noise in the lowest bands (200-500 Hz), but the floor there
+sat 5-11 dB above the noise: no 1 s stretch of the 5 s window was free of speech (session 4's
+utterance follows a pause of 0.83 s), and a window's mean is dragged up by even 100 ms of a voice
+25 dB over the noise. So the syllable scored 5.4-5.8 dB, under the 6 dB stop threshold. Shorter
+windows find the pause but learn babble's and music's dips as their floor (on the tuning replica
+babble 10 dB fell from 22 to 9 turns exact with 0.5 s blocks), and so do robust statistics of a
+block (median, trimmed, clipped or geometric mean: music's floor falls, its frame F1 by 0.02-0.09
+on the tuning set). A 0.5 s block that is steady in every band (its levels spread no more than
+1.6 times white noise's) is a pause in steady noise, and its own mean may lower the floor, by at
+most 8 dB (chosen on the tuning set from about 20 variants: replica 229 -> 231, frame F1 0.9655
+-> 0.9658, no condition down).
 
 Before session 8 (bands to 4 kHz, the floor the lowest of five fixed 1 s blocks, ends dated 40 ms
 earlier) it was 20 in pink and 23 in babble: ends 170-290 ms early under floors raised by the
 speech around them, and one utterance split at an inner stretch under the stop threshold. On the
-tuning replica (:func:`labkit.vadtune.realtime_turns`, 240 utterances): 215 -> 229 exact.
+tuning replica (:func:`labkit.vadtune.realtime_turns`, 240 utterances): 215 -> 231 exact.
 
 Fixed in session 7: babble, sessions 0 and 4, the first utterance (at 1.00 s) started 220 ms late:
 its first 200 ms score 3-7 dB and dip for a frame to 3.7 dB before the 9 dB start, and the onset
@@ -112,7 +116,7 @@ async def _turns(server, audio: np.ndarray) -> list[tuple[float, float]]:
         await ws.close()
 
 
-@pytest.mark.parametrize("noise, exact_at_least", [("pink", 22), ("babble", 24)])
+@pytest.mark.parametrize("noise, exact_at_least", [("pink", 24), ("babble", 24)])
 async def test_server_vad_ends_every_turn_in_10_db_noise(server, noise, exact_at_least):
     exact, n_turns, n_labels, report = [], 0, 0, []
     for audio, labels in _sessions(noise):

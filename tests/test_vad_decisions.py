@@ -43,7 +43,8 @@ CONFIGS = {
     "guard_3_envelope_1": VADConfig(transient_ms=60, envelope_ms=20, transient_hz=0.0, **SEGMENTATION),
     # the default before session 8 (bands to 4 kHz, the floor the lowest of five 1 s blocks): its
     # stored decisions are the session-6 reference's, unchanged by the sliding floor's code
-    "one_block_floor": VADConfig(band_hi_hz=4000.0, floor_subwindows=5, floor_span=1, **SEGMENTATION),
+    "one_block_floor": VADConfig(band_hi_hz=4000.0, floor_subwindows=5, floor_span=1, floor_steady_ratio=0,
+                                 **SEGMENTATION),
 }
 CONDITIONS = (("clean", None), ("pink", 10), ("pink", 5), ("hum", 10), ("babble", 10), ("keyboard", 10), ("music", 10))
 #: the variants, on fewer conditions (the test's time)

@@ -51,6 +51,7 @@ CONFIGS = {
     "3-frame guard, 1-frame envelope": VADConfig(transient_ms=60, envelope_ms=20, transient_hz=0.0, **SEG),
     "10 ms frames": VADConfig(frame_ms=10, **SEG),
     "short floor window": VADConfig(floor_window_ms=300, **SEG),        # 3-frame sub-windows: runs split often
+    "fixed 1 s blocks, no steady blocks": VADConfig(floor_subwindows=5, floor_span=1, floor_steady_ratio=0, **SEG),
 }
 
 
@@ -112,3 +113,23 @@ def test_utterance_audio_is_the_input_as_int16_whatever_the_chunking():
             assert e.audio.dtype == np.int16
             assert np.array_equal(e.audio, samples[e.audio_start_sample:e.audio_start_sample + e.audio.size])
             assert e.audio_start_sample + e.audio.size == e.end_sample
+
+
+def test_a_steady_sub_window_floors_a_pause_shorter_than_a_span():
+    """Steady noise with a loud burst in every second sub-window: each span holds a burst, so the
+    span means sit above the noise, but a steady sub-window between bursts is the noise alone."""
+    rng = np.random.default_rng(3)
+    frames = rng.normal(0, 300, (500, 320))          # 20 sub-windows: the ring holds no warm-up one
+    for start in range(0, 500, 50):                      # 10 loud frames in every other 25-frame sub-window
+        frames[start + 5:start + 15] *= 10
+    kw = dict(floor_window_frames=250, subwindows=10, span=2)
+    plain = SubbandSNR(16_000, 320, **kw)
+    steady = SubbandSNR(16_000, 320, **kw, steady_ratio=1.6, steady_drop_db=8)
+    floors = []
+    for s in (plain, steady):
+        s.keep_trace = True
+        s.process(frames.astype(np.int16))
+        floors.append(s.last_floors[-1])
+    noise = plain.band_levels(rng.normal(0, 300, (400, 320)).astype(np.int16)).mean(axis=0)
+    assert np.all(floors[0] > 10 * noise)                # the bursts lift every span mean
+    assert np.allclose(floors[1], 10 ** -0.8 * floors[0])           # lowered to the noise, but by at most 8 dB

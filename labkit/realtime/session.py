@@ -89,8 +89,8 @@ def threshold_to_vad(threshold: float) -> dict:
 #: How much earlier than its last voiced frame server VAD dates a turn's end (``audio_end_ms``
 #: is that plus the silence wait). The offline default dates ends 40 ms earlier, chosen for frame
 #: F1; a turn-taking server is judged on each turn's boundaries instead, and on the tuning set's
-#: replica of the noisy-room test (:func:`labkit.vadtune.realtime_turns`) 0 ms gives 229 of 240
-#: turns exact against 227 at 20 ms and 222 at 40 ms (ends in noise come early, not late).
+#: replica of the noisy-room test (:func:`labkit.vadtune.realtime_turns`) 0 ms gives 231 of 240
+#: turns exact against 230 at 20 ms and 223 at 40 ms (ends in noise come early, not late).
 TURN_END_CORRECTION_MS = 0
 
 
