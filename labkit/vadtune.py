@@ -49,6 +49,8 @@ SEARCH_SPACE = {
     "band_hi_hz": (4000.0, 5000.0, 6000.0, 7000.0),
     "floor_subwindows": (5, 10),
     "floor_span": (1, 2),
+    "floor_steady_ratio": (0.0, 1.3, 1.6, 2.0),
+    "floor_steady_drop_db": (4.0, 8.0, 14.0),
     "min_level_dbfs": (-90.0, -75.0),
     "transient_ms": (20, 40, 60, 80),
     "transient_hz": (0.0, 600.0, 1200.0, 1800.0),
