@@ -16,7 +16,8 @@ same bands all the time. So, per frame:
    trailing window (``floor_window_frames``, in ``subwindows`` parts; the mean window slides a
    sub-window at a time), or with ``floor_statistic="min"`` the lowest level ("minimum statistics",
    Martin 2001). Speech has pauses, so a band's floor stays at the noise there even while someone
-   talks, and a louder background is learnt within one window;
+   talks, and a louder background is learnt within one window. With ``steady_ratio``, a
+   sub-window steady in every band (a pause in steady noise) may lower it by its own mean;
    stationary tones (hum and its harmonics, a fan's blade) are part of their bands' floors. The
    floor is raised by ``bias_db``;
 5. the **long-term spectral envelope** (Ramirez et al. 2004): each band's highest guarded level over
