@@ -23,6 +23,11 @@ from waiting import until
 
 PREFIX_MS, SILENCE_MS = 300, 500
 EDGE_TOLERANCE_MS = 150
+#: The server dates a turn's end at its last voiced frame, which the band envelope holds up to 80 ms
+#: past the voice (realtime.session.TURN_END_CORRECTION_MS = 0, chosen on the noisy-room replica): in
+#: clean speech the stop comes 98-110 ms after the true end through the session machine alone (the
+#: first six utterances of data/speech), and the track's lead-in frames and Opus add 20-40 ms more.
+STOP_TOLERANCE_MS = 200
 LEAD_S = 1.0
 SESSION = {"type": "realtime", "model": "gpt-realtime", "max_output_tokens": 12,
            "audio": {"input": {"transcription": {"model": "whisper-1"},
@@ -73,7 +78,7 @@ async def test_a_voice_turn_over_webrtc_signalled_by_the_sdk(server):
     start_err = started["audio_start_ms"] - (1000 * LEAD_S - PREFIX_MS)
     stop_err = stopped["audio_end_ms"] - (1000 * (LEAD_S + speech.size / RATE) + SILENCE_MS)
     print(f"VAD edge errors: start {start_err:+.0f} ms, stop {stop_err:+.0f} ms")
-    assert -20 <= start_err <= EDGE_TOLERANCE_MS and abs(stop_err) <= EDGE_TOLERANCE_MS
+    assert -20 <= start_err <= EDGE_TOLERANCE_MS and abs(stop_err) <= STOP_TOLERANCE_MS
 
     words = normalise(u.text).split()
     found = sum(w in normalise(transcript["transcript"]).split() for w in words) / len(words)

@@ -255,14 +255,18 @@ def eagerness(noise: str = "clean", snr_db: float | None = None) -> list[dict]:
             session = RealtimeSession("gpt-realtime")
             session.receive(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
                 "turn_detection": {"type": "semantic_vad", "eagerness": level, "create_response": False}}}}}))
-            audio, n, ends = resample(mixture, SAMPLE_RATE, 24_000), 2400, []
+            audio, n, ends, voice_ends = resample(mixture, SAMPLE_RATE, 24_000), 2400, [], []
+            wait_s = session.config.turn_detection.silence_duration_ms / 1000
             for i in range(0, audio.size, n):
                 events, _ = session.receive(json.dumps({"type": "input_audio_buffer.append",
                                                         "audio": base64.b64encode(audio[i:i + n].tobytes()).decode()}))
                 ends += [e["audio_end_ms"] / 1000 for e in events if e["type"] == "input_audio_buffer.speech_stopped"]
+            voice_ends = [t - wait_s for t in ends]                 # where the detector heard the voice stop
             for k, u in enumerate(labels):
                 utterances += 1
-                inside = [t for t in ends if u.start_s < t < u.end_s]          # a turn ended mid-utterance
+                # a turn ended mid-utterance: reported while it went on, for a voice that stopped inside
+                # it (not the turn before, whose end is reported after this one began: that one merges)
+                inside = [t for t, v in zip(ends, voice_ends) if u.start_s < t < u.end_s and v >= u.start_s]
                 after = [t for t in ends if t >= u.end_s]
                 cut += bool(inside)
                 following = labels[k + 1].start_s if k + 1 < len(labels) else float("inf")
