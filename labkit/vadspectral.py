@@ -147,12 +147,11 @@ class SubbandSNR:
         self.steady_drop = 10 ** (-steady_drop_db / 10) if steady_drop_db > 0 else 0.0
         self._warm = False                                  # ``span`` sub-windows have completed
         self._warmup_sum = np.zeros(bands)                  # the frames the warm-up gate admitted
-        # with span > 1: the means of the windows of ``span`` sub-windows, and for each ring slot the
-        # slots of the window that ends there
+        self._warmup_count = 0
+        #: with span > 1: the means of the windows of ``span`` sub-windows that lie wholly inside the ring
         self._windows_ring = np.full((subwindows - self.span + 1, bands), np.inf)
         self._next_window = 0
-        self._recent = [np.array([(slot - j) % subwindows for j in range(self.span)]) for slot in range(subwindows)]
-        self._warmup_count = 0
+        self._span_back = np.arange(self.span)              # a window's slots, back from its newest
         self._admitted = 0                                  # frames in the current sub-window's mean
         self._floor = np.full(bands, np.inf)                # the floor in force for the next frame
         self._weights = np.zeros(bands)                     # 1 / (bands * noise), from that floor
@@ -394,10 +393,8 @@ class SubbandSNR:
             np.minimum(self._acc, level, out=self._acc)
         if self._in_current == self.sub_len:
             self._complete()
-        elif self._mean:                              # the mean so far stands in
-            self._set_floor(self._warmup_sum / max(1, self._warmup_count))
-        else:
-            self._set_floor(np.minimum(self._acc, self._ring.min(axis=0)))
+        else:                                         # the statistic so far stands in
+            self._set_floor(self._warmup_sum / max(1, self._warmup_count) if self._mean else self._acc)
 
     def _complete(self) -> None:
         """A sub-window is complete: its statistic joins the ring, and the floor is the lowest mean
@@ -437,8 +434,8 @@ class SubbandSNR:
             return self._ring[:filled].mean(axis=0)
         # the window that ends with the sub-window just completed joins the ring of the windows that
         # lie wholly inside the last ``subwindows`` sub-windows (one per completion, so it cycles)
-        newest = self._recent[(self._next_slot - 1) % self.subwindows]
-        np.multiply(np.add.reduce(self._ring[newest], axis=0), 1.0 / span, out=self._windows_ring[self._next_window])
+        slots = (self._next_slot - 1 - self._span_back) % self.subwindows
+        np.multiply(np.add.reduce(self._ring[slots], axis=0), 1.0 / span, out=self._windows_ring[self._next_window])
         self._next_window = (self._next_window + 1) % self._windows_ring.shape[0]
         floor = self._windows_ring.min(axis=0)
         if self._steady_limit is not None and self._steady.any():   # a steady sub-window's own mean, within the drop

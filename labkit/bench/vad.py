@@ -255,7 +255,7 @@ def eagerness(noise: str = "clean", snr_db: float | None = None) -> list[dict]:
             session = RealtimeSession("gpt-realtime")
             session.receive(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
                 "turn_detection": {"type": "semantic_vad", "eagerness": level, "create_response": False}}}}}))
-            audio, n, ends, voice_ends = resample(mixture, SAMPLE_RATE, 24_000), 2400, [], []
+            audio, n, ends = resample(mixture, SAMPLE_RATE, 24_000), 2400, []
             wait_s = session.config.turn_detection.silence_duration_ms / 1000
             for i in range(0, audio.size, n):
                 events, _ = session.receive(json.dumps({"type": "input_audio_buffer.append",

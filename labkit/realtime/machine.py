@@ -33,7 +33,7 @@ from ..vad import SpeechEnd, SpeechStart, VADConfig
 from .dialect import Dialect, dialect_for
 from .inputaudio import InputAudio
 from .params import parse_response_params
-from .session import SAMPLE_RATE, RealtimeError, SessionConfig, threshold_to_vad
+from .session import SAMPLE_RATE, TURN_END_CORRECTION_MS, RealtimeError, SessionConfig, threshold_to_vad
 
 __all__ = ["RealtimeSession", "StartResponse", "CancelResponse", "StartTranscription", "TranscriptionBegin",
            "TranscriptionAudio", "TranscriptionEnd", "TranscriptionCancel", "MAX_APPEND_BYTES", "MAX_UTTERANCE_MS"]
@@ -186,7 +186,8 @@ class RealtimeSession:
             return None
         return VADConfig(sample_rate=SAMPLE_RATE, frame_ms=self._vad_frame_ms, min_speech_ms=200,
                          min_silence_ms=td.silence_duration_ms, prefix_padding_ms=td.prefix_padding_ms,
-                         max_speech_ms=self._max_utterance_ms, **threshold_to_vad(td.threshold))
+                         max_speech_ms=self._max_utterance_ms, end_correction_ms=TURN_END_CORRECTION_MS,
+                         **threshold_to_vad(td.threshold))
 
     def _ms(self, samples: int) -> int:
         return samples * 1000 // SAMPLE_RATE

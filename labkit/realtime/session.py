@@ -82,8 +82,7 @@ def threshold_to_vad(threshold: float) -> dict:
 
     default = VADConfig()
     scale = 2 ** (2 * (threshold - 0.5))
-    return {"start_snr_db": default.start_snr_db * scale, "stop_snr_db": default.stop_snr_db * scale,
-            "end_correction_ms": TURN_END_CORRECTION_MS}
+    return {"start_snr_db": default.start_snr_db * scale, "stop_snr_db": default.stop_snr_db * scale}
 
 
 #: How much earlier than its last voiced frame server VAD dates a turn's end (``audio_end_ms``
