@@ -37,7 +37,7 @@ from .resources import cache_dir
 from .speechdata import SAMPLE_RATE, SENTENCES, Utterance, speech_mask
 
 __all__ = ["HELDOUT_SENTENCES", "TUNING_VOICES", "HELDOUT_VOICES", "LEVELS_DBFS", "SNRS", "CONDITIONS",
-           "Session", "SpeechSet", "load", "condition", "cache_dir"]
+           "Session", "SpeechSet", "load", "condition", "cache_dir", "DRAW_SEED_STEP"]
 
 HELDOUT_SENTENCES = (
     "Could you book a table for four people tomorrow evening?",
@@ -181,8 +181,16 @@ def load(name: str) -> SpeechSet:
     return SpeechSet(name, tuple(sessions), recipe.seed, recipe.style)
 
 
-def condition(speech: SpeechSet, noise: str, snr_db: float | None) -> list[tuple[np.ndarray, np.ndarray | None, list]]:
-    """Every session under one condition: ``[(mixture, noise_only or None, utterances), ...]`` (int16)."""
+#: how far apart the noise seeds of two draws of a condition are (:func:`condition`'s ``draw``)
+DRAW_SEED_STEP = 7919
+
+
+def condition(speech: SpeechSet, noise: str, snr_db: float | None,
+              draw: int = 0) -> list[tuple[np.ndarray, np.ndarray | None, list]]:
+    """Every session under one condition: ``[(mixture, noise_only or None, utterances), ...]`` (int16).
+
+    ``draw`` picks another recording of the same noise (same style, another seed; babble the same
+    talkers' utterances in another order): 0 is the set's own, what the tests report."""
     out = []
     for k, session in enumerate(speech.sessions):
         utts = list(session.utterances)
@@ -193,7 +201,7 @@ def condition(speech: SpeechSet, noise: str, snr_db: float | None) -> list[tuple
         if noise == "babble":             # the set's own voices, from the other sessions
             pool = [s.audio[round(u.start_s * SAMPLE_RATE): round(u.end_s * SAMPLE_RATE)]
                     for j, s in enumerate(speech.sessions) if j != k for u in s.utterances]
-        seed = speech.seed * 1000 + 37 * k + noises.NOISE_KINDS.index(noise)
+        seed = speech.seed * 1000 + 37 * k + noises.NOISE_KINDS.index(noise) + DRAW_SEED_STEP * draw
         unit = noises.make(noise, session.audio.size, SAMPLE_RATE, speech.style, seed, pool)
         clean = session.audio.astype(np.float64)
         p_speech = np.mean(clean[speech_mask(utts, clean.size)] ** 2)

@@ -11,7 +11,8 @@ search stops when a full pass changes nothing. Then :func:`tune_end_correction` 
 (``tests/test_realtime_vad_noise.py``): the same sessions' audio at 24 kHz, through the same pure
 session machine the server runs, scored by :func:`exact_turns` as the test scores them. A change to
 how turns are segmented is chosen on it (and on :func:`objective`'s frame F1), never on the test's
-held-out audio.
+held-out audio. With ``draws``, each noise is also drawn afresh (other seeds): one draw is 240
+utterances, too few to tell rules apart that differ by a turn or two (:func:`tune_resume` uses eight).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,7 +33,8 @@ from .vadeval import DEFAULT_SEGMENTATION, LabkitDetector, detection_counts, poo
 
 __all__ = ["SEARCH_SPACE", "MIN_GAIN", "tune", "tune_end_correction", "objective", "REPLICA_CONDITIONS",
            "TURN_TOLERANCE_MS", "REPLICA_PREFIX_MS", "REPLICA_SILENCE_MS", "REPLICA_APPEND_MS", "REALTIME_RATE",
-           "SESSION_UPDATE", "session_turns", "exact_turns", "realtime_turns"]
+           "SESSION_UPDATE", "session_turns", "exact_turns", "realtime_turns", "replica_results", "ReplicaResult",
+           "RESUME_GRID", "RESUME_DRAWS", "RESUME_TIE_TURNS", "tune_resume"]
 
 #: A parameter changes only for at least this much mean F1.
 MIN_GAIN = 0.001
@@ -174,17 +176,68 @@ def exact_turns(turns, labels, tolerance_ms: float = TURN_TOLERANCE_MS) -> list[
     return out
 
 
-def realtime_turns(name: str = "tuning", conditions=REPLICA_CONDITIONS, vad_changes: dict | None = None) -> dict:
+def realtime_turns(name: str = "tuning", conditions=REPLICA_CONDITIONS, vad_changes: dict | None = None,
+                   draws: int = 1) -> dict:
     """``{condition: (exact, utterances, turns)}`` of :func:`session_turns` over a speech set's
-    sessions (``"tuning"``; the held-out set only to check the replica agrees with the test)."""
+    sessions (``"tuning"``; the held-out set only to check the replica agrees with the test), under
+    the first ``draws`` recordings of each noise (:func:`labkit.speechsets.condition`'s ``draw``)."""
+    return {cond: tuple(int(sum(x)) for x in zip(*[(r.exact, r.utterances, r.turns) for r in results]))
+            for cond, results in replica_results(name, conditions, vad_changes, draws).items()}
+
+
+@dataclass(frozen=True)
+class ReplicaResult:
+    """One session of the replica: its utterances, how many became exact turns, the turns reported,
+    and each utterance's end error (ms; 500 where it is not one turn: split, merged or missed)."""
+    exact: int
+    utterances: int
+    turns: int
+    end_errors_ms: tuple
+
+
+def replica_results(name: str = "tuning", conditions=REPLICA_CONDITIONS, vad_changes: dict | None = None,
+                    draws: int = 1) -> dict:
+    """``{condition: [ReplicaResult per session and draw]}``: :func:`realtime_turns`, per session."""
     speech = speechsets.load(name)
-    out = {}
+    out: dict = {}
     for cond in conditions:
-        exact = utterances = n_turns = 0
-        for mix, _noise, utts in speechsets.condition(speech, *cond):
-            turns = session_turns(resample(mix, SPEECH_RATE, REALTIME_RATE), vad_changes)
-            labels = [(u.start_s, u.end_s) for u in utts]
-            exact += sum(exact_turns(turns, labels))
-            utterances, n_turns = utterances + len(labels), n_turns + len(turns)
-        out[cond] = (exact, utterances, n_turns)
+        results = out.setdefault(cond, [])
+        for draw in range(draws if cond[0] != "clean" else 1):
+            for mix, _noise, utts in speechsets.condition(speech, *cond, draw=draw):
+                turns = session_turns(resample(mix, SPEECH_RATE, REALTIME_RATE), vad_changes)
+                labels = [(u.start_s, u.end_s) for u in utts]
+                errors = []
+                for start, end in labels:
+                    hits = [t for t in turns if t[0] < end and t[1] > start]
+                    errors.append(min(500.0, abs(hits[0][1] - end) * 1000) if len(hits) == 1 else 500.0)
+                results.append(ReplicaResult(sum(exact_turns(turns, labels)), len(labels), len(turns), tuple(errors)))
     return out
+
+
+#: The resume rule's values tried (session 9): the SNR that continues an utterance after a pause,
+#: and how long the pause is (``VADConfig.resume_snr_db``, ``resume_after_ms``).
+RESUME_GRID = {"resume_snr_db": (6.5, 7.0, 7.25, 7.5, 8.0), "resume_after_ms": (60, 100, 120, 140, 160, 180, 200, 240)}
+#: The replica's noise draws for it: one draw is 240 utterances, and candidates differ by a turn or two.
+RESUME_DRAWS = 8
+#: Candidates this close to the most exact turns are compared on their mean end error.
+RESUME_TIE_TURNS = 2
+
+
+def tune_resume(*, draws: int = RESUME_DRAWS, grid: dict = RESUME_GRID, log=sys.stderr) -> tuple[dict, list]:
+    """The resume rule that makes the most exact turns on the tuning replica over ``draws`` noise
+    draws (clean counts once), ties (within :data:`RESUME_TIE_TURNS`) broken by the lowest mean end
+    error; the rule off (``resume_snr_db`` at the stop threshold) is the first candidate. Returns the
+    chosen changes and every candidate's ``(changes, exact, utterances, mean end error ms)``."""
+    off = {"resume_snr_db": VADConfig().stop_snr_db}
+    candidates = [off] + [{"resume_snr_db": r, "resume_after_ms": a}
+                          for r in grid["resume_snr_db"] for a in grid["resume_after_ms"]]
+    table = []
+    for changes in candidates:
+        results = [r for rs in replica_results("tuning", REPLICA_CONDITIONS, changes, draws).values() for r in rs]
+        exact, utterances = sum(r.exact for r in results), sum(r.utterances for r in results)
+        error = float(np.mean([e for r in results for e in r.end_errors_ms]))
+        table.append((changes, exact, utterances, round(error, 1)))
+        print(f"  {changes}: {exact} of {utterances} turns exact, mean end error {error:.1f} ms", file=log, flush=True)
+    most = max(row[1] for row in table)
+    chosen = min((row for row in table if row[1] >= most - RESUME_TIE_TURNS), key=lambda row: row[3])
+    return chosen[0], table

@@ -36,6 +36,12 @@ def test_vad_benchmark_reports_the_held_out_comparison(tmp_path):
     fixed = next(r for r in data["results"] if r["detector"] == "labkit (RMS, fixed threshold)" and r["noise"] == "pink")
     default = next(r for r in data["results"] if r["detector"] == "labkit (default: sub-band SNR)" and r["noise"] == "pink")
     assert default["f1"] > fixed["f1"] + 0.1         # the lesson's point, measured on unseen audio
+    turns = {(r["noise"], r["snr_db"]): r for r in data["realtime_turns"]}
+    assert set(turns) == {(n, s) for n in ("pink", "babble") for s in (20, 10, 5)}
+    for row in turns.values():                       # --quick: two draws of each noise
+        assert row["draws"] == 2 and row["utterances_draw_0"] == 24 and row["utterances_all_draws"] == 48
+        assert row["exact_draw_0"] <= 24 and row["exact_all_draws"] <= 48
+    assert turns[("pink", 10)]["exact_draw_0"] == 24         # what tests/test_realtime_vad_noise.py asserts
 
 
 def test_metrics_separate_a_good_detector_from_a_broken_one():

@@ -317,3 +317,85 @@ def test_dips_do_not_add_up_to_min_speech():
     events = segment(held, onset_dip_ms=100)
     assert [e.type for e in events] == ["speech_start", "speech_end"]
     assert events[0].start_sample == 20 * 320 and events[0].detected_sample == (20 + 10 + 10) * 320   # 200 ms after the last dip
+
+
+# -- after a pause, only a frame over the resume threshold continues (resume_snr_db) ----------------
+
+def segment_resume(decisions, resume_after_ms=160):
+    """Like ``segment``, with a third decision: 'S' starts, 'r' resumes, 'c' only continues, '.' quiet."""
+    cfg = VADConfig(frame_ms=20, min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300)
+    seg = SpeechSegmenter(cfg, resume_after_samples=resume_after_ms * 16 if resume_after_ms is not None else None)
+    events, frame = [], np.zeros(320, np.int16)
+    for d in decisions:
+        events += seg.step(frame, starts=d == "S", continues=d in "Src", resumes=d in "Sr") or []
+    return events + seg.flush()
+
+
+def test_a_weak_stretch_after_a_pause_neither_extends_nor_delays_the_turn():
+    """Speech, 200 ms of pause, then 120 ms that only continues (a babble peak): the utterance ends
+    where the voice did, and the silence wait runs from there; without the rule it ran on."""
+    decisions = "." * 10 + "S" * 50 + "." * 10 + "c" * 6 + "." * 40
+    end = [e for e in segment_resume(decisions) if e.type == "speech_end"][0]
+    assert end.end_sample == 60 * 320 and end.detected_sample == (60 + 25) * 320       # 500 ms after the voice
+    off = [e for e in segment_resume(decisions, None) if e.type == "speech_end"][0]
+    assert off.end_sample == 76 * 320 and off.detected_sample == (76 + 25) * 320
+
+
+def test_a_weak_stretch_within_the_pause_allowance_still_continues():
+    """The same stretch after 140 ms (a word's own gap, under resume_after_ms): it is speech."""
+    decisions = "." * 10 + "S" * 50 + "." * 7 + "c" * 6 + "." * 40
+    end = [e for e in segment_resume(decisions) if e.type == "speech_end"][0]
+    assert end.end_sample == 73 * 320
+
+
+def test_a_frame_over_the_resume_threshold_continues_after_any_pause():
+    """After 400 ms a frame that resumes (a voice going on, louder than the background's peaks)
+    continues the utterance, and the weak frames after it count again (the pause is over)."""
+    decisions = "." * 10 + "S" * 50 + "." * 20 + "r" + "c" * 5 + "." * 40
+    ends = [e for e in segment_resume(decisions) if e.type == "speech_end"]
+    assert len(ends) == 1 and ends[0].end_sample == 86 * 320
+
+
+def test_the_resume_rule_belongs_to_the_spectral_detector():
+    """Peers' decisions (webrtcvad, Silero) have no resume threshold: ``resumes`` left out means
+    ``continues``; the RMS detector and a resume threshold at the stop threshold turn it off."""
+    decisions = "." * 10 + "S" * 50 + "." * 10 + "c" * 6 + "." * 40
+    cfg = VADConfig(frame_ms=20, min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300)
+    seg, events = SpeechSegmenter(cfg, resume_after_samples=160 * 16), []
+    for d in decisions:
+        events += seg.step(np.zeros(320, np.int16), starts=d == "S", continues=d in "Sc") or []
+    assert events[-1].end_sample == 76 * 320
+    assert VoiceActivityDetector(VADConfig()).segmenter.resume_after == 160 * 16
+    assert VoiceActivityDetector(VADConfig(resume_snr_db=6.0)).segmenter.resume_after is None
+    assert VoiceActivityDetector(VADConfig(method="rms")).segmenter.resume_after is None
+    vad = VoiceActivityDetector(VADConfig())
+    vad.update(resume_snr_db=6.0)
+    assert vad.segmenter.resume_after is None
+
+
+def test_the_resume_threshold_lies_between_stop_and_start():
+    with pytest.raises(ValueError, match="resume_snr_db"):
+        VADConfig(resume_snr_db=5.0)
+    with pytest.raises(ValueError, match="resume_snr_db"):
+        VADConfig(resume_snr_db=9.5)
+    with pytest.raises(ValueError, match="resume_after_ms"):
+        VADConfig(resume_after_ms=-1)
+
+
+def test_the_spectral_detector_applies_the_resume_threshold_to_scores():
+    """Scores straight into the detector's own decision path: speech at 15 dB, a 200 ms pause at 2 dB,
+    120 ms at 6.5 dB (over the stop, under the resume threshold), then 2 dB: the end is the voice's."""
+    vad = VoiceActivityDetector(VADConfig(end_correction_ms=0))
+    scores = [2.0] * 10 + [15.0] * 50 + [2.0] * 10 + [6.5] * 6 + [2.0] * 40
+    class Fixed:                                    # a scorer that returns the scores given
+        onset_lag_frames = 0
+        def process(self, frames):
+            return [scores.pop(0) for _ in range(len(frames))]
+        def score_frame(self, frame):
+            return scores.pop(0)
+    vad.scorer = Fixed()
+    events = []
+    for _ in range(len(scores)):
+        events += vad.process(np.zeros(320, np.int16))
+    end = [e for e in events if e.type == "speech_end"][0]
+    assert end.end_sample == 60 * 320

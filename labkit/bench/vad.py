@@ -10,6 +10,12 @@ condition (clean; white, pink, brown, hum, fan, babble, keyboard and music noise
 frame P/R/F1, onset and offset errors, end-of-speech latency, false alarms per minute in the same
 noise alone; and the streaming speed of labkit's default detector.
 
+Server VAD's turns (:func:`labkit.vadtune.realtime_turns`: the session machine ``/v1/realtime``
+runs, which ``tests/test_realtime_vad_noise.py`` checks is what the server reports) are counted on
+the held-out set in pink noise and babble at 20, 10 and 5 dB, under the set's own noise recording
+(what the test asserts) and over eight draws of each noise: one draw is 24 utterances, and which
+of them fails in babble depends on where the babble's peaks fall.
+
 It also measures ``semantic_vad``'s eagerness levels (which set how long a pause ends the turn, the
 emulator having no semantic model): turn-end latency after each utterance's true end, utterances
 cut off at an inner pause, and utterances merged with the next.
@@ -182,8 +188,31 @@ def run(quick: bool = False) -> dict:
         "speed": speed,
         "targets": (targets := _targets(rows, speed)),
         "targets_per_condition": _per_condition(targets),
+        "realtime_turns": realtime_turns(draws=2 if quick else TURN_DRAWS),
         "semantic_vad_eagerness": [] if quick else eagerness() + eagerness("pink", 10),
     }
+
+
+#: the noisy-room conditions server VAD's turns are counted in, and the noise draws
+TURN_CONDITIONS = (("pink", 20), ("pink", 10), ("pink", 5), ("babble", 20), ("babble", 10), ("babble", 5))
+TURN_DRAWS = 8
+
+
+def realtime_turns(draws: int = TURN_DRAWS) -> list[dict]:
+    """Per condition: utterances that become exactly one turn with both boundaries within 150 ms
+    (after undoing prefix padding and the silence wait), under draw 0 and over ``draws`` draws."""
+    from ..vadtune import TURN_TOLERANCE_MS, replica_results
+
+    print(f"  server VAD turns: {len(TURN_CONDITIONS)} conditions x {draws} noise draws", file=sys.stderr, flush=True)
+    rows = []
+    for cond, results in replica_results("heldout", TURN_CONDITIONS, draws=draws).items():
+        per_draw = len(results) // draws
+        first = results[:per_draw]
+        rows.append({"noise": cond[0], "snr_db": cond[1], "tolerance_ms": TURN_TOLERANCE_MS,
+                     "exact_draw_0": sum(r.exact for r in first), "utterances_draw_0": sum(r.utterances for r in first),
+                     "exact_all_draws": sum(r.exact for r in results), "utterances_all_draws": sum(r.utterances for r in results),
+                     "draws": draws, "turns_all_draws": sum(r.turns for r in results)})
+    return rows
 
 
 def _per_condition(targets: dict) -> list[dict]:

@@ -71,9 +71,10 @@ def threshold_to_vad(threshold: float) -> dict:
     """How OpenAI's ``threshold`` (0..1, higher = less sensitive) drives labkit's detector.
 
     The server VAD is labkit's default detector (chapter 04): sub-band SNR over a per-band noise
-    floor, which holds in stationary noise down to 5 dB SNR. Its two settings, the SNR (dB) that
-    starts an utterance and the one that continues it, were tuned on the lab's tuning set and are
-    what ``threshold=0.5`` (OpenAI's default) gives. ``threshold`` scales both by
+    floor, which holds in stationary noise down to 5 dB SNR. Its three thresholds, the SNR (dB) that
+    starts an utterance, the one that continues it, and the one that continues it after a pause,
+    were tuned on the lab's tuning set and are what ``threshold=0.5`` (OpenAI's default) gives.
+    ``threshold`` scales all three by
     ``2 ** (2 * (threshold - 0.5))``: 0 halves them (speech is found sooner, noise is taken for it
     more often), 1 doubles them (only clear speech counts). The detector adapts to the background,
     so the absolute level of speech does not enter into it.
@@ -82,7 +83,8 @@ def threshold_to_vad(threshold: float) -> dict:
 
     default = VADConfig()
     scale = 2 ** (2 * (threshold - 0.5))
-    return {"start_snr_db": default.start_snr_db * scale, "stop_snr_db": default.stop_snr_db * scale}
+    return {"start_snr_db": default.start_snr_db * scale, "stop_snr_db": default.stop_snr_db * scale,
+            "resume_snr_db": default.resume_snr_db * scale}
 
 
 #: How much earlier than its last voiced frame server VAD dates a turn's end (``audio_end_ms``
