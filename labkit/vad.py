@@ -72,7 +72,9 @@ class VADConfig:
     #: of 1,920 turns exact, babble 10 dB 169 -> 181 of 192; mean frame F1 0.9663 -> 0.9684.
     resume_snr_db: float = 7.25
     #: spectral: how long a pause lasts before ``resume_snr_db`` applies (0: from the first quiet
-    #: frame; ``resume_snr_db = stop_snr_db``: never). Shorter pauses are a word's own gaps.
+    #: frame). Shorter pauses are a word's own gaps. ``resume_snr_db`` is taken within
+    #: [``stop_snr_db``, ``start_snr_db``] (:attr:`effective_resume_snr_db`); at or under the stop
+    #: threshold the rule is off, so retuning start or stop alone never makes a config invalid.
     resume_after_ms: int = 160
     #: spectral: bands, log-spaced over the voice's range (6 kHz rather than 4 was chosen on the
     #: tuning set in session 8: mean frame F1 0.9622 -> 0.9649 on its own).
@@ -155,8 +157,6 @@ class VADConfig:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.stop_snr_db > self.start_snr_db:
             raise ValueError("stop_snr_db must be <= start_snr_db")
-        if not self.stop_snr_db <= self.resume_snr_db <= self.start_snr_db:
-            raise ValueError("resume_snr_db must be between stop_snr_db and start_snr_db")
         if self.bands < 1 or not 0 < self.band_lo_hz < self.band_hi_hz:
             raise ValueError("bands must be >= 1 and 0 < band_lo_hz < band_hi_hz")
         if not 0 < self.threshold <= 1:
@@ -180,6 +180,10 @@ class VADConfig:
     @property
     def frame_samples(self) -> int:
         return self.sample_rate * self.frame_ms // 1000
+
+    @property
+    def effective_resume_snr_db(self) -> float:
+        return min(max(self.resume_snr_db, self.stop_snr_db), self.start_snr_db)
 
     @property
     def effective_stop_threshold(self) -> float:
@@ -313,7 +317,8 @@ class SpeechSegmenter:
                     self._trim_history(keep_from)
             return out
 
-        if continues and resumes is False and self.resume_after is not None and self._quiet_run >= self.resume_after:
+        if (continues and resumes is not None and not resumes and self.resume_after is not None
+                and self._quiet_run >= self.resume_after):
             continues = False                      # paused too long for a frame this weak to go on
         if continues:
             self._voiced += n
@@ -413,7 +418,7 @@ class VoiceActivityDetector:
     def _resume_after(self) -> int | None:
         """spectral: the pause after which ``resume_snr_db`` applies (None: it never does)."""
         cfg = self.config
-        if cfg.method != "spectral" or cfg.resume_snr_db <= cfg.stop_snr_db:
+        if cfg.method != "spectral" or cfg.effective_resume_snr_db <= cfg.stop_snr_db:
             return None
         return cfg.resume_after_ms * cfg.sample_rate // 1000
 
@@ -500,7 +505,8 @@ class VoiceActivityDetector:
             score = scorer.score_frame(frame)
             self.last_scores = [score]
             cfg = self.config
-            return seg.step(frame, score >= cfg.start_snr_db, score >= cfg.stop_snr_db, score >= cfg.resume_snr_db) or []
+            return seg.step(frame, score >= cfg.start_snr_db, score >= cfg.stop_snr_db,
+                            score >= cfg.effective_resume_snr_db) or []
         if type(chunk) is np.ndarray and chunk.dtype is _INT16 and chunk.ndim == 1:   # (any other: to_int16)
             samples = chunk
         else:
@@ -527,7 +533,7 @@ class VoiceActivityDetector:
         if scorer is not None:
             self.last_scores = scores = scorer.process(frames)
             cfg = self.config
-            start, stop, resume, step = cfg.start_snr_db, cfg.stop_snr_db, cfg.resume_snr_db, seg.step
+            start, stop, resume, step = cfg.start_snr_db, cfg.stop_snr_db, cfg.effective_resume_snr_db, seg.step
             if n_frames == 1:
                 score = scores[0]
                 return step(frames[0], score >= start, score >= stop, score >= resume) or []

@@ -374,10 +374,12 @@ def test_the_resume_rule_belongs_to_the_spectral_detector():
 
 
 def test_the_resume_threshold_lies_between_stop_and_start():
-    with pytest.raises(ValueError, match="resume_snr_db"):
-        VADConfig(resume_snr_db=5.0)
-    with pytest.raises(ValueError, match="resume_snr_db"):
-        VADConfig(resume_snr_db=9.5)
+    """Retuning start or stop alone never makes a config invalid: the resume threshold is taken
+    within them, and at the stop threshold the rule is off."""
+    assert VADConfig().effective_resume_snr_db == 7.25
+    assert VADConfig(stop_snr_db=8.0).effective_resume_snr_db == 8.0
+    assert VoiceActivityDetector(VADConfig(stop_snr_db=8.0)).segmenter.resume_after is None
+    assert VADConfig(start_snr_db=7.0).effective_resume_snr_db == 7.0
     with pytest.raises(ValueError, match="resume_after_ms"):
         VADConfig(resume_after_ms=-1)
 
@@ -399,3 +401,13 @@ def test_the_spectral_detector_applies_the_resume_threshold_to_scores():
         events += vad.process(np.zeros(320, np.int16))
     end = [e for e in events if e.type == "speech_end"][0]
     assert end.end_sample == 60 * 320
+
+
+def test_numpy_decisions_drive_the_resume_rule_too():
+    """Decisions may come as numpy booleans (a vectorised classifier): ``np.False_`` is not ``False``."""
+    decisions = "." * 10 + "S" * 50 + "." * 10 + "c" * 6 + "." * 40
+    cfg = VADConfig(frame_ms=20, min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300)
+    seg, events = SpeechSegmenter(cfg, resume_after_samples=160 * 16), []
+    for d in decisions:
+        events += seg.step(np.zeros(320, np.int16), np.bool_(d == "S"), np.bool_(d in "Sc"), np.bool_(d == "S")) or []
+    assert events[-1].end_sample == 60 * 320
