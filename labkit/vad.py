@@ -65,11 +65,11 @@ class VADConfig:
     stop_snr_db: float = 6.0
     #: spectral: once an utterance has paused for ``resume_after_ms`` (frames under the stop
     #: threshold), a frame must reach this SNR to continue it. The peaks of a babbling background
-    #: score 6-7 dB (the lowest 1% of 10 dB babble's frames outside speech), just over the stop
-    #: threshold, and after a pause they would extend a finished turn; a voice going on after a
-    #: pause is louder. Chosen with ``resume_after_ms`` on the tuning set's replica of the
-    #: noisy-room test over eight noise draws (:func:`labkit.vadtune.tune_resume`): 1,800 -> 1,828
-    #: of 1,920 turns exact, babble 10 dB 169 -> 181 of 192; mean frame F1 0.9663 -> 0.9684.
+    #: score 6-7.7 dB (the loudest 1% of 10 dB babble's frames outside speech: 6.6 dB and up), just
+    #: over the stop threshold, and after a pause they would hold a finished turn open; a voice
+    #: going on after a pause is louder. Chosen with ``resume_after_ms`` on the tuning set's replica
+    #: of the noisy-room test over eight noise draws (:func:`labkit.vadtune.tune_resume`): 1,632 ->
+    #: 1,660 of 1,752 turns exact, babble 10 dB 169 -> 181 of 192; mean frame F1 0.9663 -> 0.9684.
     resume_snr_db: float = 7.25
     #: spectral: how long a pause lasts before ``resume_snr_db`` applies (0: from the first quiet
     #: frame). Shorter pauses are a word's own gaps. ``resume_snr_db`` is taken within
