@@ -398,6 +398,8 @@ class VoiceActivityDetector:
         self._frame_shape = (self._frame,)
         self._partial = np.zeros(0, np.int16)       # samples waiting to fill a frame
         self.scorer = self._new_scorer()
+        #: spectral: the SNRs (dB) that start, continue and resume an utterance, read once per frame
+        self._snr_thresholds = self._thresholds()
         self.segmenter = SpeechSegmenter(self.config, end_lag_samples=self._end_lag(),
                                          onset_lag_samples=self._onset_lag(), resume_after_samples=self._resume_after())
         self.noise_floor: float | None = None       # adaptive only
@@ -414,6 +416,10 @@ class VoiceActivityDetector:
         """spectral: the band envelope keeps the score up after the voice stops; ends are dated this much earlier."""
         cfg = self.config
         return cfg.end_correction_ms * cfg.sample_rate // 1000 if cfg.method == "spectral" else 0
+
+    def _thresholds(self) -> tuple[float, float, float]:
+        cfg = self.config
+        return cfg.start_snr_db, cfg.stop_snr_db, cfg.effective_resume_snr_db
 
     def _resume_after(self) -> int | None:
         """spectral: the pause after which ``resume_snr_db`` applies (None: it never does)."""
@@ -460,6 +466,7 @@ class VoiceActivityDetector:
         rebuild = any(getattr(new, k) != getattr(self.config, k) for k in features)
         self.config = self.segmenter.config = new
         self.segmenter.resume_after = self._resume_after()
+        self._snr_thresholds = self._thresholds()
         if rebuild:                      # the band analysis changed: its floors are learnt again
             self.scorer = self._new_scorer()
             self.segmenter.end_lag = self._end_lag()
@@ -504,9 +511,8 @@ class VoiceActivityDetector:
             self._last_chunk = (seg.samples_seen, frame, None)
             score = scorer.score_frame(frame)
             self.last_scores = [score]
-            cfg = self.config
-            return seg.step(frame, score >= cfg.start_snr_db, score >= cfg.stop_snr_db,
-                            score >= cfg.effective_resume_snr_db) or []
+            start, stop, resume = self._snr_thresholds
+            return seg.step(frame, score >= start, score >= stop, score >= resume) or []
         if type(chunk) is np.ndarray and chunk.dtype is _INT16 and chunk.ndim == 1:   # (any other: to_int16)
             samples = chunk
         else:
@@ -532,8 +538,7 @@ class VoiceActivityDetector:
             return []
         if scorer is not None:
             self.last_scores = scores = scorer.process(frames)
-            cfg = self.config
-            start, stop, resume, step = cfg.start_snr_db, cfg.stop_snr_db, cfg.effective_resume_snr_db, seg.step
+            (start, stop, resume), step = self._snr_thresholds, seg.step
             if n_frames == 1:
                 score = scores[0]
                 return step(frames[0], score >= start, score >= stop, score >= resume) or []

@@ -33,7 +33,7 @@ from .vadeval import DEFAULT_SEGMENTATION, LabkitDetector, detection_counts, poo
 
 __all__ = ["SEARCH_SPACE", "MIN_GAIN", "tune", "tune_end_correction", "objective", "REPLICA_CONDITIONS",
            "TURN_TOLERANCE_MS", "REPLICA_PREFIX_MS", "REPLICA_SILENCE_MS", "REPLICA_APPEND_MS", "REALTIME_RATE",
-           "SESSION_UPDATE", "session_turns", "exact_turns", "realtime_turns", "replica_results", "ReplicaResult",
+           "SESSION_UPDATE", "session_turns", "exact_turns", "realtime_turns", "replica_audio", "replica_results", "ReplicaResult",
            "RESUME_GRID", "RESUME_DRAWS", "RESUME_TIE_TURNS", "tune_resume"]
 
 #: A parameter changes only for at least this much mean F1.
@@ -181,36 +181,47 @@ def realtime_turns(name: str = "tuning", conditions=REPLICA_CONDITIONS, vad_chan
     """``{condition: (exact, utterances, turns)}`` of :func:`session_turns` over a speech set's
     sessions (``"tuning"``; the held-out set only to check the replica agrees with the test), under
     the first ``draws`` recordings of each noise (:func:`labkit.speechsets.condition`'s ``draw``)."""
-    return {cond: tuple(int(sum(x)) for x in zip(*[(r.exact, r.utterances, r.turns) for r in results]))
+    return {cond: (sum(r.exact for r in results), sum(r.utterances for r in results), sum(r.turns for r in results))
             for cond, results in replica_results(name, conditions, vad_changes, draws).items()}
 
 
 @dataclass(frozen=True)
 class ReplicaResult:
-    """One session of the replica: its utterances, how many became exact turns, the turns reported,
-    and each utterance's end error (ms; 500 where it is not one turn: split, merged or missed)."""
+    """One session of the replica under one noise draw: its utterances, how many became exact turns,
+    the turns reported, and each utterance's end error (ms; 500 where it is not one turn: split,
+    merged or missed)."""
+    draw: int
     exact: int
     utterances: int
     turns: int
     end_errors_ms: tuple
 
 
-def replica_results(name: str = "tuning", conditions=REPLICA_CONDITIONS, vad_changes: dict | None = None,
-                    draws: int = 1) -> dict:
-    """``{condition: [ReplicaResult per session and draw]}``: :func:`realtime_turns`, per session."""
+def replica_audio(name: str = "tuning", conditions=REPLICA_CONDITIONS, draws: int = 1) -> dict:
+    """``{condition: [(draw, audio at 24 kHz, labels in s), ...]}``: the replica's recordings, made
+    once for every candidate a search compares (mixing and resampling cost more than a session)."""
     speech = speechsets.load(name)
+    return {cond: [(draw, resample(mix, SPEECH_RATE, REALTIME_RATE), [(u.start_s, u.end_s) for u in utts])
+                   for draw in range(draws if cond[0] != "clean" else 1)
+                   for mix, _noise, utts in speechsets.condition(speech, *cond, draw=draw)]
+            for cond in conditions}
+
+
+def replica_results(name: str = "tuning", conditions=REPLICA_CONDITIONS, vad_changes: dict | None = None,
+                    draws: int = 1, audio: dict | None = None) -> dict:
+    """``{condition: [ReplicaResult per session and draw]}``: :func:`realtime_turns`, per session;
+    ``audio`` is :func:`replica_audio`'s, when several candidates are compared on the same."""
+    audio = audio if audio is not None else replica_audio(name, conditions, draws)
     out: dict = {}
-    for cond in conditions:
+    for cond, recordings in audio.items():
         results = out.setdefault(cond, [])
-        for draw in range(draws if cond[0] != "clean" else 1):
-            for mix, _noise, utts in speechsets.condition(speech, *cond, draw=draw):
-                turns = session_turns(resample(mix, SPEECH_RATE, REALTIME_RATE), vad_changes)
-                labels = [(u.start_s, u.end_s) for u in utts]
-                errors = []
-                for start, end in labels:
-                    hits = [t for t in turns if t[0] < end and t[1] > start]
-                    errors.append(min(500.0, abs(hits[0][1] - end) * 1000) if len(hits) == 1 else 500.0)
-                results.append(ReplicaResult(sum(exact_turns(turns, labels)), len(labels), len(turns), tuple(errors)))
+        for draw, samples, labels in recordings:
+            turns = session_turns(samples, vad_changes)
+            errors = []
+            for start, end in labels:
+                hits = [t for t in turns if t[0] < end and t[1] > start]
+                errors.append(min(500.0, abs(hits[0][1] - end) * 1000) if len(hits) == 1 else 500.0)
+            results.append(ReplicaResult(draw, sum(exact_turns(turns, labels)), len(labels), len(turns), tuple(errors)))
     return out
 
 
@@ -231,9 +242,9 @@ def tune_resume(*, draws: int = RESUME_DRAWS, grid: dict = RESUME_GRID, log=sys.
     off = {"resume_snr_db": VADConfig().stop_snr_db}
     candidates = [off] + [{"resume_snr_db": r, "resume_after_ms": a}
                           for r in grid["resume_snr_db"] for a in grid["resume_after_ms"]]
-    table = []
+    audio, table = replica_audio("tuning", REPLICA_CONDITIONS, draws), []
     for changes in candidates:
-        results = [r for rs in replica_results("tuning", REPLICA_CONDITIONS, changes, draws).values() for r in rs]
+        results = [r for rs in replica_results(vad_changes=changes, audio=audio).values() for r in rs]
         exact, utterances = sum(r.exact for r in results), sum(r.utterances for r in results)
         error = float(np.mean([e for r in results for e in r.end_errors_ms]))
         table.append((changes, exact, utterances, round(error, 1)))

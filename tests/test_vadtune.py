@@ -2,6 +2,8 @@
 turns (the pure session machine the server runs, driven with the test's client events)."""
 
 
+import numpy as np
+
 from labkit import vadtune
 from labkit.audio.pcm import resample
 from labkit.speechdata import load_clean
@@ -33,3 +35,19 @@ def test_vad_changes_retune_the_replicas_detector():
     assert len(strict) < len(default)
     # no pause is 5 s long: the first turn starts where the default's does, the last never ends
     assert strict[0][0] == default[0][0] and strict[-1][1] == audio.size / vadtune.REALTIME_RATE
+
+
+def test_the_replica_over_noise_draws_reuses_its_audio_and_adds_up():
+    """Two draws of pink 10 dB: the second is another noise recording under the same speech, the
+    recordings made once give the same results as made afresh, and realtime_turns is their sum."""
+    conditions = (("pink", 10),)
+    audio = vadtune.replica_audio("tuning", conditions, draws=2)
+    recordings = audio[("pink", 10)]
+    assert [draw for draw, _a, _l in recordings] == [0] * 6 + [1] * 6
+    assert not np.array_equal(recordings[0][1], recordings[6][1]) and recordings[0][2] == recordings[6][2]
+    shared = vadtune.replica_results(conditions=conditions, audio=audio)
+    assert shared == vadtune.replica_results("tuning", conditions, draws=2)
+    results = shared[("pink", 10)]
+    assert vadtune.realtime_turns("tuning", conditions, draws=2)[("pink", 10)] == (
+        sum(r.exact for r in results), sum(r.utterances for r in results), sum(r.turns for r in results))
+    assert sum(r.utterances for r in results) == 48 and sum(r.exact for r in results) >= 40

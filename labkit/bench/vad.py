@@ -206,8 +206,7 @@ def realtime_turns(draws: int = TURN_DRAWS) -> list[dict]:
     print(f"  server VAD turns: {len(TURN_CONDITIONS)} conditions x {draws} noise draws", file=sys.stderr, flush=True)
     rows = []
     for cond, results in replica_results("heldout", TURN_CONDITIONS, draws=draws).items():
-        per_draw = len(results) // draws
-        first = results[:per_draw]
+        first = [r for r in results if r.draw == 0]
         rows.append({"noise": cond[0], "snr_db": cond[1], "tolerance_ms": TURN_TOLERANCE_MS,
                      "exact_draw_0": sum(r.exact for r in first), "utterances_draw_0": sum(r.utterances for r in first),
                      "exact_all_draws": sum(r.exact for r in results), "utterances_all_draws": sum(r.utterances for r in results),
