@@ -1,4 +1,5 @@
-"""The tuning and held-out speech sets: disjoint, deterministic, cached outside the source tree."""
+"""The tuning and held-out speech sets: disjoint, packaged (one generation everywhere), deterministic,
+and built into a cache outside the source tree for a recipe with no packaged generation."""
 
 from pathlib import Path
 
@@ -41,8 +42,26 @@ def test_levels_span_minus_35_to_minus_6_dbfs_and_the_snr_is_as_stated():
         assert 10 * np.log10(p_speech / np.mean(noise.astype(float) ** 2)) == pytest.approx(5, abs=0.3)
 
 
-def test_generated_audio_is_cached_outside_the_source_tree_and_deterministic(tmp_path, monkeypatch):
+def test_both_sets_load_their_packaged_generation_for_the_current_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))            # an empty cache: nothing is built
+    speechsets.load.cache_clear()
+    try:
+        for name in ("tuning", "heldout"):
+            path = speechsets.packaged_path(name)
+            assert path.exists(), f"{path.name} is not packaged: run labkit.speechsets.package({name!r})"
+            with np.load(path, allow_pickle=False) as data:
+                assert np.array_equal(speechsets.load(name).sessions[3].audio, data["s3"])
+        assert not (tmp_path / "labkit").exists()
+    finally:
+        speechsets.load.cache_clear()
+    with pytest.raises(ValueError, match="unknown speech set"):
+        speechsets.package("training")
+
+
+def test_a_recipe_with_no_packaged_generation_is_built_outside_the_source_tree_and_deterministic(
+        tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(speechsets, "PACKAGED_DIR", tmp_path / "not-packaged")
     speechsets.load.cache_clear()
     try:
         fresh = speechsets.load("heldout")
