@@ -42,6 +42,15 @@ def test_vad_benchmark_reports_the_held_out_comparison(tmp_path):
         assert row["draws"] == 2 and row["utterances_draw_0"] == 24 and row["utterances_all_draws"] == 48
         assert row["exact_draw_0"] <= 24 and row["exact_all_draws"] <= 48
     assert turns[("pink", 10)]["exact_draw_0"] == 24         # what tests/test_realtime_vad_noise.py asserts
+    peers = {(r["detector"], r["noise"]): r for r in data["peer_turns"]}
+    server_dated = "labkit (default: sub-band SNR), ends dated as the server dates them"
+    names = {d for d, _ in peers}
+    assert server_dated in names and not any(d.startswith("labkit (RMS") for d in names)
+    assert {"webrtcvad mode 3", "silero (onnx)"} <= names | set(data["missing_peers"])
+    for (name, noise), row in peers.items():
+        assert noise in ("pink", "babble") and row["snr_db"] == 10 and row["utterances_all_draws"] == 48
+        assert 0 <= row["exact_draw_0"] <= 24 and row["exact_all_draws"] <= 48
+    assert peers[(server_dated, "pink")]["exact_draw_0"] == 24   # offline at 16 kHz too
 
 
 def test_metrics_separate_a_good_detector_from_a_broken_one():

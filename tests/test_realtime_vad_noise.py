@@ -89,9 +89,9 @@ from labkit.speechdata import SAMPLE_RATE as SPEECH_RATE
 PREFIX_MS, SILENCE_MS, RATE = vadtune.REPLICA_PREFIX_MS, vadtune.REPLICA_SILENCE_MS, vadtune.REALTIME_RATE
 
 
-def _sessions(noise: str):
+def _sessions(noise: str, snr_db: float):
     """Each held-out session (a recording of its own) at 24 kHz, and its labels (s)."""
-    for mixture, _noise, utterances in speechsets.condition(speechsets.load("heldout"), noise, 10):
+    for mixture, _noise, utterances in speechsets.condition(speechsets.load("heldout"), noise, snr_db):
         yield resample(mixture, SPEECH_RATE, RATE), [(u.start_s, u.end_s) for u in utterances]
 
 
@@ -128,10 +128,13 @@ async def _turns(server, audio: np.ndarray) -> list[tuple[float, float]]:
         await ws.close()
 
 
-@pytest.mark.parametrize("noise, exact_at_least", [("pink", 24), ("babble", 23)])
-async def test_server_vad_ends_every_turn_in_10_db_noise(server, noise, exact_at_least):
+@pytest.mark.parametrize("noise, snr_db, exact_at_least", [("pink", 10, 24), ("babble", 10, 23), ("pink", 5, 21)])
+async def test_server_vad_ends_every_turn_in_noise(server, noise, snr_db, exact_at_least):
+    """10 dB pink and babble, the brief's test; pink at 5 dB, its "stationary noise down to 5 dB":
+    every turn ends there too, 21 of 24 with both boundaries within 150 ms (the three others end
+    early, on a soft last syllable; 169 of 192 over eight draws)."""
     exact, n_turns, n_labels, report = [], 0, 0, []
-    for audio, labels in _sessions(noise):
+    for audio, labels in _sessions(noise, snr_db):
         turns = await _turns(server, audio)
         assert turns == vadtune.session_turns(audio), "the tuning replica is not what the server does"
         exact += vadtune.exact_turns(turns, labels)

@@ -16,6 +16,12 @@ the held-out set in pink noise and babble at 20, 10 and 5 dB, under the set's ow
 (what the test asserts) and over eight draws of each noise: one draw is 24 utterances, and which
 of them fails in babble depends on where the babble's peaks fall.
 
+The same count for every detector of the comparison (``peer_turns``), offline at 16 kHz, each
+segmented by the same :class:`~labkit.vad.SpeechSegmenter` with the server's settings (200 ms min
+speech, 500 ms silence, 300 ms prefix) and labkit's ends dated as the server dates them, in pink
+noise and babble at 10 dB: how far a turn-taking target in babble is from what webrtcvad and
+Silero give on the same audio (Silero, trained to find voices, finds the babble's too).
+
 It also measures ``semantic_vad``'s eagerness levels (which set how long a pause ends the turn, the
 emulator having no semantic model): turn-end latency after each utterance's true end, utterances
 cut off at an inner pause, and utterances merged with the next.
@@ -189,6 +195,7 @@ def run(quick: bool = False) -> dict:
         "targets": (targets := _targets(rows, speed)),
         "targets_per_condition": _per_condition(targets),
         "realtime_turns": realtime_turns(draws=2 if quick else TURN_DRAWS),
+        "peer_turns": peer_turns(found, draws=2 if quick else TURN_DRAWS),
         "semantic_vad_eagerness": [] if quick else eagerness() + eagerness("pink", 10),
     }
 
@@ -211,6 +218,40 @@ def realtime_turns(draws: int = TURN_DRAWS) -> list[dict]:
                      "exact_draw_0": sum(r.exact for r in first), "utterances_draw_0": sum(r.utterances for r in first),
                      "exact_all_draws": sum(r.exact for r in results), "utterances_all_draws": sum(r.utterances for r in results),
                      "draws": draws, "turns_all_draws": sum(r.turns for r in results)})
+    return rows
+
+
+#: the conditions every detector's turns are counted in (``peer_turns``)
+PEER_TURN_CONDITIONS = (("pink", 10), ("babble", 10))
+
+
+def peer_turns(found: list, draws: int = TURN_DRAWS) -> list[dict]:
+    """Per condition and detector: :func:`realtime_turns`'s count for each detector of ``found``
+    but the RMS ones, offline (16 kHz), segmented with the server's settings; labkit's default
+    dates its ends as the server does (``TURN_END_CORRECTION_MS``)."""
+    from ..realtime.session import TURN_END_CORRECTION_MS
+    from ..vadtune import TURN_TOLERANCE_MS, exact_turns
+
+    server = LabkitDetector(VADConfig(**DEFAULT_SEGMENTATION, end_correction_ms=TURN_END_CORRECTION_MS),
+                            f"{DEFAULT}, ends dated as the server dates them")
+    peers = [server] + [d for d in found if not isinstance(d, LabkitDetector)]
+    print(f"  every detector's turns: {len(PEER_TURN_CONDITIONS)} conditions x {draws} noise draws x "
+          f"{len(peers)} detectors", file=sys.stderr, flush=True)
+    heldout, rows = speechsets.load("heldout"), []
+    for noise, snr in PEER_TURN_CONDITIONS:
+        recordings = [(draw, mix, [(u.start_s, u.end_s) for u in utts]) for draw in range(draws)
+                      for mix, _noise, utts in speechsets.condition(heldout, noise, snr, draw=draw)]
+        for det in peers:
+            exact = [(draw, sum(exact_turns(det.run(mix).segments, labels)), len(labels))
+                     for draw, mix, labels in recordings]
+            rows.append({"detector": det.name, "noise": noise, "snr_db": snr, "tolerance_ms": TURN_TOLERANCE_MS,
+                         "exact_draw_0": sum(e for d, e, _ in exact if d == 0),
+                         "utterances_draw_0": sum(n for d, _, n in exact if d == 0),
+                         "exact_all_draws": sum(e for _, e, _ in exact),
+                         "utterances_all_draws": sum(n for _, _, n in exact), "draws": draws})
+        counts = ", ".join(f"{r['detector'].split(',')[0]} {r['exact_draw_0']} ({r['exact_all_draws']}/{r['utterances_all_draws']})"
+                           for r in rows if (r["noise"], r["snr_db"]) == (noise, snr))
+        print(f"    {noise} {snr} dB, exact turns on draw 0 (all draws): {counts}", file=sys.stderr, flush=True)
     return rows
 
 
