@@ -133,7 +133,7 @@ async def test_server_vad_ends_every_turn_in_noise(server, noise, snr_db, exact_
     """10 dB pink and babble, the brief's test; pink at 5 dB, its "stationary noise down to 5 dB":
     every turn ends there too, 21 of 24 with both boundaries within 150 ms (of the three others, one
     starts 220 ms late, one ends 154 ms early and one is split in two at a soft stretch, as the
-    tuning replica shows them; 169 of 192 over eight draws)."""
+    replica (`vadtune.session_turns`) shows them; 169 of 192 over eight draws)."""
     exact, n_turns, n_labels, report = [], 0, 0, []
     for audio, labels in _sessions(noise, snr_db):
         turns = await _turns(server, audio)
