@@ -2,8 +2,11 @@
 
 Shipped data (the simulated model's knowledge, the labelled speech set) is read through
 :mod:`importlib.resources` from ``labkit/data/``, so it is found the same way in a checkout, an
-editable install and a wheel. Generated files (noisy speech mixes, speech sets) go to the user's cache
-directory, ``$XDG_CACHE_HOME/labkit`` (``~/.cache/labkit``), never into the installed package.
+editable install and a wheel; so are the packaged tuning and held-out speech sets, one generation
+for every machine (:mod:`labkit.speechsets`). Generated files (noisy speech mixes, a speech set
+whose recipe has no packaged generation) go to the user's cache directory, ``$XDG_CACHE_HOME/labkit``
+(``~/.cache/labkit``), never into the installed package; ``speechsets.package``, a maintainer's
+step after a recipe change, is the one writer into ``labkit/data``.
 """
 
 from __future__ import annotations

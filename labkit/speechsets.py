@@ -41,7 +41,7 @@ import numpy as np
 
 from . import noises
 from .audio.pcm import resample
-from .resources import cache_dir
+from .resources import cache_dir, data_file
 from .speechdata import SAMPLE_RATE, SENTENCES, Utterance, speech_mask
 
 __all__ = ["HELDOUT_SENTENCES", "TUNING_VOICES", "HELDOUT_VOICES", "LEVELS_DBFS", "SNRS", "CONDITIONS",
@@ -167,7 +167,7 @@ def _build(recipe: _Recipe) -> tuple[list[np.ndarray], list[list[dict]]]:
 
 
 #: where the packaged generations are (what :func:`load` reads first)
-PACKAGED_DIR = Path(__file__).parent / "data" / "speech"
+PACKAGED_DIR = data_file("speech")
 
 
 def _file_name(name: str) -> str:
@@ -182,17 +182,28 @@ def packaged_path(name: str) -> Path:
 def _write(path: Path, audios: list[np.ndarray], labels: list[list[dict]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")     # one per process: test workers may race
-    np.savez_compressed(tmp, labels=json.dumps(labels), **{f"s{k}": a for k, a in enumerate(audios)})
-    os.replace(tmp, path)                     # atomic: parallel test workers never see half a file
+    try:
+        np.savez_compressed(tmp, labels=json.dumps(labels), **{f"s{k}": a for k, a in enumerate(audios)})
+        os.replace(tmp, path)                 # atomic: parallel test workers never see half a file
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def package(name: str) -> Path:
-    """Generate set ``name`` afresh and write it where :func:`load` looks first (after a recipe
-    change; every figure measured on the old generation must then be measured again)."""
+def package(name: str, *, overwrite: bool = False) -> Path:
+    """Generate set ``name`` afresh and write it where :func:`load` looks first, removing the
+    packaged generations of its older recipes: a maintainer's step after a recipe change, after
+    which every figure measured on the old generation must be measured again. The generation of
+    the current recipe is replaced only with ``overwrite`` (it is what the figures were measured on)."""
     if name not in _RECIPES:
         raise ValueError(f"unknown speech set {name!r}; choose 'tuning' or 'heldout'")
     path = packaged_path(name)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path.name} is packaged already, and every figure was measured on it; "
+                              "pass overwrite=True to replace it")
     _write(path, *_build(_RECIPES[name]))
+    for older in path.parent.glob(f"speechset-{name}-*.npz"):
+        if older != path:
+            older.unlink()
     load.cache_clear()
     return path
 
@@ -206,9 +217,9 @@ def load(name: str) -> SpeechSet:
     packaged, cached = packaged_path(name), cache_dir() / _file_name(name)
     path = packaged if packaged.exists() else cached
     if path.exists():
-        data = np.load(path, allow_pickle=False)
-        audios = [data[f"s{k}"] for k in range(len(LEVELS_DBFS))]
-        labels = json.loads(str(data["labels"]))
+        with np.load(path, allow_pickle=False) as data:
+            audios = [data[f"s{k}"] for k in range(len(LEVELS_DBFS))]
+            labels = json.loads(str(data["labels"]))
     else:
         audios, labels = _build(recipe)
         _write(cached, audios, labels)

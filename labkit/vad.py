@@ -68,9 +68,9 @@ class VADConfig:
     #: score 6-7.7 dB (the loudest 1% of 10 dB babble's frames outside speech: 6.6 dB and up), just
     #: over the stop threshold, and after a pause they would hold a finished turn open; a voice
     #: going on after a pause is louder. Chosen with ``resume_after_ms`` on the tuning set's replica
-    #: of the noisy-room test over eight noise draws (:func:`labkit.vadtune.tune_resume`; on the
-    #: packaged generation of the set, rule off -> on): 1,616 -> 1,649 of 1,752 turns exact, babble
-    #: 10 dB 166 -> 181 of 192; mean frame F1 0.9656 -> 0.9662.
+    #: of the noisy-room test over eight noise draws (:func:`labkit.vadtune.tune_resume`), on session
+    #: 9's generation of the set (1,632 -> 1,660 of 1,752 turns exact); on the packaged generation,
+    #: rule off -> on: 1,616 -> 1,649, babble 10 dB 166 -> 181 of 192, mean frame F1 0.9656 -> 0.9662.
     resume_snr_db: float = 7.25
     #: spectral: how long a pause lasts before ``resume_snr_db`` applies (0: from the first quiet
     #: frame). Shorter pauses are a word's own gaps. ``resume_snr_db`` is taken within

@@ -176,6 +176,28 @@ def exact_turns(turns, labels, tolerance_ms: float = TURN_TOLERANCE_MS) -> list[
     return out
 
 
+def turn_faults(turns, labels, tolerance_ms: float = TURN_TOLERANCE_MS) -> dict:
+    """How each labelled utterance fares against ``turns`` (what :func:`exact_turns` counts, and why
+    the others are not): ``exact``; ``missed`` (no turn overlaps it); ``split`` (several do);
+    ``merged`` (its one turn overlaps another utterance too); ``boundary`` (one turn of its own,
+    a boundary more than ``tolerance_ms`` off). The five counts add up to ``len(labels)``."""
+    faults = dict.fromkeys(("exact", "missed", "split", "merged", "boundary"), 0)
+    for (start, end), ok in zip(labels, exact_turns(turns, labels, tolerance_ms)):
+        hits = [(s, e) for s, e in turns if s < end and e > start]
+        if ok:
+            kind = "exact"
+        elif not hits:
+            kind = "missed"
+        elif len(hits) > 1:
+            kind = "split"
+        elif sum(1 for s, e in labels if hits[0][0] < e and hits[0][1] > s) > 1:
+            kind = "merged"
+        else:
+            kind = "boundary"
+        faults[kind] += 1
+    return faults
+
+
 def realtime_turns(name: str = "tuning", conditions=REPLICA_CONDITIONS, vad_changes: dict | None = None,
                    draws: int = 1) -> dict:
     """``{condition: (exact, utterances, turns)}`` of :func:`session_turns` over a speech set's

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import labkit
+from labkit import speechsets
 from labkit.services import ServiceUnavailable, find_binary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,8 @@ def test_the_wheel_ships_data_static_files_and_py_typed(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("labkit/py.typed", "labkit/data/knowledge.json", "labkit/data/speech/clean.wav",
                    "labkit/data/speech/labels.json", "labkit/server/static/index.html",
-                   "labkit/server/static/voice-worklets.js"):
+                   "labkit/server/static/voice-worklets.js",
+                   *(f"labkit/data/speech/{speechsets.packaged_path(n).name}" for n in ("tuning", "heldout"))):
         assert needed in names, needed
     assert not any(n.startswith(("tests/", "notebooks/", "data/")) for n in names)
 

@@ -1,6 +1,8 @@
 """The tuning and held-out speech sets: disjoint, packaged (one generation everywhere), deterministic,
 and built into a cache outside the source tree for a recipe with no packaged generation."""
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +51,34 @@ def test_both_sets_load_their_packaged_generation_for_the_current_recipe(tmp_pat
         for name in ("tuning", "heldout"):
             path = speechsets.packaged_path(name)
             assert path.exists(), f"{path.name} is not packaged: run labkit.speechsets.package({name!r})"
+            loaded = speechsets.load(name)
             with np.load(path, allow_pickle=False) as data:
-                assert np.array_equal(speechsets.load(name).sessions[3].audio, data["s3"])
+                assert all(np.array_equal(s.audio, data[f"s{k}"]) for k, s in enumerate(loaded.sessions))
+                labels = json.loads(str(data["labels"]))
+            assert [[asdict(u) for u in s.utterances] for s in loaded.sessions] == labels
         assert not (tmp_path / "labkit").exists()
     finally:
         speechsets.load.cache_clear()
     with pytest.raises(ValueError, match="unknown speech set"):
         speechsets.package("training")
+
+
+def test_package_writes_a_new_generation_and_removes_older_recipes_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(speechsets, "PACKAGED_DIR", tmp_path)
+    older = tmp_path / "speechset-heldout-0123456789abcdef.npz"          # an older recipe's generation
+    older.write_bytes(b"")
+    speechsets.load.cache_clear()
+    try:
+        path = speechsets.package("heldout")
+        assert path == speechsets.packaged_path("heldout") and path.parent == tmp_path
+        assert not older.exists() and [p.name for p in tmp_path.iterdir()] == [path.name]     # no temp file left
+        with np.load(path, allow_pickle=False) as data:
+            assert np.array_equal(speechsets.load("heldout").sessions[0].audio, data["s0"])
+        with pytest.raises(FileExistsError, match="overwrite=True"):
+            speechsets.package("heldout")                      # the generation the figures were measured on
+        assert speechsets.package("heldout", overwrite=True) == path
+    finally:
+        speechsets.load.cache_clear()
 
 
 def test_a_recipe_with_no_packaged_generation_is_built_outside_the_source_tree_and_deterministic(

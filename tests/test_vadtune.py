@@ -18,6 +18,14 @@ def test_exact_turns_wants_one_turn_per_utterance_within_the_tolerance():
     assert vadtune.exact_turns([(4.0, 5.0)], labels) == [False, True]                 # missed
 
 
+def test_turn_faults_name_why_each_utterance_is_not_an_exact_turn():
+    labels = [(1.0, 2.0), (4.0, 5.0), (7.0, 8.0), (9.0, 10.0)]
+    faults = vadtune.turn_faults([(1.0, 1.4), (1.6, 2.0), (4.2, 5.0), (7.0, 10.0)], labels)
+    assert faults == {"exact": 0, "missed": 0, "split": 1, "merged": 2, "boundary": 1}
+    assert vadtune.turn_faults([(1.0, 2.0), (4.0, 5.1)], labels) == {"exact": 2, "missed": 2, "split": 0,
+                                                                      "merged": 0, "boundary": 0}
+
+
 def test_session_turns_are_the_server_vads_turns_on_a_clean_recording():
     """Chapter 04's recording: each utterance one turn, within the tolerance (the held-out check that
     the replica agrees with the real server is in test_realtime_vad_noise)."""

@@ -221,19 +221,21 @@ def realtime_turns(draws: int = TURN_DRAWS) -> list[dict]:
     return rows
 
 
-#: the conditions every detector's turns are counted in (``peer_turns``)
+#: the conditions every detector's turns are counted in (``peer_turns``), and labkit's default there
 PEER_TURN_CONDITIONS = (("pink", 10), ("babble", 10))
+SERVER_DATED = f"{DEFAULT}, ends dated as the server dates them"
 
 
 def peer_turns(found: list, draws: int = TURN_DRAWS) -> list[dict]:
-    """Per condition and detector: :func:`realtime_turns`'s count for each detector of ``found``
-    but the RMS ones, offline (16 kHz), segmented with the server's settings; labkit's default
-    dates its ends as the server does (``TURN_END_CORRECTION_MS``)."""
+    """Per condition and detector: :func:`realtime_turns`'s count, with the turns reported and why
+    each other utterance is not exact on draw 0 (:func:`labkit.vadtune.turn_faults`), offline at
+    16 kHz with the server's segmentation. labkit's RMS detectors are left out, and its default
+    runs with its ends dated as the server dates them (``TURN_END_CORRECTION_MS``)."""
     from ..realtime.session import TURN_END_CORRECTION_MS
-    from ..vadtune import TURN_TOLERANCE_MS, exact_turns
+    from ..vadtune import TURN_TOLERANCE_MS, turn_faults
 
     server = LabkitDetector(VADConfig(**DEFAULT_SEGMENTATION, end_correction_ms=TURN_END_CORRECTION_MS),
-                            f"{DEFAULT}, ends dated as the server dates them")
+                            SERVER_DATED)
     peers = [server] + [d for d in found if not isinstance(d, LabkitDetector)]
     print(f"  every detector's turns: {len(PEER_TURN_CONDITIONS)} conditions x {draws} noise draws x "
           f"{len(peers)} detectors", file=sys.stderr, flush=True)
@@ -242,14 +244,22 @@ def peer_turns(found: list, draws: int = TURN_DRAWS) -> list[dict]:
         recordings = [(draw, mix, [(u.start_s, u.end_s) for u in utts]) for draw in range(draws)
                       for mix, _noise, utts in speechsets.condition(heldout, noise, snr, draw=draw)]
         for det in peers:
-            exact = [(draw, sum(exact_turns(det.run(mix).segments, labels)), len(labels))
-                     for draw, mix, labels in recordings]
+            runs = []                                 # (draw, turn_faults, utterances, turns reported)
+            for draw, mix, labels in recordings:
+                reported = det.run(mix).segments
+                runs.append((draw, turn_faults(reported, labels), len(labels), len(reported)))
+            first = [run for run in runs if run[0] == 0]
             rows.append({"detector": det.name, "noise": noise, "snr_db": snr, "tolerance_ms": TURN_TOLERANCE_MS,
-                         "exact_draw_0": sum(e for d, e, _ in exact if d == 0),
-                         "utterances_draw_0": sum(n for d, _, n in exact if d == 0),
-                         "exact_all_draws": sum(e for _, e, _ in exact),
-                         "utterances_all_draws": sum(n for _, _, n in exact), "draws": draws})
-        counts = ", ".join(f"{r['detector'].split(',')[0]} {r['exact_draw_0']} ({r['exact_all_draws']}/{r['utterances_all_draws']})"
+                         "exact_draw_0": sum(f["exact"] for _, f, _, _ in first),
+                         "utterances_draw_0": sum(n for _, _, n, _ in first),
+                         "turns_draw_0": sum(t for _, _, _, t in first),
+                         "faults_draw_0": {k: sum(f[k] for _, f, _, _ in first)
+                                           for k in ("missed", "split", "merged", "boundary")},
+                         "exact_all_draws": sum(f["exact"] for _, f, _, _ in runs),
+                         "utterances_all_draws": sum(n for _, _, n, _ in runs),
+                         "turns_all_draws": sum(t for _, _, _, t in runs), "draws": draws})
+        counts = ", ".join(f"{'labkit' if r['detector'] == SERVER_DATED else r['detector']} {r['exact_draw_0']} "
+                           f"({r['exact_all_draws']}/{r['utterances_all_draws']})"
                            for r in rows if (r["noise"], r["snr_db"]) == (noise, snr))
         print(f"    {noise} {snr} dB, exact turns on draw 0 (all draws): {counts}", file=sys.stderr, flush=True)
     return rows
