@@ -5,7 +5,6 @@ commit), nor on how the audio was chunked. No timing assertions."""
 
 import asyncio
 
-import numpy as np
 import pytest
 
 pytest.importorskip("pocketsphinx")

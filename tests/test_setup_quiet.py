@@ -17,7 +17,7 @@ def test_the_license_is_an_spdx_expression():
 def test_installing_labkit_the_makefile_way_prints_nothing():
     """The Makefile's own install line for labkit (the one that builds it), run again: silent."""
     makefile = (ROOT / "Makefile").read_text()
-    line = next(l.strip().lstrip("@") for l in makefile.splitlines() if "pip install" in l and " -e ." in l)
+    line = next(row.strip().lstrip("@") for row in makefile.splitlines() if "pip install" in row and " -e ." in row)
     command = line.replace("$(BIN)/python", sys.executable)
     assert "$(" not in command, command
     out = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=300)

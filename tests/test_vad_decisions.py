@@ -86,7 +86,10 @@ def decisions(config: VADConfig, samples: np.ndarray, chunk: int | None) -> dict
         scores += vad.last_scores
     events += vad.flush()
     s = np.array(scores)
-    bits = lambda a: base64.b64encode(np.packbits(a).tobytes()).decode()
+
+    def bits(decisions: np.ndarray) -> str:
+        return base64.b64encode(np.packbits(decisions).tobytes()).decode()
+
     return {"frames": len(scores), "starts": bits(s >= config.start_snr_db), "continues": bits(s >= config.stop_snr_db),
             "events": [[e.type, e.start_sample, e.end_sample, e.detected_sample, e.forced] if isinstance(e, SpeechEnd)
                        else [e.type, e.start_sample, e.detected_sample] for e in events if isinstance(e, (SpeechStart, SpeechEnd))]}
