@@ -10,6 +10,7 @@ plays a WAV file instead: the same code then runs on a laptop and in CI.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -135,17 +136,27 @@ class MicrophoneSource(AudioSource):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[np.ndarray] = asyncio.Queue()
 
+        done = threading.Event()                               # set once the stream is left
+
         def callback(indata, frames, time_info, status):        # runs on PortAudio's thread
-            loop.call_soon_threadsafe(queue.put_nowait, indata[:, 0].copy())
+            if done.is_set():
+                return
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, indata[:, 0].copy())
+            except RuntimeError:            # the loop closed under a last block: nobody is reading it
+                pass
 
         limit = None if self.max_seconds is None else int(self.max_seconds * self.sample_rate)
         total = 0
-        with sd.InputStream(samplerate=self.sample_rate, channels=1, dtype="int16", blocksize=self.chunk_samples,
-                            device=self.device, callback=callback):
-            while limit is None or total < limit:
-                chunk = await queue.get()
-                total += chunk.size
-                yield chunk
+        try:
+            with sd.InputStream(samplerate=self.sample_rate, channels=1, dtype="int16", blocksize=self.chunk_samples,
+                                device=self.device, callback=callback):
+                while limit is None or total < limit:
+                    chunk = await queue.get()
+                    total += chunk.size
+                    yield chunk
+        finally:
+            done.set()
 
 
 def open_input(sample_rate: int = 16_000, chunk_ms: int = 20, *, fallback: str | Path | None = None,
