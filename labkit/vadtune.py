@@ -33,7 +33,8 @@ from .vadeval import DEFAULT_SEGMENTATION, LabkitDetector, detection_counts, poo
 
 __all__ = ["SEARCH_SPACE", "MIN_GAIN", "tune", "tune_end_correction", "objective", "REPLICA_CONDITIONS",
            "TURN_TOLERANCE_MS", "REPLICA_PREFIX_MS", "REPLICA_SILENCE_MS", "REPLICA_APPEND_MS", "REALTIME_RATE",
-           "SESSION_UPDATE", "session_turns", "exact_turns", "realtime_turns", "replica_audio", "replica_results", "ReplicaResult",
+           "SESSION_UPDATE", "session_turns", "FATES", "utterance_fates", "exact_turns", "turn_faults", "detector_turns",
+           "realtime_turns", "replica_audio", "replica_results", "ReplicaResult",
            "RESUME_GRID", "RESUME_DRAWS", "RESUME_TIE_TURNS", "tune_resume"]
 
 #: A parameter changes only for at least this much mean F1.
@@ -164,38 +165,58 @@ def session_turns(audio_24k: np.ndarray, vad_changes: dict | None = None) -> lis
     return turns
 
 
-def exact_turns(turns, labels, tolerance_ms: float = TURN_TOLERANCE_MS) -> list[bool]:
-    """Per labelled utterance ``(start_s, end_s)``: exactly one turn overlaps it, that turn overlaps
-    no other utterance, and both its boundaries are within ``tolerance_ms`` of the labels."""
-    out = []
+#: how a labelled utterance fares against the turns reported (:func:`utterance_fates`)
+FATES = ("exact", "missed", "split", "merged", "boundary")
+
+
+def _overlapping(turns, start: float, end: float) -> list:
+    return [(s, e) for s, e in turns if s < end and e > start]
+
+
+def utterance_fates(turns, labels, tolerance_ms: float = TURN_TOLERANCE_MS) -> list[str]:
+    """Per labelled utterance ``(start_s, end_s)``, one of :data:`FATES`: ``exact`` (exactly one turn
+    overlaps it, that turn overlaps no other utterance, and both its boundaries are within
+    ``tolerance_ms`` of the labels); else ``missed`` (no turn overlaps it), ``split`` (several do),
+    ``merged`` (its one turn overlaps another utterance too) or ``boundary`` (a boundary is off)."""
+    fates = []
     for true_start, true_end in labels:
-        hits = [(s, e) for s, e in turns if s < true_end and e > true_start]
-        ok = len(hits) == 1 and sum(1 for ts, te in labels if hits[0][0] < te and hits[0][1] > ts) == 1
-        ok = ok and abs(hits[0][0] - true_start) * 1000 <= tolerance_ms and abs(hits[0][1] - true_end) * 1000 <= tolerance_ms
-        out.append(ok)
-    return out
+        hits = _overlapping(turns, true_start, true_end)
+        if not hits:
+            fates.append("missed")
+        elif len(hits) > 1:
+            fates.append("split")
+        elif len(_overlapping(labels, *hits[0])) > 1:
+            fates.append("merged")
+        elif max(abs(hits[0][0] - true_start), abs(hits[0][1] - true_end)) * 1000 <= tolerance_ms:
+            fates.append("exact")
+        else:
+            fates.append("boundary")
+    return fates
+
+
+def exact_turns(turns, labels, tolerance_ms: float = TURN_TOLERANCE_MS) -> list[bool]:
+    """Per labelled utterance: whether it became an exact turn (:func:`utterance_fates`)."""
+    return [fate == "exact" for fate in utterance_fates(turns, labels, tolerance_ms)]
 
 
 def turn_faults(turns, labels, tolerance_ms: float = TURN_TOLERANCE_MS) -> dict:
-    """How each labelled utterance fares against ``turns`` (what :func:`exact_turns` counts, and why
-    the others are not): ``exact``; ``missed`` (no turn overlaps it); ``split`` (several do);
-    ``merged`` (its one turn overlaps another utterance too); ``boundary`` (one turn of its own,
-    a boundary more than ``tolerance_ms`` off). The five counts add up to ``len(labels)``."""
-    faults = dict.fromkeys(("exact", "missed", "split", "merged", "boundary"), 0)
-    for (start, end), ok in zip(labels, exact_turns(turns, labels, tolerance_ms)):
-        hits = [(s, e) for s, e in turns if s < end and e > start]
-        if ok:
-            kind = "exact"
-        elif not hits:
-            kind = "missed"
-        elif len(hits) > 1:
-            kind = "split"
-        elif sum(1 for s, e in labels if hits[0][0] < e and hits[0][1] > s) > 1:
-            kind = "merged"
-        else:
-            kind = "boundary"
-        faults[kind] += 1
-    return faults
+    """How many labelled utterances meet each of :data:`FATES` (the counts add up to ``len(labels)``)."""
+    fates = utterance_fates(turns, labels, tolerance_ms)
+    return {fate: fates.count(fate) for fate in FATES}
+
+
+def detector_turns(detector, recordings) -> dict:
+    """:func:`turn_faults` of an offline detector (``detector.run(samples).segments``, as
+    :mod:`labkit.vadeval`'s detectors give them) summed over ``recordings`` (``[(samples, labels)]``),
+    with the turns it reported (``"turns"``) and the utterances (``"utterances"``)."""
+    totals = dict.fromkeys((*FATES, "turns", "utterances"), 0)
+    for samples, labels in recordings:
+        turns = detector.run(samples).segments
+        for fate, n in turn_faults(turns, labels).items():
+            totals[fate] += n
+        totals["turns"] += len(turns)
+        totals["utterances"] += len(labels)
+    return totals
 
 
 def realtime_turns(name: str = "tuning", conditions=REPLICA_CONDITIONS, vad_changes: dict | None = None,
@@ -241,7 +262,7 @@ def replica_results(name: str = "tuning", conditions=REPLICA_CONDITIONS, vad_cha
             turns = session_turns(samples, vad_changes)
             errors = []
             for start, end in labels:
-                hits = [t for t in turns if t[0] < end and t[1] > start]
+                hits = _overlapping(turns, start, end)
                 errors.append(min(500.0, abs(hits[0][1] - end) * 1000) if len(hits) == 1 else 500.0)
             results.append(ReplicaResult(draw, sum(exact_turns(turns, labels)), len(labels), len(turns), tuple(errors)))
     return out

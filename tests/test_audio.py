@@ -134,22 +134,18 @@ def test_microphone_is_chosen_when_present(monkeypatch):
     assert isinstance(open_input(), sources.MicrophoneSource)
 
 
-async def test_microphone_source_reads_through_a_callback(monkeypatch):
-    """The real MicrophoneSource against a stand-in InputStream that calls back from another thread."""
-    import threading
+def _fake_sounddevice(monkeypatch, on_enter) -> list:
+    """A stand-in for ``sounddevice`` whose InputStream calls ``on_enter(callback, blocksize)`` when
+    entered (and does nothing on leaving); returns the callbacks the streams were given."""
+    callbacks = []
 
     class FakeStream:
-        """Calls back from its own thread, and goes on doing so after the stream is left: a late
-        block, racing the stream's stop, must be dropped, never raise on a closed loop."""
         def __init__(self, samplerate, channels, dtype, blocksize, device, callback):
+            callbacks.append(callback)
             self.callback, self.blocksize = callback, blocksize
 
         def __enter__(self):
-            def produce():
-                for k in range(10):
-                    self.callback(np.full((self.blocksize, 1), k, np.int16), self.blocksize, None, None)
-            self.thread = threading.Thread(target=produce, daemon=True)
-            self.thread.start()
+            on_enter(self.callback, self.blocksize)
             return self
 
         def __exit__(self, *exc):
@@ -159,6 +155,25 @@ async def test_microphone_source_reads_through_a_callback(monkeypatch):
         InputStream = FakeStream
 
     monkeypatch.setattr(sources, "import_sounddevice", lambda: FakeSD)
+    return callbacks
+
+
+def _block(value: int, blocksize: int) -> np.ndarray:
+    return np.full((blocksize, 1), value, np.int16)
+
+
+async def test_microphone_source_reads_through_a_callback(monkeypatch):
+    """The real MicrophoneSource against a stand-in InputStream that calls back from another thread,
+    and goes on doing so after the stream is left (a late block must be dropped, never raise)."""
+    import threading
+
+    def produce(callback, blocksize):
+        def run():
+            for k in range(10):
+                callback(_block(k, blocksize), blocksize, None, None)
+        threading.Thread(target=run, daemon=True).start()
+
+    _fake_sounddevice(monkeypatch, produce)
     mic = sources.MicrophoneSource(chunk_ms=20, max_seconds=0.1)
     chunks = await asyncio.wait_for(_collect(mic), 5)
     assert [int(c[0]) for c in chunks] == [0, 1, 2, 3, 4] and all(c.size == 320 for c in chunks)
@@ -166,31 +181,14 @@ async def test_microphone_source_reads_through_a_callback(monkeypatch):
 
 def test_a_late_microphone_block_after_the_loop_closed_is_dropped(monkeypatch):
     """PortAudio's thread may deliver a block while the stream stops and the loop closes: dropped."""
-    callbacks = []
-
-    class FakeStream:
-        def __init__(self, samplerate, channels, dtype, blocksize, device, callback):
-            callbacks.append(callback)
-            self.blocksize = blocksize
-
-        def __enter__(self):
-            callbacks[-1](np.zeros((self.blocksize, 1), np.int16), self.blocksize, None, None)
-            return self
-
-        def __exit__(self, *exc):
-            pass
-
-    class FakeSD:
-        InputStream = FakeStream
-
-    monkeypatch.setattr(sources, "import_sounddevice", lambda: FakeSD)
+    callbacks = _fake_sounddevice(monkeypatch, lambda callback, n: callback(_block(0, n), n, None, None))
     loop = asyncio.new_event_loop()
     try:
         chunks = loop.run_until_complete(asyncio.wait_for(_collect(sources.MicrophoneSource(max_seconds=0.02)), 5))
     finally:
         loop.close()
     assert [c.size for c in chunks] == [320]
-    callbacks[0](np.zeros((320, 1), np.int16), 320, None, None)      # late, the loop closed: no error
+    callbacks[0](_block(0, 320), 320, None, None)      # late, the loop closed: no error
 
 
 async def _collect(source):

@@ -321,13 +321,15 @@ def test_dips_do_not_add_up_to_min_speech():
 
 # -- after a pause, only a frame over the resume threshold continues (resume_snr_db) ----------------
 
-def segment_resume(decisions, resume_after_ms=160):
-    """Like ``segment``, with a third decision: 'S' starts, 'r' resumes, 'c' only continues, '.' quiet."""
+def segment_resume(decisions, resume_after_ms=160, *, with_resumes=True, as_numpy=False):
+    """Like ``segment``, with a third decision: 'S' starts, 'r' resumes, 'c' only continues, '.' quiet.
+    ``with_resumes=False`` leaves it out (as the peers' decisions do); ``as_numpy`` passes numpy booleans."""
     cfg = VADConfig(frame_ms=20, min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300)
     seg = SpeechSegmenter(cfg, resume_after_samples=resume_after_ms * 16 if resume_after_ms is not None else None)
-    events, frame = [], np.zeros(320, np.int16)
+    events, frame, kind = [], np.zeros(320, np.int16), np.bool_ if as_numpy else bool
     for d in decisions:
-        events += seg.step(frame, starts=d == "S", continues=d in "Src", resumes=d in "Sr") or []
+        resumes = {"resumes": kind(d in "Sr")} if with_resumes else {}
+        events += seg.step(frame, kind(d == "S"), kind(d in "Src"), **resumes) or []
     return events + seg.flush()
 
 
@@ -360,11 +362,7 @@ def test_the_resume_rule_belongs_to_the_spectral_detector():
     """Peers' decisions (webrtcvad, Silero) have no resume threshold: ``resumes`` left out means
     ``continues``; the RMS detector and a resume threshold at the stop threshold turn it off."""
     decisions = "." * 10 + "S" * 50 + "." * 10 + "c" * 6 + "." * 40
-    cfg = VADConfig(frame_ms=20, min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300)
-    seg, events = SpeechSegmenter(cfg, resume_after_samples=160 * 16), []
-    for d in decisions:
-        events += seg.step(np.zeros(320, np.int16), starts=d == "S", continues=d in "Sc") or []
-    assert events[-1].end_sample == 76 * 320
+    assert segment_resume(decisions, with_resumes=False)[-1].end_sample == 76 * 320
     assert VoiceActivityDetector(VADConfig()).segmenter.resume_after == 160 * 16
     assert VoiceActivityDetector(VADConfig(resume_snr_db=6.0)).segmenter.resume_after is None
     assert VoiceActivityDetector(VADConfig(method="rms")).segmenter.resume_after is None
@@ -406,8 +404,4 @@ def test_the_spectral_detector_applies_the_resume_threshold_to_scores():
 def test_numpy_decisions_drive_the_resume_rule_too():
     """Decisions may come as numpy booleans (a vectorised classifier): ``np.False_`` is not ``False``."""
     decisions = "." * 10 + "S" * 50 + "." * 10 + "c" * 6 + "." * 40
-    cfg = VADConfig(frame_ms=20, min_speech_ms=200, min_silence_ms=500, prefix_padding_ms=300)
-    seg, events = SpeechSegmenter(cfg, resume_after_samples=160 * 16), []
-    for d in decisions:
-        events += seg.step(np.zeros(320, np.int16), np.bool_(d == "S"), np.bool_(d in "Sc"), np.bool_(d == "S")) or []
-    assert events[-1].end_sample == 60 * 320
+    assert segment_resume(decisions, as_numpy=True)[-1].end_sample == 60 * 320

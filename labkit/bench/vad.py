@@ -228,11 +228,11 @@ SERVER_DATED = f"{DEFAULT}, ends dated as the server dates them"
 
 def peer_turns(found: list, draws: int = TURN_DRAWS) -> list[dict]:
     """Per condition and detector: :func:`realtime_turns`'s count, with the turns reported and why
-    each other utterance is not exact on draw 0 (:func:`labkit.vadtune.turn_faults`), offline at
+    each other utterance is not exact on draw 0 (:func:`labkit.vadtune.detector_turns`), offline at
     16 kHz with the server's segmentation. labkit's RMS detectors are left out, and its default
     runs with its ends dated as the server dates them (``TURN_END_CORRECTION_MS``)."""
     from ..realtime.session import TURN_END_CORRECTION_MS
-    from ..vadtune import TURN_TOLERANCE_MS, turn_faults
+    from ..vadtune import FATES, TURN_TOLERANCE_MS, detector_turns
 
     server = LabkitDetector(VADConfig(**DEFAULT_SEGMENTATION, end_correction_ms=TURN_END_CORRECTION_MS),
                             SERVER_DATED)
@@ -241,23 +241,19 @@ def peer_turns(found: list, draws: int = TURN_DRAWS) -> list[dict]:
           f"{len(peers)} detectors", file=sys.stderr, flush=True)
     heldout, rows = speechsets.load("heldout"), []
     for noise, snr in PEER_TURN_CONDITIONS:
-        recordings = [(draw, mix, [(u.start_s, u.end_s) for u in utts]) for draw in range(draws)
-                      for mix, _noise, utts in speechsets.condition(heldout, noise, snr, draw=draw)]
+        recordings = [[(mix, [(u.start_s, u.end_s) for u in utts])
+                       for mix, _noise, utts in speechsets.condition(heldout, noise, snr, draw=draw)]
+                      for draw in range(draws)]
         for det in peers:
-            runs = []                                 # (draw, turn_faults, utterances, turns reported)
-            for draw, mix, labels in recordings:
-                reported = det.run(mix).segments
-                runs.append((draw, turn_faults(reported, labels), len(labels), len(reported)))
-            first = [run for run in runs if run[0] == 0]
+            per_draw = [detector_turns(det, draw) for draw in recordings]
+            first = per_draw[0]
             rows.append({"detector": det.name, "noise": noise, "snr_db": snr, "tolerance_ms": TURN_TOLERANCE_MS,
-                         "exact_draw_0": sum(f["exact"] for _, f, _, _ in first),
-                         "utterances_draw_0": sum(n for _, _, n, _ in first),
-                         "turns_draw_0": sum(t for _, _, _, t in first),
-                         "faults_draw_0": {k: sum(f[k] for _, f, _, _ in first)
-                                           for k in ("missed", "split", "merged", "boundary")},
-                         "exact_all_draws": sum(f["exact"] for _, f, _, _ in runs),
-                         "utterances_all_draws": sum(n for _, _, n, _ in runs),
-                         "turns_all_draws": sum(t for _, _, _, t in runs), "draws": draws})
+                         "exact_draw_0": first["exact"], "utterances_draw_0": first["utterances"],
+                         "turns_draw_0": first["turns"],
+                         "faults_draw_0": {fate: first[fate] for fate in FATES if fate != "exact"},
+                         "exact_all_draws": sum(d["exact"] for d in per_draw),
+                         "utterances_all_draws": sum(d["utterances"] for d in per_draw),
+                         "turns_all_draws": sum(d["turns"] for d in per_draw), "draws": draws})
         counts = ", ".join(f"{'labkit' if r['detector'] == SERVER_DATED else r['detector']} {r['exact_draw_0']} "
                            f"({r['exact_all_draws']}/{r['utterances_all_draws']})"
                            for r in rows if (r["noise"], r["snr_db"]) == (noise, snr))
