@@ -93,8 +93,8 @@ async def test_chat_box_answers_questions_the_page_sends_in_order_and_says_when_
     queue. The messages arrive on another thread, as ipykernel 7 delivers them."""
     import threading
     box = ChatBox(server.url)
-    sent_to_page = []
-    box.widget.send = lambda content, buffers=None: sent_to_page.append(content)
+    to_page = []                                                      # every comm message, in order
+    box.widget._send = lambda msg, buffers=None: to_page.append(msg)
     for n, question in enumerate(("What is a WebSocket?", "What is SSE?", "   ")):
         thread = threading.Thread(target=box.widget._handle_custom_msg,
                                   args=({"type": "ask", "id": f"q{n}", "text": question}, []))
@@ -105,9 +105,28 @@ async def test_chat_box_answers_questions_the_page_sends_in_order_and_says_when_
     assert [text for who, text in box.widget.rows if who == "you"] == ["What is a WebSocket?", "What is SSE?"]
     answers = [text for who, text in box.widget.rows if who == "assistant"]
     assert "WebSocket" in answers[0] and ("SSE" in answers[1] or "Server-Sent" in answers[1]), answers
+    sent_to_page = [msg["content"] for msg in to_page if msg["method"] == "custom"]
     assert sent_to_page == [{"type": "started", "id": "q0"}, {"type": "started", "id": "q1"}]   # blank: ignored
     assert box.errors == []
     await box.close()
+    assert_the_page_never_shows_an_idle_box_with_an_open_question(to_page, asked=["q0", "q1"])
+
+
+def assert_the_page_never_shows_an_idle_box_with_an_open_question(to_page, asked):
+    """Replay the comm messages as chat.js applies them, one at a time, from the moment the page has
+    asked every question: after none of them may the page show an idle status line (no "typing", nothing
+    queued) while an answer is still empty. (Sent apart, the rows of the next question reached the
+    page before its busy status, and a browser test reading the page then took "" for the last answer.)"""
+    rows, status_kind, queued = [], "idle", list(asked)
+    for n, msg in enumerate(to_page):
+        if msg["method"] == "update":
+            rows = msg["state"].get("rows", rows)
+            status_kind = msg["state"].get("status_kind", status_kind)
+        elif msg["content"].get("type") == "started":
+            queued.remove(msg["content"]["id"])
+        shows_idle = status_kind != "busy" and not queued
+        assert not (shows_idle and ["assistant", ""] in rows), (n, msg, rows)
+    assert not queued and rows[-1][0] == "assistant" and rows[-1][1]
 
 
 async def test_chat_box_shows_a_connection_error_in_the_widget(make_server):

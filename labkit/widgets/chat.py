@@ -12,6 +12,11 @@ dispatches comm messages on its shell-channel thread or a subshell). The WebSock
 it was opened on, so every question is handed to *the loop the box was made on*, in order; running
 the second one on another loop was what raised "Future attached to a different loop" and lost it.
 Whatever goes wrong is shown in the box (the transcript and the status line), never swallowed.
+
+The page applies the kernel's widget updates one message at a time, so what must be seen together goes
+in one update (``hold_sync``): a new question with its busy status, an error row with the error status.
+Sent apart, the page showed the next question's empty answer under the last answer's idle status line
+for a moment (and a browser test that read the page then saw an empty answer as the final one).
 """
 
 from __future__ import annotations
@@ -88,10 +93,11 @@ class ChatBox:
         async with self._lock:
             self.transcript.append(("you", text))
             self.transcript.append(("assistant", ""))
-            self._render()
+            with self.widget.hold_sync():              # one update: the page never shows the new question
+                self._render()                         # under the last answer's idle status line
+                self._set_status("assistant is typing…", "busy")
             if request_id is not None:                 # the page takes it out of its queue
                 self.widget.send({"type": "started", "id": request_id})
-            self._set_status("assistant is typing…", "busy")
             ttft_s = None
             try:
                 if self._chat is None:
@@ -113,7 +119,8 @@ class ChatBox:
             return self.transcript[-1][1]
 
     def _set_status(self, text: str, kind: str) -> None:
-        self.widget.status, self.widget.status_kind = text, kind
+        with self.widget.hold_sync():                  # the line and its colour reach the page together
+            self.widget.status, self.widget.status_kind = text, kind
 
     def _show_error(self, message: str) -> None:
         log.warning("chat box: %s", message)
@@ -122,8 +129,9 @@ class ChatBox:
             self.transcript[-1] = ("error", message)
         else:
             self.transcript.append(("error", message))
-        self._render()
-        self._set_status(f"error: {message}", "error")
+        with self.widget.hold_sync():
+            self._render()
+            self._set_status(f"error: {message}", "error")
 
     async def _drop_connection(self) -> None:
         chat, self._chat = self._chat, None
