@@ -60,7 +60,9 @@ async def test_the_page_streams_a_reply_with_typing_progress_and_ttft(browser, s
 
 @pytest.mark.parametrize("transport", ["sse", "ws"])
 async def test_the_page_survives_a_forced_disconnect_without_losing_text(browser, make_server, transport):
-    server = make_server(time_scale=1.0)                         # a reply takes about a second
+    # a reply takes about 4 s (58-59 tokens): the drop lands mid-reply even if the machine stalls for
+    # seconds between the page's third token and drop_all (at 1.0 the window was 0.85 s)
+    server = make_server(time_scale=4.0)
     async with NetemProxy(server.port) as proxy:
         page, errors = await _open(browser, proxy.url + "/?name=ann")
         await _ask(page, transport, "Why does time to first token matter?")

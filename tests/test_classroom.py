@@ -88,6 +88,30 @@ async def test_the_instructor_switches_model_and_network_for_everyone():
     assert "join:" in room.banner(qr=False)
 
 
+def test_the_dashboard_shows_and_switches_what_the_server_runs():
+    """Switched behind the dashboard's back (the instructor key from a terminal), the server is shown as
+    it is on the next refresh, and showing it switches nothing; setting the menu to what it already
+    shows still switches the server (a notebook cell did exactly this and left the class on 3g)."""
+    from labkit.widgets import Dashboard
+    with Classroom(host="127.0.0.1", port=0) as room:
+        teacher = {"Authorization": f"Bearer {room.instructor_key}"}
+        dash = Dashboard(room.url, room.instructor_key)
+        dash.refresh()
+        assert dash.network.value == "lan" and dash.message.value == ""
+        assert httpx.post(room.url + "/lab/admin/network", json={"profile": "3g"}, headers=teacher).status_code == 200
+        dash.set_network("lan")                                      # the menu still says lan
+        assert room.proxy.profile.name == "lan" and "network is now <b>lan</b>" in dash.message.value
+        httpx.post(room.url + "/lab/admin/network", json={"profile": "3g"}, headers=teacher)
+        httpx.post(room.url + "/lab/admin/model", json={"model": "gpt-4o"}, headers=teacher)
+        dash.message.value = ""
+        dash.refresh()
+        assert (dash.network.value, dash.model.value) == ("3g", "gpt-4o") and dash.message.value == ""
+        assert room.proxy.profile.name == "3g"
+        dash.set_model("gpt-4o")
+        assert httpx.get(room.url + "/lab/participants", headers=teacher).json()["model"] == "gpt-4o"
+        assert "model is now <b>gpt-4o</b>" in dash.message.value
+
+
 def test_qr_codes_render():
     assert qr_svg("http://10.0.0.5:8000/?token=abc").startswith("<svg")
     assert len(qr_terminal("http://10.0.0.5:8000/?token=abc").splitlines()) > 10

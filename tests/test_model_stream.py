@@ -25,6 +25,7 @@ from labkit.protocol import openai_chat as oc
 from labkit.protocol.sse import encode_event
 from labkit.server.modelstream import ChunkSchedule, ScheduledStream, TokenClock
 from labkit.server.state import ServerStats
+from waiting import until
 
 PROMPT = [{"role": "user", "content": "How do Server-Sent Events work?"}]
 
@@ -182,12 +183,14 @@ async def test_a_slow_write_holds_the_stream_and_what_fell_due_goes_out_together
 
 async def test_a_stream_closed_early_is_cancelled_and_a_failed_write_is_reported():
     loop = asyncio.get_running_loop()
-    plan = plan_completion(PROMPT, resolve_model("gpt-4o-mini").scaled(0.05), seed=4, max_tokens=20)
+    # two tokens at once, the rest half a second later: closed after the second write, the stream is
+    # still running whatever the shared machine's pauses (a simulated 22 ms stream was not, after a stall)
+    plan = CompletionPlan(tokens=("One", " two", " three", " four", " five"), due_s=(0.0, 0.005, 0.5, 0.51, 0.52),
+                          finish_reason="stop", prompt_tokens=15)
     stats, clock = ServerStats(), TokenClock(loop)
     write = _Writer()
     stream = ScheduledStream(ChunkSchedule(plan, "gpt-4o-mini", "c", 0), loop.time(), write, clock, stats)
-    while len(write.writes) < 2:
-        await asyncio.sleep(0.001)
+    await until(lambda: len(write.writes) >= 2, 10)
     stream.close()
     stream.close()                                      # twice is harmless
     sent = len(write.writes)

@@ -85,6 +85,17 @@ Tried in session 11 and not shipped, for the late end above:
   the default's 1,649; on the held-out replica over eight draws it made 1,618 against 1,635 (babble
   10 dB 172 -> 175, but babble 20 dB 184 -> 173 and pink 20 dB 192 -> 184).
 
+Tried in session 12 and not shipped:
+* periodicity (a frame's normalised autocorrelation peak over 60-500 Hz, 32 ms window) to tell a
+  voice going on from babble: on the tuning set (10 dB babble, two draws) the frames scoring between
+  the stop and resume thresholds inside speech have a median of 0.48 (378 frames), the babble's own
+  outside speech 0.54 (72): the babble is the more periodic of the two.
+* an island after a pause (voiced frames after 60-120 ms under the stop threshold) counting as
+  voiced only once it has lasted 60-140 ms, frames over the resume threshold exempt or not (24
+  variants): 1,538-1,646 of 1,752 turns exact on the tuning replica over eight draws, against the
+  default's 1,649; babble 10 dB at most +1, pink and babble at 5 dB losing 3-62 (a voice's own
+  short last syllables).
+
 The test pins what holds (at least those counts exact, no more turns than that allows, every
 turn ends), and that the server's turns are those of the tuning replica's
 :func:`labkit.vadtune.session_turns` on the same audio (so what is chosen on the replica is what

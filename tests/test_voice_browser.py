@@ -30,7 +30,9 @@ def _words_found(heard: str, said: str) -> float:
 @pytest.mark.timeout(240)
 async def test_a_spoken_conversation_with_barge_in_in_the_page(chromium, make_server, tmp_path):
     # A: "Send a heartbeat every fifteen seconds." (2.2 s); B starts 3 s after A ends, during the answer
-    script = fake_mic_wav(tmp_path / "mic.wav", [1, 5], gaps_s=[3.0], tail_s=8.0)
+    # 2.5 s of lead-in: the file plays from getUserMedia, the capture starts at session.updated, and the
+    # first onset needs its 300 ms of prefix in what was captured, however slow the start on a busy machine
+    script = fake_mic_wav(tmp_path / "mic.wav", [1, 5], lead_s=2.5, gaps_s=[3.0], tail_s=8.0)
     server = make_server()
     run = await talk_in_the_page(server.url + "/?name=ann", script)
     v = {"events": run.events, "turns": run.turns, "bargeIns": run.barge_ins, "items": run.items,
@@ -71,7 +73,9 @@ async def test_a_spoken_conversation_with_barge_in_in_the_page(chromium, make_se
           f"{1000 * answer['received'] // RATE} ms")
     print(f"  (B's speech began {barge['stoppedAt'] - b_onset_at:.0f} ms before playback stopped: the detector "
           f"wants 200 ms of speech before it is sure)")
-    assert 0 <= barge["stopDelayMs"] <= 150 and barge["stopAckMs"] <= 150
+    # the claim is on the audio clock (stopDelayMs); the acknowledgement is a wall-clock round trip
+    # through the audio worklet, which a busy renderer's main thread only delays: bounded loosely
+    assert 0 <= barge["stopDelayMs"] <= 150 and barge["stopAckMs"] <= 1500
     assert barge["played"] < answer["received"]                 # cut off mid-answer
     assert barge["audioEndMs"] == barge["played"] * 1000 // RATE
     assert barge["serverAudioEndMs"] == barge["audioEndMs"]     # the server truncated where the page stopped
@@ -82,7 +86,7 @@ async def test_a_spoken_conversation_with_barge_in_in_the_page(chromium, make_se
     # ---- the Interrupt button does the same to B's answer
     second = v["turns"][1]
     assert button["reason"] == "button" and button["item"] == second["item"]
-    assert 0 <= button["stopDelayMs"] <= 150 and button["stopAckMs"] <= 150 and button["serverAudioEndMs"] == button["audioEndMs"]
+    assert 0 <= button["stopDelayMs"] <= 150 and button["stopAckMs"] <= 1500 and button["serverAudioEndMs"] == button["audioEndMs"]
     assert v["items"][second["item"]]["nonSilent"] > 0
 
     # ---- voice-to-voice latency and its parts, measured in the page

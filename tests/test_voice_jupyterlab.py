@@ -29,7 +29,7 @@ playwright_api = pytest.importorskip("playwright.async_api", reason="the playwri
 TOLERANCE_S = 0.15
 
 CELLS = [
-    """import asyncio, json
+    """import asyncio, json, os
 import numpy as np
 from labkit.widgets import BrowserMicrophone, LiveVAD
 mic = BrowserMicrophone(sample_rate=16_000)
@@ -44,9 +44,11 @@ async def report():
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)
     scope.snapshot()                        # the plot, drawn with the detected speech marked
-    json.dump({"segments": scope.segments, "chunks": mic.chunks_received, "seconds": mic.seconds_received,
-               "status": mic.status, "drawn": len(scope.image.value)}, open("result.json", "w"))
     np.save("kept.npy", np.frombuffer(b"".join(kept), dtype="<i2"))
+    with open("result.part", "w") as f:     # result.json appears whole, and last: the test waits for it
+        json.dump({"segments": scope.segments, "chunks": mic.chunks_received, "seconds": mic.seconds_received,
+                   "status": mic.status, "drawn": len(scope.image.value)}, f)
+    os.replace("result.part", "result.json")
 watcher = asyncio.ensure_future(report())
 scope""",
 ]

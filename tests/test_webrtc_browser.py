@@ -25,7 +25,10 @@ TOLERANCE_MS = 150
 
 @pytest.mark.timeout(150)
 async def test_chromium_holds_a_voice_turn_over_webrtc(chromium, make_server, tmp_path):
-    script = fake_mic_wav(tmp_path / "mic.wav", [1], lead_s=1.0, tail_s=6.0)   # "Send a heartbeat every ..."
+    # 3 s of lead-in: Chromium plays the file from getUserMedia, and ICE, DTLS and SRTP on a busy 2-core
+    # machine can take most of a second before the server hears anything; the onset must still have
+    # its 300 ms of prefix in what the server received (audio_start_ms > 0)
+    script = fake_mic_wav(tmp_path / "mic.wav", [1], lead_s=3.0, tail_s=6.0)   # "Send a heartbeat every ..."
     line = script.lines[0]
     server = make_server()
     async with playwright_api.async_playwright() as p:

@@ -51,8 +51,9 @@ class Dashboard:
         self.model = widgets.Dropdown(options=MODELS, description="model")
         self.network = widgets.Dropdown(options=sorted(PROFILES), value="lan", description="network")
         self.message = widgets.HTML()
-        self.model.observe(lambda change: self._switch("model", {"model": change["new"]}), names="value")
-        self.network.observe(lambda change: self._switch("network", {"profile": change["new"]}), names="value")
+        self._showing_state = False             # True while refresh() sets the menus: showing is not switching
+        self.model.observe(lambda change: self._picked("model", {"model": change["new"]}), names="value")
+        self.network.observe(lambda change: self._picked("network", {"profile": change["new"]}), names="value")
         refresh = widgets.Button(description="Refresh", icon="refresh")
         refresh.on_click(lambda _: self.refresh())
         self.widget = widgets.VBox([self.header, widgets.HBox([self.model, self.network, refresh]), self.message,
@@ -90,7 +91,24 @@ class Dashboard:
             return self.state
         self.table.value = self._table_html(self.state["participants"])
         self._draw(self.state["ttfts_ms"])
+        self._show_switches(self.state.get("model"), self.state.get("network"))
         return self.state
+
+    def _show_switches(self, model: str | None, network: str | None) -> None:
+        """The menus show what the server runs now (a terminal or another notebook may have switched it
+        with the instructor key); setting them here switches nothing."""
+        self._showing_state = True
+        try:
+            if model in self.model.options:
+                self.model.value = model
+            if network in self.network.options:
+                self.network.value = network
+        finally:
+            self._showing_state = False
+
+    def _picked(self, what: str, body: dict) -> None:
+        if not self._showing_state:
+            self._switch(what, body)
 
     def _switch(self, what: str, body: dict) -> None:
         try:                                    # a menu's callback: an error must show here, not vanish in a log
@@ -105,10 +123,19 @@ class Dashboard:
             self.message.value = f"<i>everyone's {what} is now <b>{html.escape(next(iter(r.json().values())))}</b></i>"
 
     def set_model(self, name: str) -> None:
-        self.model.value = name                 # the observer sends it
+        """Switch everyone's model, as picking ``name`` in the menu does; also when the menu shows it
+        already (the server may have been switched since: the menu's own observer would not fire)."""
+        if self.model.value == name:
+            self._switch("model", {"model": name})
+        else:
+            self.model.value = name             # the observer sends it
 
     def set_network(self, name: str) -> None:
-        self.network.value = name
+        """Switch everyone's network, as picking ``name`` in the menu does (see :meth:`set_model`)."""
+        if self.network.value == name:
+            self._switch("network", {"profile": name})
+        else:
+            self.network.value = name
 
     @staticmethod
     def _table_html(rows: list[dict]) -> str:
