@@ -15,12 +15,14 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	  || { echo "error: $(PYTHON) is older than 3.11; run e.g. 'make lab PYTHON=python3.12'"; exit 1; }
 	@echo "Setting up $(VENV) (the first time takes a minute or two; later runs skip this)..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	@# pip twice quiet: errors only (its warnings are about the machine's own pip configuration, such as
+	@# an extra index that is not there: nothing about this lab)
+	@$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check -r requirements.txt
+	@$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	@# labkit itself, editable so that changes to labkit/ take effect; setuptools' boxed notice about
 	@# editable installs is for package authors, so its warnings are silenced here (errors still show)
-	@PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 	@echo "Setup done."
 
