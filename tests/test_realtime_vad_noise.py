@@ -93,8 +93,7 @@ Tried in session 12 and not shipped:
 * an island after a pause (voiced frames after 60-120 ms under the stop threshold) counting as
   voiced only once it has lasted 60-140 ms, frames over the resume threshold exempt or not (24
   variants): 1,538-1,646 of 1,752 turns exact on the tuning replica over eight draws, against the
-  default's 1,649; babble 10 dB at most +1, pink and babble at 5 dB losing 3-62 (a voice's own
-  short last syllables).
+  default's 1,649; babble 10 dB at most +1, pink and babble at 5 dB losing 3-62 turns.
 
 The test pins what holds (at least those counts exact, no more turns than that allows, every
 turn ends), and that the server's turns are those of the tuning replica's
