@@ -92,6 +92,23 @@ def test_right_wrong_and_unanswered(name):
     assert check(name, ..., **context).ok is None
 
 
+def test_no_model_fitting_the_budget_is_answered_none():
+    """A busy machine can push every measured p90 over the budget (all of them over 300 ms once, in a
+    full test run): then None is the answer, and a name is not."""
+    slow = [{"model": "small", "ttft_ms_p90": 320, "tpot_ms_p50": 10}, {"model": "large", "ttft_ms_p90": 700, "tpot_ms_p50": 30}]
+    right = check("06.select_model", None, table=slow, ttft_budget_ms=300)
+    assert right.ok is True and "no model" in right.message
+    assert check("06.select_model", "small", table=slow, ttft_budget_ms=300).ok is False
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "solutions" / "exercise_answers.py"
+    spec = importlib.util.spec_from_file_location("exercise_answers", path)
+    answers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(answers)
+    for models, expected in ((slow, None), (slow[:1] + [dict(slow[0], model="mid", ttft_ms_p90=250)], "mid")):
+        assert eval(answers.ANSWERS["06.select_model"]) == expected       # the reference answer, as the tests run it
+
+
 def test_an_unwritten_function_counts_as_not_attempted():
     assert check("02.parser", parse_sse_unwritten).ok is None
 

@@ -34,7 +34,7 @@ return "".join(by_seq[i] for i in sorted(by_seq)), [i for i in range(last + 1) i
     "05.vad_wait": 'stopped["audio_end_ms"] - true_end_ms',
     "05.cancel_reason": 'done["response"]["status_details"]["reason"]',
     "06.tpot": "(m.e2e_s - m.ttft_s) / (m.n_tokens - 1)",
-    "06.select_model": '[row["model"] for row in models if row["ttft_ms_p90"] <= 300][-1]',
+    "06.select_model": '([None] + [row["model"] for row in models if row["ttft_ms_p90"] <= 300])[-1]',
     "07.backoff": '''\
 ceiling = min(5.0, 0.1 * 2 ** (attempt - 1))
 return random.uniform(0, ceiling)             # full jitter''',
