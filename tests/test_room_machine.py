@@ -105,6 +105,28 @@ def test_the_ai_answers_members_messages_in_order_with_a_bounded_context():
     assert ai.needs_history
 
 
+def test_a_new_holder_does_not_answer_again_what_the_last_one_answered_before_moving_the_cursor():
+    """The holder publishes an answer, then moves the cursor; stopped in between, it leaves the answer
+    past the cursor. The next holder skips that message (keeping its answer as context), answers the
+    next one, and answers again only a message whose answer never completed."""
+    ai = RoomAI(context_messages=6)
+    history = [ev(1), ("1000-2", {"type": "ai_complete", "reply_to": "1000-1", "content": "a1"}),
+               ev(3), ("1000-4", {"type": "ai_typing", "active": True, "reply_to": "1000-3"}),
+               ("1000-5", {"type": "ai_complete", "reply_to": "1000-3", "content": "a3"}),
+               ev(6), ("1000-7", {"type": "ai_token", "reply_to": "1000-6", "seq": 0, "content": "half"}),
+               ev(8), ("1000-9", {"type": "ai_error", "reply_to": "1000-8", "code": "x", "message": "failed"})]
+    ai.rebuild(history, cursor="1000-2")                       # the cursor still at m1's answer
+    assert ai.turn(*ev(3)) is None                             # answered already: not again
+    assert ai.conversation[-1] == {"role": "assistant", "content": "a3"}
+    again = ai.turn(*ev(6))                                    # cut off mid-answer: answered again
+    assert again is not None and again.messages[-2:] == [{"role": "assistant", "content": "a3"}, again.question]
+    assert ai.turn(*ev(8)) is None                             # its error was published: settled too
+    assert ai.turn(*ev(10)) is not None
+    ai.lease_lost()
+    ai.rebuild(history, cursor="1000-9")                       # a cursor past them all: nothing is skipped
+    assert ai.turn(*ev(10)) is not None
+
+
 # ---- the hub on a memory broker, with a socket stand-in ---------------------------------------------
 
 class FakeSocket:
@@ -150,6 +172,65 @@ async def test_the_hub_replays_exactly_or_says_which_events_are_gone():
         assert not any(e["type"] == "user_message" for e in late.sent)         # no replay with a hole in it
     finally:
         await hub.aclose()
+
+
+class _OneWordModel:
+    """An upstream stand-in: every answer is one token, "ok"."""
+    class _Stream:
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            return False
+
+        async def tokens(self):
+            from labkit.server.upstream import UpstreamToken
+            yield UpstreamToken("ok", 0.0)
+
+    async def open_stream(self, messages, **_):
+        return self._Stream()
+
+
+class _StopsBeforeTheCursor:
+    """A broker as the stopping holder sees it: once its first answer is published, it never moves the
+    cursor again (its process is shut down between the two)."""
+    def __init__(self, broker):
+        self._broker, self._answered = broker, False
+
+    def __getattr__(self, name):
+        return getattr(self._broker, name)
+
+    async def publish(self, room_id, event):
+        self._answered = self._answered or event["type"] == "ai_complete"
+        return await self._broker.publish(room_id, event)
+
+    async def set_cursor(self, room_id, event_id):
+        if self._answered:
+            await asyncio.Event().wait()
+        await self._broker.set_cursor(room_id, event_id)
+
+
+async def test_the_next_lease_holder_does_not_answer_again_what_was_answered_before_the_cursor_moved():
+    from labkit.server.rooms import Member, RoomHub
+    from labkit.server.state import ServerConfig, ServerStats
+
+    broker, config = MemoryBroker(max_events=500), ServerConfig().split().rooms
+    completes = lambda sent: [e["reply_to"] for e in sent if e["type"] == "ai_complete"]   # noqa: E731
+    first = RoomHub(config, ServerStats(), upstream=_OneWordModel(), broker=_StopsBeforeTheCursor(broker), lease_s=0.3)
+    ann = FakeSocket()
+    await first.join("lab", Member(ann, "ann", 100), after=None)
+    asked = [await broker.publish("lab", {"type": "user_message", "user": "ann", "content": "m1"})]
+    await ann.until(lambda sent: completes(sent) == asked)
+    await first.aclose()                                     # stops with the cursor still before m1
+    second = RoomHub(config, ServerStats(), upstream=_OneWordModel(), broker=broker, lease_s=0.3)
+    try:
+        ben = FakeSocket()
+        await second.join("lab", Member(ben, "ben", 100), after="0-0")
+        asked.append(await broker.publish("lab", {"type": "user_message", "user": "ben", "content": "m2"}))
+        await ben.until(lambda sent: asked[1] in completes(sent))
+        assert completes(ben.sent) == asked                  # m1 once (the first holder's), then m2
+    finally:
+        await second.aclose()
 
 
 def test_who_may_join_as_whom():

@@ -270,21 +270,33 @@ class RoomAI:
     """What the room's AI answers, and with what context. Where the lease is held, the adapter
     rebuilds the conversation up to the cursor once (:meth:`rebuild`), then feeds it the events after
     the cursor (:meth:`turns`); after each it records the outcome and moves the cursor. A lost lease
-    forgets the conversation (the new holder carries on from the shared cursor)."""
+    forgets the conversation (the new holder carries on from the shared cursor).
+
+    The cursor moves *after* an answer is published, so a holder that stops in between (its process
+    shut down, its lease lapsed) leaves an answered message past the cursor. :meth:`rebuild` finds
+    such answers in the history, and :meth:`turn` skips their messages instead of answering them a
+    second time (it happened: the same message answered by two processes, one after the other). An
+    answer cut off mid-stream has no ``ai_complete`` or ``ai_error``: that message is answered again."""
 
     def __init__(self, context_messages: int = CONTEXT_MESSAGES):
         self.context_messages = context_messages
         self.conversation: list[dict] | None = None
+        #: past the cursor: message id -> its published answer (None for an error), from rebuild()
+        self._settled: dict[str, str | None] = {}
 
     @property
     def needs_history(self) -> bool:
         return self.conversation is None
 
     def rebuild(self, history: list[tuple[str, dict]], cursor: str) -> None:
-        turns = []
+        turns, self._settled = [], {}
         for event_id, event in history:
             if event_key(event_id) > event_key(cursor):
-                break
+                if event["type"] == "ai_complete":
+                    self._settled[event["reply_to"]] = event["content"]
+                elif event["type"] == "ai_error":
+                    self._settled.setdefault(event["reply_to"], None)
+                continue
             if event["type"] == "user_message":
                 turns.append(_question(event))
             elif event["type"] == "ai_complete":
@@ -292,13 +304,20 @@ class RoomAI:
         self.conversation = turns[-self.context_messages:]
 
     def turn(self, event_id: str, event: dict) -> Turn | None:
-        """The turn an event asks for (a member's message), or None (the cursor just moves past it)."""
+        """The turn an event asks for (a member's message), or None (the cursor just moves past it:
+        not a message, or one a previous holder already answered)."""
         if self.conversation is None:
             raise RoomStateError("the AI has no conversation: rebuild() first (after taking the lease)")
         if event["type"] != "user_message":
             return None
         question = _question(event)
-        return Turn(event_id, question, [*self.conversation[-self.context_messages:], question])
+        turn = Turn(event_id, question, [*self.conversation[-self.context_messages:], question])
+        if event_id in self._settled:
+            answer = self._settled.pop(event_id)
+            if answer is not None:
+                self.answered(turn, answer)
+            return None
+        return turn
 
     def answered(self, turn: Turn, text: str) -> None:
         if self.conversation is not None:
@@ -306,7 +325,7 @@ class RoomAI:
             del self.conversation[:-self.context_messages]
 
     def lease_lost(self) -> None:
-        self.conversation = None
+        self.conversation, self._settled = None, {}
 
     # what the AI publishes, in order: typing on, tokens, complete (or error), typing off
     @staticmethod
