@@ -8,7 +8,6 @@ server in its last cell, or left a widget dead, fails here. Reference answers co
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from collections import defaultdict
@@ -19,17 +18,11 @@ import nbformat
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tests"))
 import services as test_services  # noqa: E402  (tests/services.py: installs Chromium, nginx, Redis for the run)
+from reference_answers import reference_answers  # noqa: E402
 SOLUTIONS = ROOT / "notebooks" / "solutions"
 _CHECK = re.compile(r"""^check\(\s*["'](?P<name>[0-9]{2}\.\w+)["']""", re.M)
 _STEP = re.compile(r"^results\[(?P<step>\d)\] = await check_step\(", re.M)
 _BLANK = re.compile(r"^(?P<indent>\s*)(?P<target>\w+ = )?\.\.\.(?P<comment>\s*#.*)?$", re.M)
-
-
-def _answers() -> dict[str, str]:
-    spec = importlib.util.spec_from_file_location("exercise_answers", SOLUTIONS / "exercise_answers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ANSWERS
 
 
 def answered(source: str, answer: str) -> str:
@@ -64,7 +57,7 @@ def _reference_cells(path: Path, cells) -> list[tuple[str, str]]:
                 extra.append((f"step {step['step']} check", cell.source +
                               f"\nassert results[{step['step']}].ok is True, results[{step['step']}].message"))
         return extra
-    answers = _answers()
+    answers = reference_answers()
     for cell in cells:
         found = _CHECK.search(cell.source)
         if found:

@@ -59,6 +59,13 @@ def optimize_prompt(prompt: str) -> str:
     return prompt[:4000] + "..." if len(prompt) > 4000 else prompt
 
 
+async def _warm_up(client: AsyncOpenAI, model: str, requests: int) -> None:
+    """A connection for each of ``requests`` concurrent requests, opened before anything is measured
+    (otherwise some measured requests also pay for connecting)."""
+    await asyncio.gather(*(collect(sdk_chat(client, PROMPT, model=model, seed=s, max_tokens=1))
+                           for s in range(requests)))
+
+
 async def ttft_vs_prompt_length(base_url: str, *, model: str = "slow-large", lengths=(0, 250, 500, 1000, 2000),
                                 reps: int = 3, rounds: int = 2) -> dict:
     """TTFT against prompt tokens; a least-squares line recovers the profile's prefill cost.
@@ -74,12 +81,12 @@ async def ttft_vs_prompt_length(base_url: str, *, model: str = "slow-large", len
         stream = await collect(sdk_chat(client, text, model=model, seed=rep, max_tokens=2))
         return count_message_tokens([{"role": "user", "content": text}]), stream.ttft_s
 
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, not {rounds}")
     grid = [(words, rep) for words in lengths for rep in range(reps)]
-    # a connection per request first: otherwise the first round also pays for connecting
-    await asyncio.gather(*(collect(sdk_chat(client, PROMPT, model=model, seed=r, max_tokens=1))
-                           for r in range(len(grid))))
+    await _warm_up(client, model, len(grid))
     # a round's points concurrently: the server is asynchronous, so one request's prefill does not delay another's
-    runs = [await asyncio.gather(*(point(words, rep) for words, rep in grid)) for _ in range(max(1, rounds))]
+    runs = [await asyncio.gather(*(point(words, rep) for words, rep in grid)) for _ in range(rounds)]
     points = [min(tries, key=lambda p: p[1]) for tries in zip(*runs)]
     x, y = np.array([p[0] for p in points], float), np.array([p[1] for p in points])
     slope, intercept = np.polyfit(x, y, 1)
@@ -108,9 +115,7 @@ async def ttft_vs_prompt_length(base_url: str, *, model: str = "slow-large", len
 async def model_table(base_url: str, *, models=("gpt-4o-mini", "gpt-4o", "gpt-4"), runs: int = 5) -> list[dict]:
     """Measured TTFT and TPOT per model, the numbers a model selector should use."""
     client = AsyncOpenAI(base_url=base_url, api_key=LOCAL_API_KEY)
-    # warm up a connection per request first: otherwise some requests also pay for connecting
-    await asyncio.gather(*(collect(sdk_chat(client, PROMPT, model=models[0], seed=s, max_tokens=1))
-                           for s in range(runs * len(models))))
+    await _warm_up(client, models[0], runs * len(models))
     # every model's runs at once: a busy moment of the machine then slows all of them alike (one after
     # another, a pause during one model's runs could reverse two models' order in the table)
     streams = await asyncio.gather(*(collect(sdk_chat(client, PROMPT, model=model, seed=s, max_tokens=40))

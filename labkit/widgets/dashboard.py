@@ -123,19 +123,21 @@ class Dashboard:
             self.message.value = f"<i>everyone's {what} is now <b>{html.escape(next(iter(r.json().values())))}</b></i>"
 
     def set_model(self, name: str) -> None:
-        """Switch everyone's model, as picking ``name`` in the menu does; also when the menu shows it
-        already (the server may have been switched since: the menu's own observer would not fire)."""
-        if self.model.value == name:
-            self._switch("model", {"model": name})
-        else:
-            self.model.value = name             # the observer sends it
+        """Switch everyone's model, as picking ``name`` in the menu does."""
+        self._set(self.model, "model", {"model": name})
 
     def set_network(self, name: str) -> None:
-        """Switch everyone's network, as picking ``name`` in the menu does (see :meth:`set_model`)."""
-        if self.network.value == name:
-            self._switch("network", {"profile": name})
+        """Switch everyone's network, as picking ``name`` in the menu does."""
+        self._set(self.network, "network", {"profile": name})
+
+    def _set(self, menu: widgets.Dropdown, what: str, body: dict) -> None:
+        """Pick the value in ``menu`` (its observer switches the server); when the menu shows it already,
+        switch anyway: the server may have been switched since, and an observer fires only on a change."""
+        value = next(iter(body.values()))
+        if menu.value == value:
+            self._switch(what, body)
         else:
-            self.network.value = name
+            menu.value = value
 
     @staticmethod
     def _table_html(rows: list[dict]) -> str:
