@@ -40,8 +40,6 @@ async def test_the_tutorials_room_freezes_the_server_while_its_ai_answers():
     with ServerProcess(["serve", "--port", "0"]) as model, \
             ServerProcess(["serve", "--app", "tutorial", "--port", "0", "--upstream-base-url", model.url + "/v1"]) as tut, \
             ServerProcess(["serve", "--port", "0", "--upstream-base-url", model.url + "/v1"]) as lab:
-        for app in (tut, lab):                  # a first connection pays for lazy imports: not what is measured
-            await gotchas.join_while_ai_answers("ws" + app.url[4:], "warm-up", question="hi")
         theirs = await gotchas.join_while_ai_answers("ws" + tut.url[4:], "t")
         ours = await gotchas.join_while_ai_answers("ws" + lab.url[4:], "t")
     # judged against each server's own answer, not a clock: the tutorial lets the newcomer in only once
