@@ -117,18 +117,19 @@ Tried in session 13 and not shipped:
   frames, not on the turn boundaries the test judges; a model trained for those is untried.
 * dating the end back before a weak tail, with ``audio_end_ms`` moving too. Session 11's try kept
   ``audio_end_ms`` at the detection sample, so it could move nothing. This time the detection
-  sample itself moved back: the commit ends before the tail, whose audio stays in the input buffer.
-  That fits OpenAI's definition, where ``audio_end_ms`` is the end of the audio committed, silence
-  wait included. The tail is voiced frames after a pause of 40-140 ms that end the turn, none of
-  them over the resume threshold, at most 60-200 ms of them or unbounded (36 variants). On the
-  tuning replica over eight draws they made 1,647-1,651 of 1,752 turns exact, against the
+  sample itself moved back: the commit ends before the tail, whose audio stays in the input
+  buffer. That fits OpenAI's definition, where ``audio_end_ms`` is the end of the audio committed,
+  silence wait included. The tail is voiced frames after a pause of 40-140 ms that end the turn,
+  none of them over the resume threshold, at most 60-200 ms of them or unbounded (36 variants). On
+  the tuning replica over eight draws they made 1,647-1,651 of 1,752 turns exact, against the
   default's 1,649. The best, after 100 ms with at most 100 ms of tail, made 1,651, mean end error
-  88.6 -> 88.5 ms (the pick of :func:`labkit.vadtune.tune_resume`'s rule). On 16 fresh tuning draws of the noises it touches
-  (pink 5 and 10 dB, babble 5-20 dB: 2,304 utterances) it made 1,729 -> 1,736, no condition down.
-  On the held-out replica, same six conditions over eight draws, it made 1,035 -> 1,030: babble
-  10 dB 172 -> 168, mean end error 74.4 -> 75.4 ms. Here, on draw 0, it fixes session 5's late
-  end (12.50 -> 12.28 s). But session 1's 5.30-8.75 s now ends at 8.50 s, 250 ms early: its last
-  syllable, after a pause, is as weak and as short as the babble's tail. So babble stays at 23.
+  88.6 -> 88.5 ms (the pick of :func:`labkit.vadtune.tune_resume`'s rule). On 16 fresh tuning
+  draws of the noises it touches (pink 5 and 10 dB, babble 5-20 dB: 2,304 utterances) it made
+  1,729 -> 1,736, no condition down. On the held-out replica, same six conditions over eight
+  draws, it made 1,035 -> 1,030: babble 10 dB 172 -> 168, mean end error 74.4 -> 75.4 ms. Here, on
+  draw 0, it fixes session 5's late end (12.50 -> 12.28 s). But session 1's 5.30-8.75 s now ends
+  at 8.50 s, 250 ms early: its last syllable, after a pause, is as weak and as short as the
+  babble's tail. So babble stays at 23.
 
 The test pins what holds (at least those counts exact, no more turns than that allows, every
 turn ends), and that the server's turns are those of the tuning replica's
