@@ -125,8 +125,8 @@ Tried in session 13 and not shipped:
   default's 1,649. The best, after 100 ms with at most 100 ms of tail, made 1,651, mean end error
   88.6 -> 88.5 ms (the pick of :func:`labkit.vadtune.tune_resume`'s rule). On 16 fresh tuning
   draws of the noises it touches (pink 5 and 10 dB, babble 5-20 dB: 2,304 utterances) it made
-  1,729 -> 1,736, no condition down. On the held-out replica, same six conditions over eight
-  draws, it made 1,035 -> 1,030: babble 10 dB 172 -> 168, mean end error 74.4 -> 75.4 ms. Here, on
+  1,729 -> 1,736, no condition down. On the held-out replica (pink and babble at 20, 10 and
+  5 dB, eight draws) it made 1,035 -> 1,030: babble 10 dB 172 -> 168, mean end error 74.4 -> 75.4 ms. Here, on
   draw 0, it fixes session 5's late end (12.50 -> 12.28 s). But session 1's 5.30-8.75 s now ends
   at 8.50 s, 250 ms early: its last syllable, after a pause, is as weak and as short as the
   babble's tail. So babble stays at 23.
