@@ -130,6 +130,15 @@ Tried in session 13 and not shipped:
   draw 0, it fixes session 5's late end (12.50 -> 12.28 s). But session 1's 5.30-8.75 s now ends
   at 8.50 s, 250 ms early: its last syllable, after a pause, is as weak and as short as the
   babble's tail. So babble stays at 23.
+* the same weak tail, dated out only when it is not the speaker's pitch (none of its 40 ms
+  windows periodic, r of 0.5-0.7 or more, within 2-4 semitones of the median pitch of the utterance's
+  last second). It was meant to keep session 1's last syllable and still cut the babble. 40
+  variants (pause 40-120 ms, tail at most 100 ms or unbounded, r 0.5 or 0.7, 2 or 4 semitones)
+  made 1,649-1,652 on the tuning replica. The pick (after 60 ms, unbounded, r 0.7, 4 semitones:
+  1,652, 88.4 ms) made 1,729 -> 1,737 on the 16 fresh tuning draws. On the held-out replica it
+  made 1,035 -> 1,032 (babble 10 dB 172 -> 171), and on draw 0 babble fell to 22: session 1's last
+  syllable is still cut (no window of it matches), and session 5's babble tail now passes for
+  the speaker (one of its windows matches), so it ends late again.
 
 The test pins what holds (at least those counts exact, no more turns than that allows, every
 turn ends), and that the server's turns are those of the tuning replica's
