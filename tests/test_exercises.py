@@ -6,6 +6,7 @@ import pytest
 
 from labkit.exercises import EXERCISES, check
 from labkit.protocol.sse import SSEDecoder
+from reference_answers import reference_answers
 
 
 def parse_sse_right(raw: bytes) -> list[str]:
@@ -99,7 +100,6 @@ def test_no_model_fitting_the_budget_is_answered_none():
     right = check("06.select_model", None, table=slow, ttft_budget_ms=300)
     assert right.ok is True and "no model" in right.message
     assert check("06.select_model", "small", table=slow, ttft_budget_ms=300).ok is False
-    from reference_answers import reference_answers
     answer = reference_answers()["06.select_model"]
     for models, expected in ((slow, None), (slow[:1] + [dict(slow[0], model="mid", ttft_ms_p90=250)], "mid")):
         assert eval(answer) == expected                 # the reference answer, as the notebook tests run it

@@ -11,6 +11,9 @@ import pytest
 from labkit.rooms.broker import MemoryBroker
 from labkit.rooms.machine import (MemberState, Replay, RoomAI, RoomFanout, RoomMember, RoomStateError, Snapshot,
                                   plan_replay, room_state)
+from labkit.server.rooms import Member, RoomHub
+from labkit.server.state import ServerConfig, ServerStats
+from labkit.server.upstream import UpstreamToken
 
 
 def ev(n: int, kind: str = "user_message", **kw) -> tuple[str, dict]:
@@ -149,9 +152,6 @@ class FakeSocket:
 
 
 async def test_the_hub_replays_exactly_or_says_which_events_are_gone():
-    from labkit.server.rooms import Member, RoomHub
-    from labkit.server.state import ServerConfig, ServerStats
-
     broker = MemoryBroker(max_events=50)
     hub = RoomHub(ServerConfig(room_ai=False).split().rooms, ServerStats(), upstream=None, broker=broker)
     try:
@@ -184,7 +184,6 @@ class _OneWordModel:
             return False
 
         async def tokens(self):
-            from labkit.server.upstream import UpstreamToken
             yield UpstreamToken("ok", 0.0)
 
     async def open_stream(self, messages, **_):
@@ -211,9 +210,6 @@ class _StopsBeforeTheCursor:
 
 
 async def test_the_next_lease_holder_does_not_answer_again_what_was_answered_before_the_cursor_moved():
-    from labkit.server.rooms import Member, RoomHub
-    from labkit.server.state import ServerConfig, ServerStats
-
     broker, config = MemoryBroker(max_events=500), ServerConfig().split().rooms
     completes = lambda sent: [e["reply_to"] for e in sent if e["type"] == "ai_complete"]   # noqa: E731
     first = RoomHub(config, ServerStats(), upstream=_OneWordModel(), broker=_StopsBeforeTheCursor(broker), lease_s=0.3)

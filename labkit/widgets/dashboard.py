@@ -124,18 +124,17 @@ class Dashboard:
 
     def set_model(self, name: str) -> None:
         """Switch everyone's model, as picking ``name`` in the menu does."""
-        self._set(self.model, "model", {"model": name})
+        self._set(self.model, "model", "model", name)
 
     def set_network(self, name: str) -> None:
         """Switch everyone's network, as picking ``name`` in the menu does."""
-        self._set(self.network, "network", {"profile": name})
+        self._set(self.network, "network", "profile", name)
 
-    def _set(self, menu: widgets.Dropdown, what: str, body: dict) -> None:
-        """Pick the value in ``menu`` (its observer switches the server); when the menu shows it already,
+    def _set(self, menu: widgets.Dropdown, what: str, key: str, value: str) -> None:
+        """Pick ``value`` in ``menu`` (its observer switches the server); when the menu shows it already,
         switch anyway: the server may have been switched since, and an observer fires only on a change."""
-        value = next(iter(body.values()))
         if menu.value == value:
-            self._switch(what, body)
+            self._switch(what, {key: value})
         else:
             menu.value = value
 
