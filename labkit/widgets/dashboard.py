@@ -33,6 +33,8 @@ def _query_token(url: str | None) -> str | None:
     return parse_qs(urlsplit(url).query).get("token", [None])[0] if url else None
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4", "o1", "instant")
+#: what each menu switches, and the field of its ``/lab/admin/{what}`` request that names the choice
+_SWITCH_FIELDS = {"model": "model", "network": "profile"}
 
 
 class Dashboard:
@@ -52,8 +54,8 @@ class Dashboard:
         self.network = widgets.Dropdown(options=sorted(PROFILES), value="lan", description="network")
         self.message = widgets.HTML()
         self._showing_state = False             # True while refresh() sets the menus: showing is not switching
-        self.model.observe(lambda change: self._picked("model", {"model": change["new"]}), names="value")
-        self.network.observe(lambda change: self._picked("network", {"profile": change["new"]}), names="value")
+        self.model.observe(lambda change: self._picked("model", change["new"]), names="value")
+        self.network.observe(lambda change: self._picked("network", change["new"]), names="value")
         refresh = widgets.Button(description="Refresh", icon="refresh")
         refresh.on_click(lambda _: self.refresh())
         self.widget = widgets.VBox([self.header, widgets.HBox([self.model, self.network, refresh]), self.message,
@@ -106,11 +108,12 @@ class Dashboard:
         finally:
             self._showing_state = False
 
-    def _picked(self, what: str, body: dict) -> None:
+    def _picked(self, what: str, value: str) -> None:
         if not self._showing_state:
-            self._switch(what, body)
+            self._switch(what, value)
 
-    def _switch(self, what: str, body: dict) -> None:
+    def _switch(self, what: str, value: str) -> None:
+        body = {_SWITCH_FIELDS[what]: value}
         try:                                    # a menu's callback: an error must show here, not vanish in a log
             r = httpx.post(f"{self.url}/lab/admin/{what}", json=body, headers=self.headers, timeout=10)
         except httpx.HTTPError as e:
@@ -124,17 +127,17 @@ class Dashboard:
 
     def set_model(self, name: str) -> None:
         """Switch everyone's model, as picking ``name`` in the menu does."""
-        self._set(self.model, "model", "model", name)
+        self._set(self.model, "model", name)
 
     def set_network(self, name: str) -> None:
         """Switch everyone's network, as picking ``name`` in the menu does."""
-        self._set(self.network, "network", "profile", name)
+        self._set(self.network, "network", name)
 
-    def _set(self, menu: widgets.Dropdown, what: str, key: str, value: str) -> None:
+    def _set(self, menu: widgets.Dropdown, what: str, value: str) -> None:
         """Pick ``value`` in ``menu`` (its observer switches the server); when the menu shows it already,
         switch anyway: the server may have been switched since, and an observer fires only on a change."""
         if menu.value == value:
-            self._switch(what, {key: value})
+            self._switch(what, value)
         else:
             menu.value = value
 
