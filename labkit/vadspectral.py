@@ -52,8 +52,8 @@ WARMUP_GATE = 100.0
 # positional argument (the keyword costs as much as the operation on 8 numbers). np.fmin is
 # np.minimum but for NaN, which no level is, and takes its output positionally; np.positive(a, b)
 # is an exact copy (float32 -> float64 widening included) at a ufunc's cost, half np.copyto's.
-_FLOAT32, _square, _fmin, _add, _subtract, _copy, _max_reduce, _matmul = (
-    np.float32, np.square, np.fmin, np.add, np.subtract, np.positive, np.maximum.reduce, np.matmul)
+_FLOAT32, _square, _fmin, _add, _subtract, _copy, _max_reduce, _min_reduce, _matmul = (
+    np.float32, np.square, np.fmin, np.add, np.subtract, np.positive, np.maximum.reduce, np.minimum.reduce, np.matmul)
 _F32 = np.dtype(np.float32)
 _log10 = math.log10
 #: each band's spread (dB, standard deviation over frames) in white noise, per band analysis
@@ -151,7 +151,8 @@ class SubbandSNR:
         #: with span > 1: the means of the windows of ``span`` sub-windows that lie wholly inside the ring
         self._windows_ring = np.full((subwindows - self.span + 1, bands), np.inf)
         self._next_window = 0
-        self._span_back = np.arange(self.span)              # a window's slots, back from its newest
+        #: a window's slots, newest first, by the slot of its newest sub-window
+        self._span_slots = [(newest - np.arange(self.span)) % subwindows for newest in range(subwindows)]
         self._admitted = 0                                  # frames in the current sub-window's mean
         self._floor = np.full(bands, np.inf)                # the floor in force for the next frame
         self._weights = np.zeros(bands)                     # 1 / (bands * noise), from that floor
@@ -398,7 +399,11 @@ class SubbandSNR:
 
     def _complete(self) -> None:
         """A sub-window is complete: its statistic joins the ring, and the floor is the lowest mean
-        of ``span`` consecutive sub-windows (the ring's lowest entry for ``span=1`` or ``"min"``)."""
+        of ``span`` consecutive sub-windows (the ring's lowest entry for ``span=1`` or ``"min"``).
+
+        Once every ``sub_len`` frames, but with as many numpy calls as a dozen frames: the steps
+        below are numpy's own (``std``, ``min``) without their Python wrappers, the same bits."""
+        slot = self._next_slot
         if self._warm:                                # every frame of it admitted, in order
             if self._mean:                            # (np.add.accumulate: a sequential float64 sum)
                 self._acc = np.add.accumulate(self._av, axis=0, dtype=np.float64)[-1]
@@ -410,37 +415,54 @@ class SubbandSNR:
                      else self._warmup_sum / max(1, self._warmup_count))      # all gated: the background so far
         else:
             entry = self._acc
-        self._ring[self._next_slot] = entry
+        self._ring[slot] = entry
         if self._steady_limit is not None:            # (warming up: never steady)
-            self._steady[self._next_slot] = self._warm and bool(np.all(
-                (10 * np.log10(np.maximum(self._av, 1e-30, dtype=np.float64))).std(axis=0) < self._steady_limit))
+            self._steady[slot] = self._warm and self._is_steady()
         self._admitted = 0
-        self._next_slot = (self._next_slot + 1) % self.subwindows
-        self._acc = np.zeros(self.bands) if self._mean else np.full(self.bands, np.inf)
+        self._next_slot = (slot + 1) % self.subwindows
         self._in_current = 0
         self._filled = min(self._filled + 1, self.subwindows)
-        self._set_floor(self._ring_floor())
+        self._set_floor(self._ring_floor(slot))
         self._warm = self._filled >= self.span
+        if not self._warm:                            # (warm, the next completion sums the frames afresh)
+            self._acc = np.zeros(self.bands) if self._mean else np.full(self.bands, np.inf)
         self._roll()
 
-    def _ring_floor(self) -> np.ndarray:
+    def _is_steady(self) -> bool:
+        """Whether the sub-window just completed is steady: in every band, its frames' levels (dB)
+        spread less than ``_steady_limit``. ``np.std(levels_db, axis=0)``'s own steps, in place."""
+        db = np.maximum(self._av, 1e-30, dtype=np.float64)
+        np.log10(db, db)
+        np.multiply(db, 10, db)
+        n = db.shape[0]
+        mean = np.add.reduce(db, 0, None, None, True)
+        np.true_divide(mean, n, mean)
+        np.subtract(db, mean, db)
+        np.square(db, db)
+        spread = np.add.reduce(db, 0)
+        np.true_divide(spread, n, spread)
+        np.sqrt(spread, spread)
+        return bool(np.less(spread, self._steady_limit).all())
+
+    def _ring_floor(self, newest: int) -> np.ndarray:
         """The lowest mean of ``span`` consecutive completed sub-windows, per band (while fewer are
-        complete: their mean). A pause must hold a whole span for the floor to be the noise alone;
-        sliding by one sub-window, it need not be aligned to them."""
+        complete: their mean); ``newest`` is the slot just filled. A pause must hold a whole span
+        for the floor to be the noise alone; sliding by one sub-window, it need not be aligned to them."""
         span, filled = self.span, self._filled
         if span == 1:
-            return self._ring.min(axis=0)
+            return _min_reduce(self._ring, 0)
         if filled < span:
             return self._ring[:filled].mean(axis=0)
         # the window that ends with the sub-window just completed joins the ring of the windows that
         # lie wholly inside the last ``subwindows`` sub-windows (one per completion, so it cycles)
-        slots = (self._next_slot - 1 - self._span_back) % self.subwindows
-        np.multiply(np.add.reduce(self._ring[slots], axis=0), 1.0 / span, out=self._windows_ring[self._next_window])
+        np.multiply(np.add.reduce(self._ring[self._span_slots[newest]], axis=0), 1.0 / span,
+                    out=self._windows_ring[self._next_window])
         self._next_window = (self._next_window + 1) % self._windows_ring.shape[0]
-        floor = self._windows_ring.min(axis=0)
-        if self._steady_limit is not None and self._steady.any():   # a steady sub-window's own mean, within the drop
-            steady = np.where(self._steady[:, None], self._ring, np.inf).min(axis=0)
-            floor = np.minimum(floor, np.maximum(steady, self.steady_drop * floor))
+        floor = _min_reduce(self._windows_ring, 0)
+        if self._steady_limit is not None:            # a steady sub-window's own mean, within the drop
+            steady = self._ring[self._steady]
+            if steady.size:
+                floor = np.minimum(floor, np.maximum(_min_reduce(steady, 0), self.steady_drop * floor))
         return floor
 
     def _set_floor(self, floor: np.ndarray) -> None:
