@@ -401,8 +401,8 @@ class SubbandSNR:
         """A sub-window is complete: its statistic joins the ring, and the floor is the lowest mean
         of ``span`` consecutive sub-windows (the ring's lowest entry for ``span=1`` or ``"min"``).
 
-        Once every ``sub_len`` frames, but with as many numpy calls as a dozen frames: the steps
-        below are numpy's own (``std``, ``min``) without their Python wrappers, the same bits."""
+        It runs once every ``sub_len`` frames, with about three frames' worth of numpy calls, so
+        ``std`` and ``min`` are numpy's own steps without their Python wrappers (the same bits)."""
         slot = self._next_slot
         if self._warm:                                # every frame of it admitted, in order
             if self._mean:                            # (np.add.accumulate: a sequential float64 sum)
