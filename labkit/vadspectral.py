@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 
-__all__ = ["SubbandSNR", "WARMUP_GATE"]
+__all__ = ["SubbandSNR", "WARMUP_GATE", "spread_db"]
 
 #: While the floor warms up (its first ``span`` sub-windows), a frame this far above the floor so far (power ratio,
 #: mean over bands; 100 = 20 dB) is taken for a voice, not for the background. High enough that the
@@ -58,6 +58,24 @@ _F32 = np.dtype(np.float32)
 _log10 = math.log10
 #: each band's spread (dB, standard deviation over frames) in white noise, per band analysis
 _WHITE_SPREAD: dict[tuple, np.ndarray] = {}
+
+
+def spread_db(levels: np.ndarray) -> np.ndarray:
+    """Each band's spread over frames (``levels``: frames x bands, powers): the standard deviation
+    of ``10 log10`` of its levels (floored at 1e-30), exactly ``np.std(..., axis=0)``: numpy's own
+    steps, in place on one float64 copy, without ``np.std``'s Python wrapper (the detector runs it
+    in its stream, once a floor sub-window)."""
+    db = np.maximum(levels, 1e-30, dtype=np.float64)
+    np.log10(db, db)
+    np.multiply(db, 10, db)
+    n = db.shape[0]
+    mean = np.add.reduce(db, 0, None, None, True)
+    np.true_divide(mean, n, mean)
+    np.subtract(db, mean, db)
+    np.square(db, db)
+    spread = np.add.reduce(db, 0)
+    np.true_divide(spread, n, spread)
+    return np.sqrt(spread, spread)
 
 
 class SubbandSNR:
@@ -163,7 +181,7 @@ class SubbandSNR:
             key = (sample_rate, frame_samples, bands, lo_hz, hi_hz)
             if key not in _WHITE_SPREAD:              # (once per analysis: 400 frames, about 10 ms)
                 noise = np.random.default_rng(0).normal(0.0, 1000.0, (400, frame_samples))
-                _WHITE_SPREAD[key] = (10 * np.log10(self.band_levels(noise))).std(axis=0)
+                _WHITE_SPREAD[key] = spread_db(self.band_levels(noise))
             self._steady_limit = steady_ratio * _WHITE_SPREAD[key]
         self._last_levels: list[np.ndarray] = []
         self._last_floors: list[np.ndarray] = []
@@ -424,25 +442,13 @@ class SubbandSNR:
         self._filled = min(self._filled + 1, self.subwindows)
         self._set_floor(self._ring_floor(slot))
         self._warm = self._filled >= self.span
-        if not self._warm:                            # (warm, the next completion sums the frames afresh)
-            self._acc = np.zeros(self.bands) if self._mean else np.full(self.bands, np.inf)
+        self._acc = np.zeros(self.bands) if self._mean else np.full(self.bands, np.inf)
         self._roll()
 
     def _is_steady(self) -> bool:
         """Whether the sub-window just completed is steady: in every band, its frames' levels (dB)
-        spread less than ``_steady_limit``. ``np.std(levels_db, axis=0)``'s own steps, in place."""
-        db = np.maximum(self._av, 1e-30, dtype=np.float64)
-        np.log10(db, db)
-        np.multiply(db, 10, db)
-        n = db.shape[0]
-        mean = np.add.reduce(db, 0, None, None, True)
-        np.true_divide(mean, n, mean)
-        np.subtract(db, mean, db)
-        np.square(db, db)
-        spread = np.add.reduce(db, 0)
-        np.true_divide(spread, n, spread)
-        np.sqrt(spread, spread)
-        return bool(np.less(spread, self._steady_limit).all())
+        spread less than ``_steady_limit``."""
+        return bool(np.less(spread_db(self._av), self._steady_limit).all())
 
     def _ring_floor(self, newest: int) -> np.ndarray:
         """The lowest mean of ``span`` consecutive completed sub-windows, per band (while fewer are

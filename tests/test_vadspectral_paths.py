@@ -15,7 +15,7 @@ from labkit import noises
 from labkit.audio.pcm import resample
 from labkit.speechdata import SAMPLE_RATE, load_clean, mix
 from labkit.vad import SpeechEnd, VADConfig, VoiceActivityDetector
-from labkit.vadspectral import SubbandSNR
+from labkit.vadspectral import SubbandSNR, spread_db
 
 SEG = {"min_speech_ms": 200, "min_silence_ms": 500, "prefix_padding_ms": 300}
 
@@ -133,3 +133,15 @@ def test_a_steady_sub_window_floors_a_pause_shorter_than_a_span():
     noise = plain.band_levels(rng.normal(0, 300, (400, 320)).astype(np.int16)).mean(axis=0)
     assert np.all(floors[0] > 10 * noise)                # the bursts lift every span mean
     assert np.allclose(floors[1], 10 ** -0.8 * floors[0])           # lowered to the noise, but by at most 8 dB
+
+
+def test_the_band_spread_is_numpys_std_of_the_levels_in_db_to_the_bit():
+    """``spread_db`` (the steady-block test's, written out for speed) against ``np.std`` itself, on
+    levels as the scorer holds them (float32, rows running backwards in memory) and as arrays."""
+    rng = np.random.default_rng(5)
+    for frames, bands in ((25, 8), (10, 12), (3, 1)):
+        levels = (10.0 ** rng.uniform(-9, 3, (frames, bands))).astype(np.float32)
+        levels[0, 0] = 0.0                                   # digital silence: floored at 1e-30
+        for view in (levels, levels[::-1], np.ascontiguousarray(levels, np.float64)):
+            expected = (10 * np.log10(np.maximum(view, 1e-30, dtype=np.float64))).std(axis=0)
+            assert np.array_equal(spread_db(view), expected)
