@@ -142,19 +142,21 @@ async def test_the_clock_runs_each_callback_at_or_after_its_time_one_timer_per_t
 
 
 class _Writer:
-    """A response's body writes: each one finishes at once, or waits until released when ``slow``."""
+    """A response's body writes: each one finishes at once, or waits until released when ``slow``
+    (every write) or from write number ``hold_from`` on (counting from 0)."""
 
-    def __init__(self, fail_on: int | None = None):
+    def __init__(self, fail_on: int | None = None, hold_from: int | None = None):
         self.writes: list[bytes] = []
         self.slow = False
         self.release = asyncio.Event()
         self.fail_on = fail_on
+        self.hold_from = hold_from
 
     async def __call__(self, chunk: bytes) -> bool:
         if self.fail_on is not None and len(self.writes) == self.fail_on:
             raise ConnectionError("the socket broke")
         self.writes.append(chunk)
-        if self.slow:
+        if self.slow or (self.hold_from is not None and len(self.writes) > self.hold_from):
             await self.release.wait()
         return True
 
@@ -183,19 +185,20 @@ async def test_a_slow_write_holds_the_stream_and_what_fell_due_goes_out_together
 
 async def test_a_stream_closed_early_is_cancelled_and_a_failed_write_is_reported():
     loop = asyncio.get_running_loop()
-    # two tokens at once, the rest half a second later: closed after the second write, the stream is
-    # still running whatever the shared machine's pauses (a simulated 22 ms stream was not, after a stall)
-    plan = CompletionPlan(tokens=("One", " two", " three", " four", " five"), due_s=(0.0, 0.005, 0.5, 0.51, 0.52),
+    # The client leaves while the second write is still on its way (held until released), so the
+    # stream is still running at the close whatever the shared machine's pauses: with the writes
+    # finishing at once, a 0.5 s stall once let the whole stream out before the close.
+    plan = CompletionPlan(tokens=("One", " two", " three", " four", " five"), due_s=(0.0, 0.005, 0.05, 0.06, 0.07),
                           finish_reason="stop", prompt_tokens=15)
     stats, clock = ServerStats(), TokenClock(loop)
-    write = _Writer()
+    write = _Writer(hold_from=1)
     stream = ScheduledStream(ChunkSchedule(plan, "gpt-4o-mini", "c", 0), loop.time(), write, clock, stats)
-    await until(lambda: len(write.writes) >= 2, 10)
+    await until(lambda: len(write.writes) == 2, 10)
     stream.close()
     stream.close()                                      # twice is harmless
-    sent = len(write.writes)
-    await asyncio.sleep(plan.due_s[-1] - plan.due_s[sent] + 0.05)
-    assert len(write.writes) == sent and not stream.done.done()      # nothing more after the close
+    write.release.set()                                 # the held write finishes after the close
+    await asyncio.sleep(plan.due_s[-1] + 0.05)          # every later token has fallen due meanwhile
+    assert len(write.writes) == 2 and not stream.done.done()         # nothing more after the close
     assert stats.model_streams_active == 0 and stats.model_streams_cancelled == 1
     broken = _Writer(fail_on=1)
     failing = ScheduledStream(ChunkSchedule(plan, "gpt-4o-mini", "c", 0), loop.time(), broken, clock, stats)
