@@ -155,7 +155,7 @@ def create_chat_router(config: ChatConfig, stats: ServerStats, upstream: Upstrea
     @router.delete("/api/chat/streams/{stream_id}", status_code=204)
     async def cancel_stream(stream_id: str, request: Request) -> Response:
         """Stop a reply now (the "stop generating" button)."""
-        hub.cancel(hub.get(stream_id, request.state.user), "cancelled", "The client cancelled the reply.")
+        await hub.stop(hub.get(stream_id, request.state.user), "cancelled", "The client cancelled the reply.")
         return Response(status_code=204)
 
     for path, progressive in (("/ws/chat", False), ("/ws/chat/progressive", True)):

@@ -9,6 +9,7 @@ Cancellation is still prompt. When the last reader leaves, the generation gets `
 to be picked up again (long enough for a reconnect, short enough not to waste the model); after
 that, or at once when a client says it is done (a WebSocket closed cleanly, a ``cancel``), the
 producer is cancelled, which closes the upstream stream and stops the model within a token.
+The "stop generating" button's DELETE answers only once that is done (:meth:`StreamHub.stop`).
 
 With several server processes (``shared``, :mod:`labkit.server.sharedstreams`), every reply is also
 mirrored into Redis, and :meth:`StreamHub.find` follows a reply another process is generating.
@@ -38,7 +39,11 @@ from .state import StreamConfig, ServerStats
 from .eager import quiet_future, run_eagerly
 from .upstream import Upstream
 
-__all__ = ["StreamHub", "Push"]
+__all__ = ["StreamHub", "Push", "STOP_WAIT_S"]
+
+#: How long :meth:`StreamHub.stop` waits for a cancelled generation to end (closing the upstream
+#: response is one round of the event loop or two; this bounds a model that will not let go).
+STOP_WAIT_S = 2.0
 
 
 class StreamHub:
@@ -219,6 +224,17 @@ class StreamHub:
             return False
         self.machine.request_cancel(log, code, message)
         task.cancel()
+        return True
+
+    async def stop(self, log: StreamLog, code: str = "cancelled", message: str = "The reply was cancelled.",
+                   timeout_s: float = STOP_WAIT_S) -> bool:
+        """:meth:`cancel`, then wait (at most ``timeout_s``) until the generation has ended: its
+        upstream response closed and its readers told. For a client that asked to stop ("stop
+        generating"), an answer then means it has stopped, not only that it was asked to."""
+        task = self._tasks.get(log.id)
+        if not self.cancel(log, code, message):
+            return False
+        await asyncio.wait({task}, timeout=timeout_s)
         return True
 
     def _stop_task(self, log: StreamLog) -> None:
