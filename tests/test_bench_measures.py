@@ -76,6 +76,16 @@ def test_the_socket_bound_and_the_application_bound_each_against_their_own_floor
     assert not ratio["app"]["within_bound"]                  # 10.1 ms at the app against 2 x 2.1 + 1
 
 
+def test_a_small_ratio_to_the_floor_keeps_its_figures():
+    # a loaded machine: the raw floor's application p99 is 50.1 ms, SSE's 0.2 ms; to two decimals the
+    # ratio read 0.0 (a clean-clone make test under a CPU burner failed on it)
+    raw = T._row("raw", 2, [_stream(i, app_late_s=0.05) for i in range(2)], 1.0, {}, 4)
+    sse = T._row("sse", 2, [_stream(i, app_late_s=0.0001) for i in range(2)], 1.0, {}, 4)
+    (ratio,) = T._ratios([raw, sse])
+    assert ratio["app"]["ratio_to_raw"] == pytest.approx(0.2 / 50.1, rel=1e-2)
+    assert ratio["ratio_to_raw"] == 1.0                       # at the socket both are 0.1 ms
+
+
 def test_each_rounds_p99_is_judged_against_that_rounds_own_floor():
     def row(transport, per_round):
         return {"transport": transport, "clients": 100,
