@@ -11,6 +11,12 @@ The capture does not necessarily begin at the file's first sample (the device st
 page opens it), so :func:`locate` finds the file's offset in the captured audio by
 cross-correlation; the labels then map onto the input stream's clock, the clock the Realtime API's
 ``audio_start_ms``/``audio_end_ms`` count in.
+
+One offset is not enough on a busy machine: when Chromium's audio thread misses a deadline, the
+capture gains (or loses) whole 10 ms buffers, and everything after the glitch moves. A clean-clone
+CI run once measured a line's end 100 ms later than its start said it should be. So
+:func:`locate_lines` finds each line's first and last moments on their own, near the global offset;
+the VAD's edges are then judged against where the speech really is in what the server received.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from .audio.pcm import resample
 from .audio.wav import write_wav
 from .speechdata import SAMPLE_RATE, load_clean
 
-__all__ = ["Line", "FakeMicScript", "fake_mic_wav", "locate", "chromium_fake_mic_args", "CHROMIUM_RATE"]
+__all__ = ["Line", "FakeMicScript", "fake_mic_wav", "locate", "locate_lines", "LineInCapture", "chromium_fake_mic_args",
+           "CHROMIUM_RATE"]
 
 #: The rate the WAV is written at (Chromium resamples whatever it reads; 48 kHz is its native capture rate).
 CHROMIUM_RATE = 48_000
@@ -85,6 +92,50 @@ def locate(captured: np.ndarray, script: FakeMicScript, rate: int) -> float:
     if lag > n // 2:
         lag -= n
     return lag / rate
+
+
+@dataclass(frozen=True)
+class LineInCapture:
+    """Where one line's first and last samples are in the captured audio (s), and by how much the
+    capture's glitches moved its end (``drift_s``: end minus start, less the line's own length)."""
+    start_s: float
+    end_s: float
+    drift_s: float
+
+
+#: how much of a line's beginning and end is matched, and how far from the global offset it may have moved
+EDGE_MATCH_S, MAX_DRIFT_S = 0.3, 0.5
+
+
+def _best_lag(captured: np.ndarray, piece: np.ndarray, lo: int) -> int:
+    """Index in ``captured`` (searching from ``lo``) where ``piece`` fits best, by normalised
+    cross-correlation (so a gain change in the browser's processing does not pull the match)."""
+    window = captured[lo:]
+    if window.size < piece.size:
+        raise ValueError("the capture ends before the line does: nothing to match it against")
+    size = 1 << int(np.ceil(np.log2(window.size + piece.size)))
+    corr = np.fft.irfft(np.fft.rfft(window, size) * np.conj(np.fft.rfft(piece, size)), size)[: window.size - piece.size + 1]
+    power = np.concatenate(([0.0], np.cumsum(window * window)))
+    energy = power[piece.size:] - power[: window.size - piece.size + 1]
+    return lo + int(np.argmax(corr / np.sqrt(np.maximum(energy, 1e-9))))
+
+
+def locate_lines(captured: np.ndarray, script: FakeMicScript, rate: int, offset_s: float | None = None) -> list[LineInCapture]:
+    """Each line's start and end in ``captured`` (int16 at ``rate``), each matched on its own:
+    the line's first and last :data:`EDGE_MATCH_S` against the capture within :data:`MAX_DRIFT_S` of
+    where ``offset_s`` (default :func:`locate`'s) puts them. A glitch inside a line shows as drift."""
+    offset = locate(captured, script, rate) if offset_s is None else offset_s
+    ref = script.at_rate(rate).astype(np.float64)
+    cap = np.asarray(captured, dtype=np.float64)
+    n, reach = int(EDGE_MATCH_S * rate), int(MAX_DRIFT_S * rate)
+    found = []
+    for line in script.lines:
+        a, b = round(line.start_s * rate), round(line.end_s * rate)
+        guess_a, guess_b = a + round(offset * rate), b - n + round(offset * rate)
+        start = _best_lag(cap[: guess_a + n + reach], ref[a: a + n], max(0, guess_a - reach))
+        end = _best_lag(cap[: guess_b + n + reach], ref[b - n: b], max(0, guess_b - reach)) + n
+        found.append(LineInCapture(start / rate, end / rate, (end - start - (b - a)) / rate))
+    return found
 
 
 def chromium_fake_mic_args(wav: str | Path, *, loop: bool = False) -> list[str]:

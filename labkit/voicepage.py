@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fakemic import FakeMicScript, chromium_fake_mic_args, locate
+from .fakemic import FakeMicScript, LineInCapture, chromium_fake_mic_args, locate, locate_lines
 from .services import CHROMIUM_ARGS, chromium_path
 
 __all__ = ["VoiceRun", "talk_in_the_page", "CHROMIUM_ARGS", "chromium_path"]
@@ -35,18 +35,19 @@ class VoiceRun:
     latency_rows: int
     captured: np.ndarray          # what the page streamed, int16 at 24 kHz
     offset_s: float               # where the script's first sample is in `captured`
+    lines_at: list[LineInCapture] # where each line really is in `captured` (glitches move what follows them)
     second_onset_at: float | None # performance.now() when the page had the second line's first sample
     errors: list
     screenshot: bytes | None
 
     def edges(self, script: FakeMicScript) -> list[dict]:
-        """Each line's server VAD events next to its labels, on the input stream's clock (ms)."""
+        """Each line's server VAD events next to where the line is in what the server received, on the
+        input stream's clock (ms); ``drift_ms`` is how far capture glitches inside the line moved its end."""
         started = [e for e in self.events if e["type"] == "input_audio_buffer.speech_started"]
         stopped = [e for e in self.events if e["type"] == "input_audio_buffer.speech_stopped"]
-        return [{"text": line.text, "speech_ms": 1000 * (self.offset_s + line.start_s),
-                 "end_ms": 1000 * (self.offset_s + line.end_s),
-                 "audio_start_ms": s["audio_start_ms"], "audio_end_ms": e["audio_end_ms"]}
-                for line, s, e in zip(script.lines, started, stopped)]
+        return [{"text": line.text, "speech_ms": 1000 * at.start_s, "end_ms": 1000 * at.end_s,
+                 "drift_ms": 1000 * at.drift_s, "audio_start_ms": s["audio_start_ms"], "audio_end_ms": e["audio_end_ms"]}
+                for line, at, s, e in zip(script.lines, self.lines_at, started, stopped)]
 
 
 async def talk_in_the_page(url: str, script: FakeMicScript, *, interrupt_second: bool = True, screenshot: bool = False,
@@ -89,9 +90,10 @@ async def talk_in_the_page(url: str, script: FakeMicScript, *, interrupt_second:
                                     "rows: document.querySelectorAll('#voice-latency tr').length})")
             captured = np.array(await page.evaluate("voice.kept.flat()"), dtype=np.int16)
             offset_s = locate(captured, script, RATE)
+            lines_at = locate_lines(captured, script, RATE, offset_s)
             onset = None
             if len(script.lines) > 1:
-                onset = await page.evaluate(f"voice.timeOfSample({round((offset_s + script.lines[1].start_s) * RATE)})")
+                onset = await page.evaluate(f"voice.timeOfSample({round(lines_at[1].start_s * RATE)})")
             shot = await page.locator("#voice").screenshot() if screenshot else None
             await page.click("#voice-stop")
         finally:
@@ -99,4 +101,4 @@ async def talk_in_the_page(url: str, script: FakeMicScript, *, interrupt_second:
     for it in v["items"].values():
         it.pop("line", None)
     return VoiceRun(v["events"], v["turns"], v["bargeIns"], v["items"], v["retrieved"], v["transcripts"], v["levels"],
-                    v["meter"], v["rows"], captured, offset_s, onset, errors, shot)
+                    v["meter"], v["rows"], captured, offset_s, lines_at, onset, errors, shot)

@@ -38,18 +38,19 @@ async def test_a_spoken_conversation_with_barge_in_in_the_page(chromium, make_se
     v = {"events": run.events, "turns": run.turns, "bargeIns": run.barge_ins, "items": run.items,
          "retrieved": run.retrieved, "transcripts": run.transcripts, "levels": run.levels, "meter": run.meter,
          "latencyRows": run.latency_rows}
-    errors, offset_s, b_onset_at = run.errors, run.offset_s, run.second_onset_at
+    errors, b_onset_at = run.errors, run.second_onset_at
 
     assert errors == []
-    # ---- the server's VAD edges against the labels, on the input stream's clock
+    # ---- the server's VAD edges against where each line is in what the server received (input stream's
+    # clock): each line is matched on its own, since a capture glitch on a busy machine moves what follows it
     started = [e for e in v["events"] if e["type"] == "input_audio_buffer.speech_started"]
     stopped = [e for e in v["events"] if e["type"] == "input_audio_buffer.speech_stopped"]
     assert len(started) >= 2 and len(stopped) >= 2, v["events"]
-    edge_errors = []
-    for line, s, e in zip(script.lines, started, stopped):
-        edge_errors.append((s["audio_start_ms"] - (1000 * (offset_s + line.start_s) - PREFIX_MS),
-                            e["audio_end_ms"] - (1000 * (offset_s + line.end_s) + SILENCE_MS)))
-    print(f"capture offset {1000 * offset_s:.0f} ms; VAD edge errors (start, stop) ms: "
+    edges = run.edges(script)
+    edge_errors = [(e["audio_start_ms"] - (e["speech_ms"] - PREFIX_MS), e["audio_end_ms"] - (e["end_ms"] + SILENCE_MS))
+                   for e in edges]
+    print(f"capture offset {1000 * run.offset_s:.0f} ms, glitch drift in each line "
+          + ", ".join(f"{e['drift_ms']:+.0f}" for e in edges) + " ms; VAD edge errors (start, stop) ms: "
           + ", ".join(f"({a:+.0f}, {b:+.0f})" for a, b in edge_errors))
     assert all(abs(a) <= EDGE_TOLERANCE_MS and abs(b) <= EDGE_TOLERANCE_MS for a, b in edge_errors), edge_errors
 

@@ -20,7 +20,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from labkit.fakemic import chromium_fake_mic_args, fake_mic_wav, locate
+from labkit.fakemic import chromium_fake_mic_args, fake_mic_wav, locate_lines
 from labkit.services import free_port, stop_process
 from labkit.voicepage import CHROMIUM_ARGS
 
@@ -91,7 +91,6 @@ async def test_the_browser_microphone_reaches_the_kernel_and_the_live_plot_marks
                                                                                            tmp_path):
     base, token, root = jupyterlab
     script = fake_mic_wav(tmp_path / "fake-mic.wav", [0], lead_s=1.0, tail_s=4.0)
-    line = script.lines[0]
     async with playwright_api.async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS + chromium_fake_mic_args(script.path))
         try:
@@ -118,12 +117,12 @@ async def test_the_browser_microphone_reaches_the_kernel_and_the_live_plot_marks
             await browser.close()
     result = json.loads((root / "result.json").read_text())
     kept = np.load(root / "kept.npy")
-    offset = locate(kept, script, 16_000)
+    at, = locate_lines(kept, script, 16_000)      # the line matched on its own: a capture glitch moves its end
     (start_s, end_s), = [s for s in result["segments"] if s[1] is not None][:1]
-    print(f"kernel got {result['chunks']} chunks, {result['seconds']:.2f} s; status {status!r}; capture offset "
-          f"{1000 * offset:.0f} ms; VAD segment {start_s:.3f}-{end_s:.3f} s vs label "
-          f"{offset + line.start_s:.3f}-{offset + line.end_s:.3f} s")
+    print(f"kernel got {result['chunks']} chunks, {result['seconds']:.2f} s; status {status!r}; the line is at "
+          f"{at.start_s:.3f}-{at.end_s:.3f} s of the capture (glitch drift {1000 * at.drift_s:+.0f} ms); VAD segment "
+          f"{start_s:.3f}-{end_s:.3f} s")
     assert status.startswith("listening") and result["chunks"] > 20
-    assert abs(start_s - (offset + line.start_s)) <= TOLERANCE_S
-    assert abs(end_s - (offset + line.end_s)) <= TOLERANCE_S + 0.1     # the plot's detector ends a little late
+    assert abs(start_s - at.start_s) <= TOLERANCE_S
+    assert abs(end_s - at.end_s) <= TOLERANCE_S + 0.1     # the plot's detector ends a little late
     assert result["drawn"] > 1000                                       # the plot was drawn with the marks
