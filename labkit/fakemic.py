@@ -13,8 +13,9 @@ cross-correlation; the labels then map onto the input stream's clock, the clock 
 ``audio_start_ms``/``audio_end_ms`` count in.
 
 One offset is not enough on a busy machine: when Chromium's audio thread misses a deadline, the
-capture gains (or loses) whole 10 ms buffers, and everything after the glitch moves. A clean-clone
-CI run once measured a line's end 100 ms later than its start said it should be. So
+capture gains (or loses) whole 10 ms buffers, and everything after the glitch moves (six CPU
+burners beside a page here: 10 ms gained inside a line in 2 of 8 captures; a CI run once put a line's
+end ~100 ms later than usual, its start on time). So
 :func:`locate_lines` finds each line's first and last moments on their own, near the global offset;
 the VAD's edges are then judged against where the speech really is in what the server received.
 """
