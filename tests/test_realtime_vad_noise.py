@@ -177,6 +177,16 @@ would be choosing it on this audio. It costs no speed (side by side in one proce
 915x without it). Frame F1 of w 0.5 to 100 ms: tuning 0.96621 -> 0.96618, held out (>= 5 dB)
 0.9689 -> 0.9689.
 
+Looked at in session 19 and not built: whether an island after a pause has the speaker's spectral
+shape (the correlation of its first three frames' per-band SNRs with the mean of the utterance's
+voiced frames before the pause, each with its mean removed). On the tuning set, eight draws, 10 dB
+babble: islands inside utterances have a median of 0.41 (473 islands), those after an utterance's
+end 0.15 (22). But the islands after a pause of under 160 ms, where this test's late end is, are
+409 inside and 2 after an end, too few to choose anything on. Among the islands the resume rule
+lets through (a pause of 160 ms or more, a frame over its threshold), a bound of 0.25 would drop 3
+of the 4 after an end and 22 of the 60 inside; at 0, 1 of 4 and 13 of 60. At 5 dB it would drop 2
+of 3 and 87 of 228. This is band spread again: the shape does not tell the two apart.
+
 The test pins what holds (at least those counts exact, no more turns than that allows, every
 turn ends), and that the server's turns are those of the tuning replica's
 :func:`labkit.vadtune.session_turns` on the same audio (so what is chosen on the replica is what
