@@ -67,32 +67,36 @@ def test_glitches_inside_lines_move_their_ends_and_are_found(script):
     assert at_b.drift_s == pytest.approx(0.100, abs=EXACT)
 
 
-@pytest.mark.parametrize("before_end_s", [0.05, 0.1, 0.15, 0.2, 0.25])
-def test_a_glitch_near_a_lines_end_does_not_hide_in_the_match(script, before_end_s):
-    # Inside the last 300 ms the coarse piece matches on whichever side of the glitch holds more of it;
-    # the fine 100 ms piece then puts the end right. B ends loud, so its fine piece is its last 100 ms;
-    # inside those nothing can tell: the end is found where it is or a whole glitch early.
-    b = script.lines[1]
-    captured = _capture(script, lead=0, edits=[(b.end_s - before_end_s, 2400)])
-    at_a, at_b = locate_lines(captured, script, RATE)
-    assert at_a.drift_s == pytest.approx(0, abs=EXACT) and at_b.start_s == pytest.approx(b.start_s, abs=EXACT)
-    error = at_b.end_s - (b.end_s + 0.100)
-    if before_end_s >= 0.1:
-        assert error == pytest.approx(0, abs=EXACT)
-    else:
-        assert min(abs(error), abs(error + 0.100)) <= EXACT, error
+#: a piece can fit a pitch period off (5-7 ms at these voices)
+PITCH = 0.008
+
+
+@pytest.mark.parametrize("before_end_s", [0.05, 0.1, 0.15, 0.2, 0.25, 0.3])
+def test_a_glitch_inside_the_matched_end_is_seen_or_costs_at_most_itself(script, before_end_s):
+    # Inside a line's last 300 ms the piece fits on whichever side of the glitch holds more of it: the
+    # end is found where it is, or as much early as the glitch is long, never further off. B ends loud
+    # (its last 300 ms all count) and is right unless the glitch is in its last 100 ms; A ends soft,
+    # and a glitch in its last 250 ms goes unseen.
+    for k, line in enumerate(script.lines):
+        captured = _capture(script, lead=0, edits=[(line.end_s - before_end_s, 2400)])
+        at = locate_lines(captured, script, RATE)[k]
+        assert at.start_s == pytest.approx(line.start_s, abs=EXACT)
+        error = at.end_s - (line.end_s + 0.100)
+        assert -0.100 - PITCH <= error <= EXACT, (k, error)
+        seen = k == 1 and before_end_s >= 0.1 or before_end_s >= 0.3
+        assert (abs(error) <= EXACT) == seen, (k, error)
 
 
 def test_a_faint_last_syllable_does_not_pull_the_end(script):
     # what the browser's noise suppression did to a JupyterLab capture: A's soft last 100 ms (14 dB under
-    # the line) came through 8 dB weaker still, in the processing's own noise; matched on its own it lands
-    # 99 ms early, so the fine match is made on the last piece loud enough to trust
+    # the line) came through 8 dB weaker still, in the processing's own noise. A 100 ms piece fitted
+    # there lands 99 ms early; the 300 ms piece holds
     a = script.lines[0]
     captured = _capture(script, lead=0, edits=[]).astype(np.float64)
     tail = slice(round((a.end_s - 0.1) * RATE), round(a.end_s * RATE))
     captured[tail] = captured[tail] * 0.15 + np.random.default_rng(1).normal(0, 60, tail.stop - tail.start)
     at_a, _ = locate_lines(captured.astype(np.int16), script, RATE)
-    assert abs(at_a.end_s - a.end_s) <= 0.008           # a pitch period at most, not a syllable
+    assert abs(at_a.end_s - a.end_s) <= PITCH
 
 
 def test_a_line_outside_the_capture_is_an_error_not_a_guess(script):
