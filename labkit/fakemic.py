@@ -101,9 +101,9 @@ class LineInCapture:
     capture's glitches moved its end (``drift_s``: end minus start, less the line's own length).
     Without glitches ``drift_s`` is a few ms: voiced speech repeats every pitch period, and a piece
     can fit one period off (22 captures of the barge-in script here: 0-6.6 ms). The JupyterLab
-    microphone's line drifts 12 ms: 100 ms pieces along it sit 8 ms late at its start and 12 ms at
-    its end, that capture running about 0.14% long. A gained buffer is 10 ms; the glitch that failed
-    CI about 100 ms."""
+    microphone's line shows 12 ms: that capture runs about 0.14% long against the file (4 ms over
+    the line), and the rest is the fit. A gained buffer is 10 ms; the glitch that failed CI about
+    100 ms."""
     start_s: float
     end_s: float
     drift_s: float
