@@ -82,13 +82,18 @@ def fake_mic_wav(path: str | Path, utterance_indices: list[int], *, lead_s: floa
     return FakeMicScript(path, tuple(lines), samples.size / rate, samples)
 
 
+def _cross_correlation(x: np.ndarray, piece: np.ndarray) -> np.ndarray:
+    """``sum(x[k + i] * piece[i])`` for every lag k, by FFT, zero-padded so nothing wraps: lags
+    0 .. x.size - 1 first, then the negative ones (piece before x's start) from the end."""
+    n = 1 << int(np.ceil(np.log2(x.size + piece.size)))
+    return np.fft.irfft(np.fft.rfft(x, n) * np.conj(np.fft.rfft(piece, n)), n)
+
+
 def locate(captured: np.ndarray, script: FakeMicScript, rate: int) -> float:
     """Seconds into ``captured`` (int16 at ``rate``) where the script's first sample is (may be negative
     if the capture began after the file did). Found by FFT cross-correlation of the waveforms."""
-    ref = script.at_rate(rate).astype(np.float64)
-    cap = np.asarray(captured, dtype=np.float64)
-    n = 1 << int(np.ceil(np.log2(cap.size + ref.size)))
-    corr = np.fft.irfft(np.fft.rfft(cap, n) * np.conj(np.fft.rfft(ref, n)), n)
+    corr = _cross_correlation(np.asarray(captured, dtype=np.float64), script.at_rate(rate).astype(np.float64))
+    n = corr.size
     lag = int(np.argmax(corr))
     if lag > n // 2:
         lag -= n
@@ -122,8 +127,7 @@ def _best_at(captured: np.ndarray, piece: np.ndarray, guess: int, reach: int) ->
     if hi < lo:
         raise ValueError("the capture does not hold this part of the script: nothing to match it against")
     window = captured[lo: hi + piece.size]
-    size = 1 << int(np.ceil(np.log2(window.size + piece.size)))
-    corr = np.fft.irfft(np.fft.rfft(window, size) * np.conj(np.fft.rfft(piece, size)), size)[: hi - lo + 1]
+    corr = _cross_correlation(window, piece)[: hi - lo + 1]
     power = np.concatenate(([0.0], np.cumsum(window * window)))
     energy = power[piece.size:] - power[: hi - lo + 1]
     return lo + int(np.argmax(corr / np.sqrt(np.maximum(energy, 1e-9))))
