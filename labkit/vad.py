@@ -17,6 +17,9 @@ How it decides, frame by frame (``frame_ms`` of audio each):
   ``min_speech_ms`` never starts anything;
 * speech ends after ``min_silence_ms`` of quiet frames: ``SpeechEnd`` is emitted then, with the end
   of the last voiced frame, and the utterance's audio from ``prefix_padding_ms`` before its start;
+  spectral: if the turn ends with a *weak tail* (an island after a short pause, never loud enough to
+  resume), :mod:`labkit.vadtail`'s model judges whether it is the speaker or a bump of the noise, and
+  a tail judged the noise (``weak_tail_p``) is dated out: the end falls before its pause;
 * ``method="spectral"`` (the default) decides on the frame's **sub-band SNR** instead of its RMS
   (:mod:`labkit.vadspectral`): each of a dozen bands of the voice's range is compared with its own
   noise floor, so stationary noise (pink, hum, fan, white), however loud, scores near 0 dB and a
@@ -47,6 +50,7 @@ import numpy as np
 
 from .audio.pcm import to_int16
 from .vadspectral import SubbandSNR
+from .vadtail import WeakTail, find_weak_tail
 
 __all__ = ["VADConfig", "SpeechStart", "SpeechEnd", "SpeechSegmenter", "VoiceActivityDetector", "detect_segments",
            "frame_rms"]
@@ -150,6 +154,12 @@ class VADConfig:
     #: stop threshold this long (0: one quiet frame ends the run). Chosen on the tuning set's replica
     #: of the Realtime noisy-room test (:func:`labkit.vadtune.realtime_turns`).
     onset_dip_ms: int = 100
+    #: spectral: a turn's weak last island (after a pause of 40 ms up to ``resume_after_ms``, no
+    #: frame of it at ``resume_snr_db``) is dated out of the utterance when :mod:`labkit.vadtail`'s
+    #: model gives it more than this probability of being the noise, not the speaker (None: never
+    #: judged). The end then falls before the pause. Chosen on fresh draws of the tuning set's
+    #: replica of the noisy-room test (0.3-0.6 within a turn of the most exact; ties to the higher).
+    weak_tail_p: float | None = 0.6
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.frame_ms <= 0 or (self.sample_rate * self.frame_ms) % 1000:
@@ -174,6 +184,8 @@ class VADConfig:
             raise ValueError("floor_statistic must be 'mean' or 'min'")
         if self.transient_ms < 0 or self.envelope_ms < 0 or self.end_correction_ms < 0:
             raise ValueError("transient_ms, envelope_ms and end_correction_ms must be >= 0")
+        if self.weak_tail_p is not None and not 0 <= self.weak_tail_p <= 1:
+            raise ValueError(f"weak_tail_p must be in [0, 1] or None, got {self.weak_tail_p}")
         for name in ("min_speech_ms", "min_silence_ms", "prefix_padding_ms", "onset_dip_ms", "resume_after_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -210,8 +222,20 @@ class SpeechEnd:
     audio: np.ndarray = field(repr=False)   # int16, from start - prefix_padding to end
     audio_start_sample: int = 0
     forced: bool = False    # cut at max_speech_ms: the speech goes on (a SpeechStart follows)
+    #: the turn's weak last island, as :mod:`labkit.vadtail` judged it (None: it had none)
+    weak_tail: WeakTail | None = field(default=None, repr=False)
+    #: the tail was dated out: the end is before its pause, and the audio committed ends at
+    #: ``commit_sample`` (the end plus the silence wait), the tail's audio left in the input buffer
+    tail_dated_out: bool = False
+    commit_sample: int | None = None
 
     type: str = field(default="speech_end", init=False)
+
+    @property
+    def committed_until(self) -> int:
+        """Where the turn's committed audio ends: the detection, or the end plus the silence wait
+        when a weak tail was dated out."""
+        return self.commit_sample if self.commit_sample is not None else self.detected_sample
 
     @property
     def duration_s(self) -> float:
@@ -442,7 +466,16 @@ class VoiceActivityDetector:
         sr = self.config.sample_rate
         return [((t0 + k * self._frame) / sr, float(r)) for k, r in enumerate(levels)]
 
+    def _tail_frames(self) -> int:
+        """spectral: the frames kept to judge a turn's weak tail on (:meth:`_judge_tail`): the longest
+        utterance (30 s when ``max_speech_ms`` is None; a longer one is judged on its last 30 s), its
+        silence wait and the prefix its onset may be dated back into."""
+        cfg = self.config
+        return ((cfg.max_speech_ms or 30_000) + cfg.min_silence_ms + 2 * cfg.prefix_padding_ms) // cfg.frame_ms + 2
+
     def _new_scorer(self) -> SubbandSNR | None:
+        self._scorer_origin: int | None = None     # the segmenter's sample at the new scorer's first frame
+        self._tail_keep = self._tail_frames()
         cfg = self.config
         if cfg.method != "spectral":
             return None
@@ -452,7 +485,8 @@ class VoiceActivityDetector:
                           steady_ratio=cfg.floor_steady_ratio, steady_drop_db=cfg.floor_steady_drop_db,
                           bias_db=cfg.floor_bias_db, min_level_dbfs=cfg.min_level_dbfs,
                           envelope_frames=max(1, cfg.envelope_ms // cfg.frame_ms), floor_statistic=cfg.floor_statistic,
-                          transient_frames=max(1, cfg.transient_ms // cfg.frame_ms), transient_hz=cfg.transient_hz)
+                          transient_frames=max(1, cfg.transient_ms // cfg.frame_ms), transient_hz=cfg.transient_hz,
+                          keep_frames=self._tail_keep + 1)
 
     # -- tuning a running detector -----------------------------------------------------------
     def update(self, **changes) -> None:
@@ -509,11 +543,14 @@ class VoiceActivityDetector:
                 and scorer is not None and not self._partial.size):       # one whole int16 frame, spectral
             frame = chunk.astype(np.float32)          # the copy kept (the caller may reuse its buffer)
             seg = self.segmenter
+            if self._scorer_origin is None:
+                self._scorer_origin = seg.samples_seen
             self._last_chunk = (seg.samples_seen, frame, None)
             score = scorer.score_frame(frame)
             self.last_scores = [score]
             start, stop, resume = self._snr_thresholds
-            return seg.step(frame, score >= start, score >= stop, score >= resume) or []
+            done = seg.step(frame, score >= start, score >= stop, score >= resume)
+            return self._judged(done) if done else []
         if type(chunk) is np.ndarray and chunk.dtype is _INT16 and chunk.ndim == 1:   # (any other: to_int16)
             samples = chunk
         else:
@@ -538,16 +575,21 @@ class VoiceActivityDetector:
             self.last_scores = []
             return []
         if scorer is not None:
+            if self._scorer_origin is None:
+                self._scorer_origin = seg.samples_seen
+            if self._tail_keep + n_frames > scorer.keep_frames:     # the turn's frames must survive the chunk's
+                scorer.keep_at_least(self._tail_keep + n_frames)
             self.last_scores = scores = scorer.process(frames)
             (start, stop, resume), step = self._snr_thresholds, seg.step
             if n_frames == 1:
                 score = scores[0]
-                return step(frames[0], score >= start, score >= stop, score >= resume) or []
+                done = step(frames[0], score >= start, score >= stop, score >= resume)
+                return self._judged(done) if done else []
             events: list[SpeechStart | SpeechEnd] = []
             for frame, score in zip(frames, scores):
                 done = step(frame, score >= start, score >= stop, score >= resume)
                 if done:
-                    events.extend(done)
+                    events.extend(self._judged(done))
             return events
         events = []
         levels = self._levels(frames)
@@ -560,6 +602,32 @@ class VoiceActivityDetector:
             if done:
                 events.extend(done)
         return events
+
+    def _judged(self, events: list) -> list:
+        """The segmenter's events, each turn's end judged for a weak tail (spectral, ``weak_tail_p``)."""
+        if self.config.weak_tail_p is None or self.scorer is None:
+            return events
+        return [self._judge_tail(e) if type(e) is SpeechEnd and not e.forced else e for e in events]
+
+    def _judge_tail(self, end: SpeechEnd) -> SpeechEnd:
+        """``end``, with its weak tail (:func:`labkit.vadtail.find_weak_tail` on the turn's frames
+        from its dated start to its last voiced frame) and, when the model finds the tail more likely
+        the noise than ``weak_tail_p``, dated out: the end moves back over the pause and the island."""
+        cfg, n, seg = self.config, self._frame, self.segmenter
+        origin = self._scorer_origin
+        first = (end.start_sample - origin) // n
+        stop = (end.end_sample + seg.end_lag - origin) // n          # one past the last voiced frame
+        scores, band_db = self.scorer.kept(first, stop)
+        resume_after = seg.resume_after // n if seg.resume_after is not None else None
+        tail = find_weak_tail(scores, band_db, stop_db=cfg.stop_snr_db, resume_db=cfg.effective_resume_snr_db,
+                              resume_after_frames=resume_after, frame_ms=cfg.frame_ms)
+        if tail is None:
+            return end
+        if tail.p_noise <= cfg.weak_tail_p:
+            return replace(end, weak_tail=tail)
+        cut = end.end_sample - tail.frames_dated_out * n
+        return replace(end, end_s=cut / cfg.sample_rate, end_sample=cut, audio=end.audio[:cut - end.audio_start_sample],
+                       weak_tail=tail, tail_dated_out=True, commit_sample=cut + end.detected_sample - end.end_sample)
 
     def flush(self) -> list[SpeechEnd]:
         """End of stream: close an utterance still open (ending at its last voiced frame)."""

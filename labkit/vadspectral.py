@@ -54,6 +54,7 @@ WARMUP_GATE = 100.0
 # is an exact copy (float32 -> float64 widening included) at a ufunc's cost, half np.copyto's.
 _FLOAT32, _square, _fmin, _add, _subtract, _copy, _max_reduce, _min_reduce, _matmul = (
     np.float32, np.square, np.fmin, np.add, np.subtract, np.positive, np.maximum.reduce, np.minimum.reduce, np.matmul)
+_multiply = np.multiply
 _F32 = np.dtype(np.float32)
 _log10 = math.log10
 #: each band's spread (dB, standard deviation over frames) in white noise, per band analysis
@@ -83,7 +84,7 @@ class SubbandSNR:
                  hi_hz: float = 4000.0, floor_window_frames: int = 250, subwindows: int = 5, bias_db: float = 0.0,
                  min_level_dbfs: float = -75.0, envelope_frames: int = 5, transient_frames: int = 1,
                  transient_hz: float = 0.0, floor_statistic: str = "mean", span: int = 1,
-                 steady_ratio: float = 0.0, steady_drop_db: float = 0.0):
+                 steady_ratio: float = 0.0, steady_drop_db: float = 0.0, keep_frames: int = 0):
         if floor_statistic not in ("mean", "min"):
             raise ValueError("floor_statistic must be 'mean' or 'min'")
         self.frame_samples = frame_samples
@@ -186,6 +187,12 @@ class SubbandSNR:
         self._last_levels: list[np.ndarray] = []
         self._last_floors: list[np.ndarray] = []
         self.keep_trace = False                             # record levels and floors for plots
+        #: the scores and per-band SNRs of the last ``keep_frames`` frames are kept (:meth:`kept`): a
+        #: turn's end is judged on its frames (:mod:`labkit.vadtail`)
+        self.keep_frames = keep_frames
+        self.frames_scored = 0
+        self._kept_scores = np.zeros(keep_frames)
+        self._kept_ratios = np.zeros((keep_frames, bands), np.float32)   # each band's level / floor / bands
 
     def _views(self) -> None:
         """The per-frame state, as fixed buffers over the current sub-window plus the history the
@@ -354,6 +361,8 @@ class SubbandSNR:
             else:                                     # each row's own dot: the same sum as one frame's
                 for ratio in _matmul(envelope[:, None, :], weights).ravel().tolist():
                     append(10 * _log10(ratio) if ratio > 1.0 else 0.0)
+            if self.keep_frames:
+                self._keep(envelope, scores[len(scores) - r:], weights)
             if trace:
                 floor = np.maximum(self.bias * self._floor, self.floor_min)     # one floor per run
                 for k in range(r):
@@ -390,10 +399,45 @@ class SubbandSNR:
         _add(guarded, previous, doubled)
         _max_reduce(block, 0, None, envelope)
         ratio = float(envelope.dot(self._half_weights))
+        score = 10 * _log10(ratio) if ratio > 1.0 else 0.0
+        if self.keep_frames:
+            k = self.frames_scored % self.keep_frames
+            _multiply(envelope, self._half_weights, self._kept_ratios[k])
+            self._kept_scores[k] = score
+            self.frames_scored += 1
         self._in_current = c = c + 1
         if c == self.sub_len:
             self._complete()
-        return 10 * _log10(ratio) if ratio > 1.0 else 0.0
+        return score
+
+    def _keep(self, envelope: np.ndarray, run_scores: list[float], weights: np.ndarray | None) -> None:
+        slots = (self.frames_scored + np.arange(len(run_scores))) % self.keep_frames
+        self._kept_scores[slots] = run_scores
+        self._kept_ratios[slots] = 0.0 if weights is None else envelope * weights
+        self.frames_scored += len(run_scores)
+
+    def keep_at_least(self, frames: int) -> None:
+        """Keep at least the last ``frames`` frames from now on (what is kept stays): a chunk is scored
+        whole before its frames are decided, so a long one needs room for itself and the turn before it."""
+        if frames <= self.keep_frames:
+            return
+        held = np.arange(max(0, self.frames_scored - self.keep_frames), self.frames_scored)
+        scores = self._kept_scores[held % self.keep_frames] if held.size else np.zeros(0)
+        ratios = self._kept_ratios[held % self.keep_frames] if held.size else np.zeros((0, self.bands), np.float32)
+        self.keep_frames = frames
+        self._kept_scores = np.zeros(frames)
+        self._kept_ratios = np.zeros((frames, self.bands), np.float32)
+        self._kept_scores[held % frames] = scores
+        self._kept_ratios[held % frames] = ratios
+
+    def kept(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The scores (dB) and per-band SNRs (dB, frames x bands) of frames ``[first, stop)``, counted
+        from this scorer's first frame; the frames no longer kept (over ``keep_frames`` ago) are left out."""
+        stop = min(stop, self.frames_scored)
+        first = max(first, stop - self.keep_frames, 0)
+        slots = np.arange(first, max(first, stop)) % max(1, self.keep_frames)
+        ratios = self._kept_ratios[slots].astype(np.float64) * self.bands
+        return self._kept_scores[slots].copy(), 10 * np.log10(np.maximum(ratios, 1e-12))
 
     def _track(self, level: np.ndarray) -> None:
         """While warming up (the first ``span`` sub-windows): account for a frame's level in the

@@ -28,14 +28,16 @@ from . import speechsets
 from .audio.pcm import resample
 from .realtime import RealtimeSession
 from .speechdata import SAMPLE_RATE as SPEECH_RATE
-from .vad import VADConfig
+from .vad import SpeechEnd, VADConfig, VoiceActivityDetector
+from .vadtail import MEASURES, TailModel
 from .vadeval import DEFAULT_SEGMENTATION, LabkitDetector, detection_counts, pooled
 
 __all__ = ["SEARCH_SPACE", "MIN_GAIN", "tune", "tune_end_correction", "objective", "REPLICA_CONDITIONS",
            "TURN_TOLERANCE_MS", "REPLICA_PREFIX_MS", "REPLICA_SILENCE_MS", "REPLICA_APPEND_MS", "REALTIME_RATE",
            "SESSION_UPDATE", "session_turns", "FATES", "utterance_fates", "exact_turns", "turn_faults", "detector_turns",
            "realtime_turns", "replica_audio", "replica_results", "ReplicaResult",
-           "RESUME_GRID", "RESUME_DRAWS", "RESUME_TIE_TURNS", "tune_resume"]
+           "RESUME_GRID", "RESUME_DRAWS", "RESUME_TIE_TURNS", "tune_resume",
+           "TAIL_DRAWS", "TAIL_THRESHOLDS", "TAIL_L2", "TailExample", "tail_examples", "fit_logistic", "fit_tail_model"]
 
 #: A parameter changes only for at least this much mean F1.
 MIN_GAIN = 0.001
@@ -280,10 +282,12 @@ RESUME_TIE_TURNS = 2
 def tune_resume(*, draws: int = RESUME_DRAWS, grid: dict = RESUME_GRID, log=sys.stderr) -> tuple[dict, list]:
     """The resume rule that makes the most exact turns on the tuning replica over ``draws`` noise
     draws (clean counts once), ties (within :data:`RESUME_TIE_TURNS`) broken by the lowest mean end
-    error; the rule off (``resume_snr_db`` at the stop threshold) is the first candidate. Returns the
-    chosen changes and every candidate's ``(changes, exact, utterances, mean end error ms)``."""
-    off = {"resume_snr_db": VADConfig().stop_snr_db}
-    candidates = [off] + [{"resume_snr_db": r, "resume_after_ms": a}
+    error; the rule off (``resume_snr_db`` at the stop threshold) is the first candidate. The weak-tail
+    model (fitted afterwards, on the rule chosen here) is off. Returns the chosen changes (without
+    ``weak_tail_p``) and every candidate's ``(changes, exact, utterances, mean end error ms)``."""
+    # (chosen before the weak-tail model, which is fitted on the rule chosen here: off while choosing)
+    off = {"resume_snr_db": VADConfig().stop_snr_db, "weak_tail_p": None}
+    candidates = [off] + [{"resume_snr_db": r, "resume_after_ms": a, "weak_tail_p": None}
                           for r in grid["resume_snr_db"] for a in grid["resume_after_ms"]]
     audio, table = replica_audio("tuning", REPLICA_CONDITIONS, draws), []
     for changes in candidates:
@@ -294,4 +298,110 @@ def tune_resume(*, draws: int = RESUME_DRAWS, grid: dict = RESUME_GRID, log=sys.
         print(f"  {changes}: {exact} of {utterances} turns exact, mean end error {error:.1f} ms", file=log, flush=True)
     most = max(row[1] for row in table)
     chosen = min((row for row in table if row[1] >= most - RESUME_TIE_TURNS), key=lambda row: row[3])
-    return chosen[0], table
+    return {k: v for k, v in chosen[0].items() if k != "weak_tail_p"}, table
+
+
+# -- the weak-tail model (labkit.vadtail), fitted on the tuning replica -----------------------------
+
+#: Noise draws the tail model is fitted on (clean once): half of them choose ``weak_tail_p`` for a
+#: model fitted on the other half, then all of them fit the model shipped. A draw has a weak tail or
+#: two per condition (48 draws: 190, 62 of them the noise's).
+TAIL_DRAWS = 48
+#: The ``weak_tail_p`` values tried; the highest within :data:`RESUME_TIE_TURNS` of the most exact wins
+#: (fewer tails dated out for the same count).
+TAIL_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: The model's L2 penalty (on the standardised measures' weights, not the bias).
+TAIL_L2 = 1.0
+
+
+@dataclass(frozen=True)
+class TailExample:
+    """A turn of the replica (s) with the weak tail it ended with (None: none), where that tail's
+    island begins (s), and the label: 1 if the island begins over 20 ms after the end of the one
+    utterance the turn overlaps (the noise), 0 if over 20 ms before it (the speaker), else None."""
+    condition: tuple
+    draw: int
+    start_s: float
+    end_s: float
+    tail: object
+    dated_out_end_s: float | None
+    label: int | None
+
+
+def tail_examples(audio: dict) -> list[list]:
+    """Per recording of ``audio`` (:func:`replica_audio`'s): ``(condition, draw, labels, [TailExample])``,
+    every turn the server's detector reports, its weak tail judged but never dated out."""
+    session = RealtimeSession("gpt-realtime")
+    session.receive(json.dumps(SESSION_UPDATE))
+    config = replace(session.input.vad.config, weak_tail_p=1.0)     # judged, never dated out
+    n, out = REALTIME_RATE * REPLICA_APPEND_MS // 1000, []
+    for cond, recordings in audio.items():
+        for draw, samples, labels in recordings:
+            vad, turns = VoiceActivityDetector(config), []
+            ends = [e for i in range(0, samples.size, n) for e in vad.process(samples[i:i + n]) if type(e) is SpeechEnd]
+            for end in ends:
+                tail, cut, label = end.weak_tail, None, None
+                if tail is not None:
+                    cut = (end.end_sample - tail.frames_dated_out * config.frame_samples) / config.sample_rate
+                    island = (end.start_sample + tail.island_start * config.frame_samples) / config.sample_rate
+                    hits = _overlapping(labels, end.start_s, end.end_s)
+                    if len(hits) == 1:
+                        gap = island - hits[0][1]
+                        label = 1 if gap > 0.02 else 0 if gap < -0.02 else None
+                turns.append(TailExample(cond, draw, end.start_s, end.end_s, tail, cut, label))
+            out.append((cond, draw, labels, turns))
+    return out
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = TAIL_L2, iterations: int = 100) -> TailModel:
+    """L2-regularised logistic regression by Newton's method, on measures standardised by their
+    mean and standard deviation (the bias is not penalised)."""
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
+    z = np.c_[(x - mean) / scale, np.ones(len(x))]
+    w, penalty = np.zeros(z.shape[1]), l2 * np.r_[np.ones(z.shape[1] - 1), 0.0]
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-z @ w))
+        hessian = (z.T * (p * (1 - p))) @ z + np.diag(penalty)
+        w -= np.linalg.solve(hessian, z.T @ (p - y) + penalty * w)
+    return TailModel(tuple(mean.round(4).tolist()), tuple(scale.round(4).tolist()), tuple(w[:-1].round(4).tolist()),
+                     round(float(w[-1]), 4))
+
+
+def _labelled(recordings) -> tuple[np.ndarray, np.ndarray]:
+    rows = [(t.tail.measures, t.label) for _c, _d, _l, turns in recordings for t in turns
+            if t.tail is not None and t.label is not None]
+    return (np.array([m for m, _ in rows], float).reshape(-1, len(MEASURES)), np.array([y for _, y in rows], float))
+
+
+def _exact_with(recordings, model: TailModel | None, threshold: float) -> int:
+    exact = 0
+    for _cond, _draw, labels, turns in recordings:
+        kept = [(t.start_s, t.dated_out_end_s if model is not None and t.tail is not None
+                 and model.probability(t.tail.measures) > threshold else t.end_s) for t in turns]
+        exact += sum(exact_turns(kept, labels))
+    return exact
+
+
+def fit_tail_model(*, draws: int = TAIL_DRAWS, log=sys.stderr) -> tuple[TailModel, float, dict]:
+    """The weak-tail model and ``weak_tail_p``, from the tuning replica only: a model fitted on the
+    first half of the draws chooses the threshold on the second half (:data:`TAIL_THRESHOLDS`; clean
+    in both), then the model is refitted on all of them. Returns the model, the threshold, and a
+    report: the examples, each threshold's exact turns on the second half, the default's."""
+    recordings = tail_examples(replica_audio("tuning", REPLICA_CONDITIONS, draws))
+    half = draws // 2
+    first = [r for r in recordings if r[1] < half]
+    second = [r for r in recordings if r[1] >= half or r[0][0] == "clean"]
+    model = fit_logistic(*_labelled(first))
+    without = _exact_with(second, None, 1.0)
+    counts = {}
+    for threshold in TAIL_THRESHOLDS:
+        counts[threshold] = _exact_with(second, model, threshold)
+        print(f"  weak_tail_p={threshold}: {counts[threshold]} turns exact on the second half "
+              f"(without the model: {without})", file=log, flush=True)
+    most = max(counts.values())
+    threshold = max(t for t, c in counts.items() if c >= most - RESUME_TIE_TURNS)
+    x, y = _labelled(recordings)
+    report = {"examples": len(y), "noise_examples": int(y.sum()), "exact_on_second_half": counts,
+              "exact_on_second_half_without": without,
+              "utterances_on_second_half": sum(len(r[2]) for r in second)}
+    return fit_logistic(x, y), threshold, report

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("realtime", "rooms", "streams", "chatview", "speechsets", "netem", "ratelimit", "auth", "joinlink", "timeline",
      "display"),                                                           # pure cores ...
     ("vad", "speechdata", "noises", "ephemeral"),                          # ... over the audio ones
-    ("audio", "vadspectral"),                                              # PCM, WAV, devices, speech engines
+    ("audio", "vadspectral", "vadtail"),                                              # PCM, WAV, devices, speech engines
     ("protocol",),                                                         # wire formats
     ("model",),                                                            # the simulated model
     ("config", "corpus", "resources"),                                     # settings and shipped data

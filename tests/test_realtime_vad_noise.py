@@ -2,7 +2,8 @@
 and pink noise at 5 dB, streamed through ``/v1/realtime`` on a real server. The target: every
 utterance becomes one turn whose boundaries, after undoing prefix padding and the silence wait, are
 within 150 ms of the labels. Asserted: every turn ends, and at least as many utterances are exact as
-are measured (24 of 24 in pink at 10 dB, 23 in babble, 21 in pink at 5 dB).
+are measured (24 of 24 in pink at 10 dB, 24 in babble since session 20's weak-tail model, 21 in pink
+at 5 dB).
 
 The audio is the whole held-out set (six sessions, 24 utterances, eight voices, peak levels -35 to
 -6 dBFS), sent as fast as the socket takes it: the server's VAD clock is the audio's samples.
@@ -12,15 +13,16 @@ Measured (and asserted, the audio and the detector being deterministic) with the
 a steady 0.5 s, turn ends not dated earlier; session 9: after a 160 ms pause only a frame over
 7.25 dB continues an utterance; all chosen on the tuning set, never on this audio): in pink noise
 all 24 utterances are one turn each with both boundaries within 150 ms (the worst boundary 103 ms
-off), in babble 23. The held-out set is packaged (one generation for every machine, since
+off), in babble 23 (24 with session 20's weak-tail model, below). The held-out set is packaged (one generation for every machine, since
 session 10): espeak-ng's output drifts by a few samples from run to run, and in one generation of
 it babble had all 24 too; in eight others made in session 8 and three made in session 9 (the
 last of them is the packaged one) under its default, the one that misses is session 5's
 8.95-12.29 s, which ends 213-233 ms late: the babble after it scores 6.0-6.4 dB from 12.40 to
 12.50 s, just above the 6 dB stop threshold, after a pause of only 100 ms, a word's own gap (the
 resume rule from 100 ms at 7 dB catches it; on the tuning replica over eight draws, 120 ms
-already makes 6 fewer turns exact than the 160 ms chosen). The brief's target, every utterance, is
-met in pink noise at 10 dB, not in babble.
+already makes 6 fewer turns exact than the 160 ms chosen). Until session 20 the brief's target,
+every utterance, was met in pink noise at 10 dB, not in babble; session 20's model (at the end of
+this docstring) meets it in both.
 
 One noise recording is 24 utterances; over eight draws of each noise (other seeds, ``bench vad``'s
 ``realtime_turns``) pink 10 dB has 192 of 192 exact and babble 10 dB 172 of 192 (161 without the
@@ -187,6 +189,31 @@ lets through (a pause of 160 ms or more, a frame over its threshold), a bound of
 of the 4 after an end and 22 of the 60 inside; at 0, 1 of 4 and 13 of 60. At 5 dB it would drop 2
 of 3 and 87 of 228. This is band spread again: the shape does not tell the two apart.
 
+Built in session 20 (:mod:`labkit.vadtail`, ``VADConfig.weak_tail_p``): a model trained for turn
+ends, the family session 13 left untried. At a turn's end, a weak tail (the last island of voiced
+frames after a pause of 40-160 ms, no frame of it at the resume threshold) is weighed on 13 measures
+at once by a logistic model, and dated out of the turn when it gives the noise more than 0.6. The
+procedure was fixed in writing before any held-out figure of it was computed, and the held-out set
+was scored once, with nothing changed afterwards:
+
+* fitted on the tuning replica only (:func:`labkit.vadtune.fit_tail_model`, which reproduces the
+  shipped weights): 48 draws of its ten conditions, 190 weak tails, 62 of them after an utterance's
+  end (the noise). One measure alone separates them with an AUC of 0.59-0.81 (taken whichever way
+  round separates; the best the island's length, 0.81, then its peak, 0.77); the model fitted on
+  draws 0-23 scores draws 24-47's tails at an AUC of 0.86, and their turns go 4,884 -> 4,894 of 5,208 exact at 0.6 (0.3 and 0.4:
+  4,895; 0.9: 4,885; the highest threshold within 2 of the most is chosen);
+* held out, the replica over eight draws (pink and babble at 20, 10 and 5 dB): 1,035 -> 1,035 of
+  1,152 (babble 20 dB 184 -> 186, babble 5 dB 126 -> 124, the other four unchanged, babble 10 dB
+  172); draw 0, this test's audio: babble 10 dB 23 -> 24 (session 5's end 12.50 -> 12.28 s, its tail
+  at p 0.71; session 1's last syllable kept, p 0.22), babble 20 dB 23 -> 24, babble 5 dB 19 -> 18;
+* frame F1 offline: tuning 0.96621 -> 0.96630, held out (>= 5 dB) 0.96891 -> 0.96919, no condition
+  down; speed 0.92x side by side (each frame's score and band SNRs are kept for the judgement).
+
+So the test's 24 of 24 in babble is met by a rule chosen on the tuning set, but over eight draws
+babble at 10 dB is where it was, 172 of 192: the gain on fresh tuning draws (+10 of 5,208) is
+small, and on the held-out draws as a whole it is nil. ``tests/test_vadtail.py`` pins the two
+cases of this recording.
+
 The test pins what holds (at least those counts exact, no more turns than that allows, every
 turn ends), and that the server's turns are those of the tuning replica's
 :func:`labkit.vadtune.session_turns` on the same audio (so what is chosen on the replica is what
@@ -247,7 +274,7 @@ async def _turns(server, audio: np.ndarray) -> list[tuple[float, float]]:
         await ws.close()
 
 
-@pytest.mark.parametrize("noise, snr_db, exact_at_least", [("pink", 10, 24), ("babble", 10, 23), ("pink", 5, 21)])
+@pytest.mark.parametrize("noise, snr_db, exact_at_least", [("pink", 10, 24), ("babble", 10, 24), ("pink", 5, 21)])
 async def test_server_vad_ends_every_turn_in_noise(server, noise, snr_db, exact_at_least):
     """10 dB pink and babble, the brief's test; pink at 5 dB, its "stationary noise down to 5 dB":
     every turn ends there too, 21 of 24 with both boundaries within 150 ms (of the three others, one

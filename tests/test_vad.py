@@ -385,7 +385,7 @@ def test_the_resume_threshold_lies_between_stop_and_start():
 def test_the_spectral_detector_applies_the_resume_threshold_to_scores():
     """Scores straight into the detector's own decision path: speech at 15 dB, a 200 ms pause at 2 dB,
     120 ms at 6.5 dB (over the stop, under the resume threshold), then 2 dB: the end is the voice's."""
-    vad = VoiceActivityDetector(VADConfig(end_correction_ms=0))
+    vad = VoiceActivityDetector(VADConfig(end_correction_ms=0, weak_tail_p=None))
     scores = [2.0] * 10 + [15.0] * 50 + [2.0] * 10 + [6.5] * 6 + [2.0] * 40
     class Fixed:                                    # a scorer that returns the scores given
         onset_lag_frames = 0

@@ -335,13 +335,14 @@ class RealtimeSession:
         td = self.config.turn_detection
         item_id = self._speech_item or self._new_id("item")
         self._speech_item = None
-        audio_end_ms = self._ms(end.detected_sample)
+        audio_end_ms = self._ms(end.committed_until)
         events = [self._event("input_audio_buffer.speech_stopped", audio_end_ms=audio_end_ms, item_id=item_id)]
-        # commit from prefix_padding before the onset to where silence was confirmed (or the cut)
+        # commit from prefix_padding before the onset to where silence was confirmed (or the cut, or
+        # the end plus the silence wait when a weak tail was dated out: its audio stays in the buffer)
         first = max(end.audio_start_sample, self.input.buffer_start)
         streamed, self._streamed = self._streamed, None
-        e, o = self._commit(item_id, self.input.take(end.audio_start_sample, end.detected_sample),
-                            streamed, first, end.detected_sample)
+        e, o = self._commit(item_id, self.input.take(end.audio_start_sample, end.committed_until),
+                            streamed, first, end.committed_until)
         events += e
         orders = o
         # an utterance cut at the maximum length goes on: the reply waits for its real end

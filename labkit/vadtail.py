@@ -1,0 +1,136 @@
+"""Is a turn's weak last island the speaker, or the noise? A small model that dates a babble tail out.
+
+In babble, a finished sentence is often followed, after a word's gap, by a bump of the background
+that scores just over the stop threshold: server VAD then ends the turn that much later (by 200 ms
+and more: the noisy-room test's one late end of session 5). A speaker's own soft last syllable
+after a gap scores the same, and no single measure tells the two apart (ten families of rules were
+tried on the tuning set; ``tests/test_realtime_vad_noise.py`` lists them with their figures). This
+module weighs them together: at a turn's end, if its last island of voiced frames follows a pause
+of :data:`MIN_PAUSE_MS` to the resume rule's ``resume_after_ms`` and none of its frames reaches the
+resume threshold (a *weak tail*), a logistic model of 13 measures of the island and the utterance
+before it gives the probability that the island is not the speaker; over ``weak_tail_p``
+(:class:`labkit.vad.VADConfig`) the end is dated before the pause, the tail left out of the turn.
+
+The model was fitted on the tuning set only (:func:`labkit.vadtune.fit_tail_model`: 48 noise draws
+of the replica's ten conditions, the default detector's weak tails labelled by where they fall
+against the utterance's label; L2-regularised, lambda 1, on standardised measures), and the
+threshold chosen on fresh tuning draws before the held-out set was scored once
+(``tests/test_realtime_vad_noise.py`` has the figures). It is a teaching-sized model, 13 weights
+and a bias; what it weighs is in :data:`MEASURES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["MEASURES", "MIN_PAUSE_MS", "WeakTail", "find_weak_tail", "tail_measures", "TailModel", "TAIL_MODEL"]
+
+#: A pause shorter than this is not one: the island is the word going on.
+MIN_PAUSE_MS = 40
+
+#: What the model weighs, in its order: the pause and the island (ms), the island's highest and mean
+#: score (dB); its peak against the utterance's highest score and against its voiced frames' mean;
+#: over the island's per-band peaks (dB), their spread, the band of the highest (and whether it is
+#: the top band: a fricative's), their tilt (dB per band); the correlation of the island's first
+#: frames' band shape with the utterance's voiced frames'; how sharply the island rises; the highest
+#: score of the last 8 frames before the pause.
+MEASURES = ("pause_ms", "tail_ms", "peak_db", "mean_db", "peak_vs_utterance_peak_db", "peak_vs_utterance_mean_db",
+            "band_spread_db", "band_shape_correlation", "top_band", "is_top_band", "rise_db", "band_tilt_db",
+            "peak_before_pause_db")
+
+
+@dataclass(frozen=True)
+class TailModel:
+    """A logistic model on standardised measures: ``p = 1 / (1 + exp(-(w . (x - mean) / scale + bias)))``."""
+    mean: tuple
+    scale: tuple
+    weights: tuple
+    bias: float
+
+    def probability(self, x: np.ndarray) -> float:
+        z = (np.asarray(x, float) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return float(1.0 / (1.0 + np.exp(-(z @ np.asarray(self.weights) + self.bias))))
+
+
+#: Fitted by :func:`labkit.vadtune.fit_tail_model` on the tuning set (190 weak tails, 62 of them noise).
+TAIL_MODEL = TailModel(
+    mean=(72.9474, 96.2105, 6.5823, 6.4275, -11.0924, -5.9605, 3.6835, 0.0223, 4.6474, 0.4579, 4.0352, 0.2238,
+          12.4953),
+    scale=(34.7434, 42.3315, 0.3580, 0.2662, 4.4964, 3.4374, 0.8587, 0.4312, 2.5458, 0.4982, 2.1473, 0.8119,
+           5.2024),
+    weights=(+0.9818, -0.7591, -0.2485, -0.3723, -0.2947, -1.0304, +0.0418, +0.7060, +0.1358, -1.1325, +0.4764,
+             +0.1490, -0.2804),
+    bias=-1.3057,
+)
+
+
+@dataclass(frozen=True)
+class WeakTail:
+    """A turn's weak last island: where it lies in the turn's frames, what was measured, and the
+    model's probability that it is not the speaker."""
+    pause_start: int        # the turn's frame index where the pause before the island begins
+    island_start: int
+    island_end: int         # one past the island's last frame (the turn's last voiced frame)
+    measures: tuple         # in :data:`MEASURES` order
+    p_noise: float
+
+    @property
+    def frames_dated_out(self) -> int:
+        """How many frames the turn's end moves back if the tail is dated out: the pause and the island."""
+        return self.island_end - self.pause_start
+
+
+def find_weak_tail(scores: np.ndarray, band_db: np.ndarray, *, stop_db: float, resume_db: float,
+                   resume_after_frames: int | None, frame_ms: int, model: TailModel = TAIL_MODEL) -> WeakTail | None:
+    """The weak tail of a turn whose frames (from its dated start on) scored ``scores`` (dB), with
+    per-band SNRs ``band_db`` (frames x bands), or None. Frames are voiced as the segmenter counts
+    them: at ``stop_db``, and after ``resume_after_frames`` quiet frames only at ``resume_db``."""
+    if resume_after_frames is None or resume_db <= stop_db:
+        return None                                 # no resume rule: no tail is weak
+    voiced = np.zeros(len(scores), bool)
+    quiet = 0
+    for i, score in enumerate(scores.tolist()):
+        v = score >= stop_db and not (quiet >= resume_after_frames and score < resume_db)
+        voiced[i] = v
+        quiet = 0 if v else quiet + 1
+    at = np.flatnonzero(voiced)
+    if not at.size:
+        return None
+    end = int(at[-1]) + 1
+    island = end - 1
+    while island > 0 and voiced[island - 1]:
+        island -= 1
+    pause = island
+    while pause > 0 and not voiced[pause - 1]:
+        pause -= 1
+    pause_frames = island - pause
+    if pause == 0 or pause_frames * frame_ms < MIN_PAUSE_MS or pause_frames > resume_after_frames:
+        return None
+    if float(scores[island:end].max()) >= resume_db:
+        return None                                 # a frame of it is loud enough to resume: not weak
+    x = tail_measures(scores, band_db, pause, island, end, stop_db=stop_db, frame_ms=frame_ms)
+    return WeakTail(pause, island, end, x, model.probability(x))
+
+
+def tail_measures(scores: np.ndarray, band_db: np.ndarray, pause: int, island: int, end: int, *,
+                  stop_db: float, frame_ms: int) -> tuple:
+    """:data:`MEASURES` of the island ``[island, end)`` after the pause ``[pause, island)``."""
+    tail, before = scores[island:end], scores[:pause]
+    tail_bands, before_bands = band_db[island:end], band_db[:pause]
+    voiced_before = before >= stop_db
+    peak = float(tail.max())
+    shape_tail = tail_bands[:3].mean(axis=0)
+    shape_utterance = (before_bands[voiced_before] if voiced_before.any() else before_bands).mean(axis=0)
+    a, b = shape_tail - shape_tail.mean(), shape_utterance - shape_utterance.mean()
+    correlation = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+    band_peaks = tail_bands.max(axis=0)
+    top = int(np.argmax(band_peaks))
+    frame_peaks = tail_bands.max(axis=1)[:2]
+    rise = float(np.max(np.diff(np.r_[before[-1], frame_peaks])))
+    tilt = float(np.polyfit(np.arange(band_peaks.size), band_peaks, 1)[0])
+    return ((island - pause) * frame_ms, (end - island) * frame_ms, peak, float(tail.mean()),
+            peak - float(before.max()), peak - float(before[voiced_before].mean()) if voiced_before.any() else 0.0,
+            float(band_peaks.std()), correlation, float(top), float(top == band_peaks.size - 1), rise, tilt,
+            float(before[-8:].max()))

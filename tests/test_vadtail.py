@@ -1,0 +1,179 @@
+"""The weak-tail model (:mod:`labkit.vadtail`): which island it judges, what it measures, how the
+detector dates a tail out, and what the Realtime session commits then.
+
+The model's figures (chosen on the tuning set, scored once on the held-out set) are in
+``tests/test_realtime_vad_noise.py``; ``python -m labkit bench vad-tune`` refits it."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from labkit import speechsets, vadtune
+from labkit.audio.pcm import resample
+from labkit.realtime import RealtimeSession
+from labkit.speechdata import SAMPLE_RATE
+from labkit.vad import SpeechEnd, VADConfig, VoiceActivityDetector
+from labkit.vadtail import MEASURES, TAIL_MODEL, TailModel, find_weak_tail, tail_measures
+
+RULE = {"stop_db": 6.0, "resume_db": 7.25, "resume_after_frames": 8, "frame_ms": 20}
+
+
+def trace(*runs):
+    """Scores from ``(dB, frames)`` runs, and a flat band trace (every band at the score)."""
+    scores = np.concatenate([np.full(n, db, float) for db, n in runs])
+    return scores, np.repeat(scores[:, None], 8, axis=1)
+
+
+def test_a_weak_island_after_a_pause_is_the_turns_weak_tail():
+    scores, bands = trace((12.0, 20), (3.0, 5), (6.5, 4))
+    tail = find_weak_tail(scores, bands, **RULE)
+    assert (tail.pause_start, tail.island_start, tail.island_end) == (20, 25, 29)
+    assert tail.frames_dated_out == 9
+    x = dict(zip(MEASURES, tail.measures))
+    assert (x["pause_ms"], x["tail_ms"], x["peak_db"], x["mean_db"]) == (100, 80, 6.5, 6.5)
+    assert x["peak_vs_utterance_peak_db"] == pytest.approx(-5.5) and x["peak_before_pause_db"] == 12.0
+    assert 0.0 < tail.p_noise < 1.0 and tail.p_noise == TAIL_MODEL.probability(tail.measures)
+
+
+@pytest.mark.parametrize("runs, why", [
+    (((12.0, 20), (3.0, 5), (7.5, 4)), "a frame of it reaches the resume threshold"),
+    (((12.0, 20), (3.0, 1), (6.5, 4)), "a 20 ms gap is the word going on"),
+    (((12.0, 20), (3.0, 10), (6.5, 4)), "after 160 ms the weak frames are not voiced at all"),
+    (((12.0, 20), (3.0, 30)), "the turn ends with the utterance itself"),
+    (((3.0, 10),), "no voiced frame"),
+])
+def test_no_weak_tail(runs, why):
+    assert find_weak_tail(*trace(*runs), **RULE) is None, why
+
+
+def test_without_a_resume_rule_no_tail_is_weak():
+    scores, bands = trace((12.0, 20), (3.0, 5), (6.5, 4))
+    assert find_weak_tail(scores, bands, **{**RULE, "resume_after_frames": None}) is None
+    assert find_weak_tail(scores, bands, **{**RULE, "resume_db": 6.0}) is None
+
+
+def test_the_band_measures():
+    """A tail shaped like the utterance correlates 1 with it, the opposite shape -1; a tail loudest in
+    the top band (a fricative) has it as its top band and a rising tilt."""
+    scores = np.r_[np.full(20, 12.0), np.full(5, 3.0), np.full(4, 6.5)]
+    rising = np.linspace(0, 14, 8)
+    for tail_shape, correlation, top, tilt in ((rising, 1.0, 7, 2.0), (rising[::-1], -1.0, 0, -2.0)):
+        bands = np.vstack([np.tile(rising, (25, 1)), np.tile(tail_shape, (4, 1))])
+        x = dict(zip(MEASURES, tail_measures(scores, bands, 20, 25, 29, stop_db=6.0, frame_ms=20)))
+        assert x["band_shape_correlation"] == pytest.approx(correlation)
+        assert x["top_band"] == top and x["is_top_band"] == float(top == 7)
+        assert x["band_tilt_db"] == pytest.approx(tilt)
+        assert x["band_spread_db"] == pytest.approx(rising.std())
+
+
+def test_the_model_is_a_logistic_on_standardised_measures():
+    model = TailModel(mean=(1.0, 2.0), scale=(2.0, 4.0), weights=(1.0, -0.5), bias=0.25)
+    z = (3.0 - 1.0) / 2.0 * 1.0 + (10.0 - 2.0) / 4.0 * -0.5 + 0.25
+    assert model.probability((3.0, 10.0)) == pytest.approx(1 / (1 + np.exp(-z)))
+    assert len(TAIL_MODEL.weights) == len(TAIL_MODEL.mean) == len(TAIL_MODEL.scale) == len(MEASURES)
+
+
+def test_fit_logistic_learns_which_measure_tells_the_classes_apart():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (400, 2))
+    y = (x[:, 0] + 0.3 * rng.normal(0, 1, 400) > 0).astype(float)
+    model = vadtune.fit_logistic(x, y)
+    assert model.weights[0] > 3 and abs(model.weights[1]) < 0.5
+    assert model.probability((2.0, 0.0)) > 0.95 and model.probability((-2.0, 0.0)) < 0.05
+    assert all(type(v) is float for v in (*model.mean, *model.weights, model.bias))
+
+
+def _server_config() -> VADConfig:
+    session = RealtimeSession("gpt-realtime")
+    session.receive(json.dumps(vadtune.SESSION_UPDATE))
+    return session.input.vad.config
+
+
+def _heldout_babble(session: int) -> tuple[np.ndarray, list]:
+    mix, _noise, utterances = speechsets.condition(speechsets.load("heldout"), "babble", 10)[session]
+    return resample(mix, SAMPLE_RATE, 24_000), [(u.start_s, u.end_s) for u in utterances]
+
+
+def _ends(config: VADConfig, audio: np.ndarray, chunk: int) -> list[SpeechEnd]:
+    vad = VoiceActivityDetector(config)
+    return [e for i in range(0, audio.size, chunk) for e in vad.process(audio[i:i + chunk]) if type(e) is SpeechEnd]
+
+
+def test_the_babble_after_a_sentence_is_dated_out_and_a_soft_last_syllable_is_not():
+    """The noisy-room test's two cases (held-out babble at 10 dB): session 5's 8.95-12.29 s is
+    followed by a babble bump that held its end to 12.50 s; session 1's 5.30-8.75 s ends with a soft
+    syllable after a pause, as weak and as short."""
+    config = _server_config()
+    audio, labels = _heldout_babble(5)
+    late = _ends(replace(config, weak_tail_p=None), audio, 2400)[2]
+    end = _ends(config, audio, 2400)[2]
+    assert labels[2] == pytest.approx((8.95, 12.29), abs=0.01)
+    assert late.end_s == pytest.approx(12.50) and not late.tail_dated_out
+    assert end.tail_dated_out and end.weak_tail.p_noise > config.weak_tail_p
+    assert end.end_s == pytest.approx(12.28) and abs(end.end_s - labels[2][1]) < 0.15
+    assert end.end_sample == late.end_sample - end.weak_tail.frames_dated_out * config.frame_samples
+    assert end.commit_sample == end.committed_until == end.end_sample + 500 * 24 and end.detected_sample == late.detected_sample
+    assert end.audio_start_sample + end.audio.size == end.end_sample
+    assert np.array_equal(end.audio, late.audio[:end.audio.size])
+
+    audio, labels = _heldout_babble(1)
+    kept = _ends(config, audio, 2400)[1]
+    assert kept.weak_tail is not None and kept.weak_tail.p_noise <= config.weak_tail_p
+    assert not kept.tail_dated_out and kept.committed_until == kept.detected_sample
+    assert abs(kept.end_s - labels[1][1]) < 0.15
+
+
+def test_the_session_commits_up_to_the_dated_end_and_keeps_the_tail_in_the_buffer():
+    import base64
+    audio, _labels = _heldout_babble(5)
+    session = RealtimeSession("gpt-realtime")
+    session.receive(json.dumps(vadtune.SESSION_UPDATE))
+    stopped = []
+    for i in range(0, audio.size, 2400):
+        events, _ = session.receive(json.dumps({"type": "input_audio_buffer.append",
+                                                "audio": base64.b64encode(audio[i:i + 2400].tobytes()).decode()}))
+        for event in events:
+            if event["type"] == "input_audio_buffer.speech_stopped":
+                stopped.append((event["audio_end_ms"], session.input.buffer_start, session.input.samples_in))
+    audio_end_ms, buffer_start, samples_in = stopped[2]
+    assert audio_end_ms == 12_780                    # 12.28 s and the 500 ms silence wait, not 13.00 s
+    assert buffer_start == 12_780 * 24 < samples_in  # what follows the commit, the tail, is still held
+
+
+def test_a_long_chunk_is_judged_as_short_ones_are():
+    """A chunk is scored whole before its frames are decided: one of 100 s (longer than the 61 s the
+    server's detector keeps for a turn: its longest utterance, silence wait and prefix) must give
+    the same turns as 100 ms appends."""
+    config = _server_config()
+    audio = np.concatenate([_heldout_babble(k)[0] for k in (5, 0, 1, 2, 3, 4)])
+    assert audio.size > 1.5 * (config.max_speech_ms or 0) * 24
+    short = _ends(config, audio, 2400)
+    assert any(e.tail_dated_out for e in short)
+    whole = _ends(config, audio, audio.size)
+    assert [(e.start_sample, e.end_sample, e.committed_until) for e in whole] == \
+        [(e.start_sample, e.end_sample, e.committed_until) for e in short]
+
+
+def test_kept_frames_are_the_scores_and_the_traced_band_snrs():
+    config = _server_config()
+    audio, _labels = _heldout_babble(5)
+    vad = VoiceActivityDetector(config)
+    vad.scorer.keep_trace = True
+    scores, levels, floors = [], [], []
+    for i in range(0, 24_000 * 6, 2400):
+        vad.process(audio[i:i + 2400])
+        scores += vad.last_scores
+        levels.append(vad.scorer.last_levels)
+        floors.append(vad.scorer.last_floors)
+    kept_scores, band_db = vad.scorer.kept(100, 300)
+    assert kept_scores.tolist() == scores[100:300]
+    want = 10 * np.log10(np.concatenate(levels)[100:300] / np.concatenate(floors)[100:300])
+    np.testing.assert_allclose(band_db, want, atol=1e-4)
+
+
+def test_weak_tail_p_is_checked():
+    with pytest.raises(ValueError, match="weak_tail_p"):
+        VADConfig(weak_tail_p=1.5)
+    assert VADConfig(weak_tail_p=None).weak_tail_p is None
