@@ -222,10 +222,14 @@ class SpeechEnd:
     audio: np.ndarray = field(repr=False)   # int16, from start - prefix_padding to end
     audio_start_sample: int = 0
     forced: bool = False    # cut at max_speech_ms: the speech goes on (a SpeechStart follows)
+    #: the end of the last voiced frame (``end_sample`` is dated ``end_correction_ms`` earlier)
+    voiced_until: int = 0
     #: the turn's weak last island, as :mod:`labkit.vadtail` judged it (None: it had none)
     weak_tail: WeakTail | None = field(default=None, repr=False)
-    #: the tail was dated out: the end is before its pause, and the audio committed ends at
-    #: ``commit_sample`` (the end plus the silence wait), the tail's audio left in the input buffer
+    #: the tail was dated out: the end is before its pause, and the audio a Realtime session commits
+    #: ends at ``commit_sample``, the new end plus the silence wait (as ``audio_end_ms`` is defined);
+    #: the tail lies within that wait, and the rest of the wait, to ``detected_sample``, stays in the
+    #: input buffer
     tail_dated_out: bool = False
     commit_sample: int | None = None
 
@@ -392,7 +396,7 @@ class SpeechSegmenter:
         kept = np.concatenate(self._history).astype(np.int16, copy=False) if self._history else np.zeros(0, np.int16)
         audio = kept[audio_start - self._history_start: end - self._history_start]
         event = SpeechEnd(self._start / sr, end / sr, self._start, end, detected, audio, audio_start,
-                          forced=cut_at is not None)
+                          forced=cut_at is not None, voiced_until=self._last_voiced_end)
         self._reset_to_silence()
         return event
 
@@ -501,6 +505,9 @@ class VoiceActivityDetector:
         rebuild = any(getattr(new, k) != getattr(self.config, k) for k in features)
         self.config = self.segmenter.config = new
         self.segmenter.resume_after = self._resume_after()
+        self._tail_keep = self._tail_frames()
+        if self.scorer is not None:
+            self.scorer.keep_at_least(self._tail_keep + 1)
         self._snr_thresholds = self._thresholds()
         if rebuild:                      # the band analysis changed: its floors are learnt again
             self.scorer = self._new_scorer()
@@ -615,23 +622,26 @@ class VoiceActivityDetector:
         the noise than ``weak_tail_p``, dated out: the end moves back over the pause and the island."""
         cfg, n, seg = self.config, self._frame, self.segmenter
         origin = self._scorer_origin
-        first = (end.start_sample - origin) // n
-        stop = (end.end_sample + seg.end_lag - origin) // n          # one past the last voiced frame
+        stop = (end.voiced_until - origin) // n                     # one past the last voiced frame
+        # the same window whatever the chunking (a long chunk grows the ring beyond it)
+        first = max((end.start_sample - origin) // n, stop - self._tail_keep)
         scores, band_db = self.scorer.kept(first, stop)
-        resume_after = seg.resume_after // n if seg.resume_after is not None else None
+        first = stop - len(scores)                                  # (what the ring still held)
+        resume_after = -(-seg.resume_after // n) if seg.resume_after is not None else None  # frames, as counted
         tail = find_weak_tail(scores, band_db, stop_db=cfg.stop_snr_db, resume_db=cfg.effective_resume_snr_db,
                               resume_after_frames=resume_after, frame_ms=cfg.frame_ms)
-        if tail is None:
+        if tail is None or tail.island_end != len(scores):         # (not the island the segmenter ended on)
             return end
-        if tail.p_noise <= cfg.weak_tail_p:
-            return replace(end, weak_tail=tail)
-        cut = end.end_sample - tail.frames_dated_out * n
+        cut = origin + (first + tail.pause_start) * n - seg.end_lag
+        if tail.p_noise <= cfg.weak_tail_p or (cut - end.start_sample) * 1000 < cfg.min_speech_ms * cfg.sample_rate:
+            return replace(end, weak_tail=tail)                     # the speaker's, or too little would be left
         return replace(end, end_s=cut / cfg.sample_rate, end_sample=cut, audio=end.audio[:cut - end.audio_start_sample],
                        weak_tail=tail, tail_dated_out=True, commit_sample=cut + end.detected_sample - end.end_sample)
 
     def flush(self) -> list[SpeechEnd]:
-        """End of stream: close an utterance still open (ending at its last voiced frame)."""
-        return self.segmenter.flush()
+        """End of stream: close an utterance still open (ending at its last voiced frame, or before
+        a weak tail judged the noise)."""
+        return self._judged(self.segmenter.flush())
 
     def _levels(self, frames: np.ndarray, track: bool = True) -> np.ndarray:
         """RMS of each frame (0..1), after pre-emphasis if configured (its state spans chunks;

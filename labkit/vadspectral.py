@@ -54,7 +54,7 @@ WARMUP_GATE = 100.0
 # is an exact copy (float32 -> float64 widening included) at a ufunc's cost, half np.copyto's.
 _FLOAT32, _square, _fmin, _add, _subtract, _copy, _max_reduce, _min_reduce, _matmul = (
     np.float32, np.square, np.fmin, np.add, np.subtract, np.positive, np.maximum.reduce, np.minimum.reduce, np.matmul)
-_multiply = np.multiply
+_multiply = np.multiply                                  # (as positional-output calls, like those above)
 _F32 = np.dtype(np.float32)
 _log10 = math.log10
 #: each band's spread (dB, standard deviation over frames) in white noise, per band analysis
@@ -191,6 +191,7 @@ class SubbandSNR:
         #: turn's end is judged on its frames (:mod:`labkit.vadtail`)
         self.keep_frames = keep_frames
         self.frames_scored = 0
+        self._kept_since = 0                                # frames before it were scored before the ring grew
         self._kept_scores = np.zeros(keep_frames)
         self._kept_ratios = np.zeros((keep_frames, bands), np.float32)   # each band's level / floor / bands
 
@@ -363,6 +364,7 @@ class SubbandSNR:
                     append(10 * _log10(ratio) if ratio > 1.0 else 0.0)
             if self.keep_frames:
                 self._keep(envelope, scores[len(scores) - r:], weights)
+            self.frames_scored += r
             if trace:
                 floor = np.maximum(self.bias * self._floor, self.floor_min)     # one floor per run
                 for k in range(r):
@@ -404,7 +406,7 @@ class SubbandSNR:
             k = self.frames_scored % self.keep_frames
             _multiply(envelope, self._half_weights, self._kept_ratios[k])
             self._kept_scores[k] = score
-            self.frames_scored += 1
+        self.frames_scored += 1
         self._in_current = c = c + 1
         if c == self.sub_len:
             self._complete()
@@ -414,14 +416,13 @@ class SubbandSNR:
         slots = (self.frames_scored + np.arange(len(run_scores))) % self.keep_frames
         self._kept_scores[slots] = run_scores
         self._kept_ratios[slots] = 0.0 if weights is None else envelope * weights
-        self.frames_scored += len(run_scores)
 
     def keep_at_least(self, frames: int) -> None:
         """Keep at least the last ``frames`` frames from now on (what is kept stays): a chunk is scored
         whole before its frames are decided, so a long one needs room for itself and the turn before it."""
         if frames <= self.keep_frames:
             return
-        held = np.arange(max(0, self.frames_scored - self.keep_frames), self.frames_scored)
+        held = np.arange(self._oldest_kept(), self.frames_scored)
         scores = self._kept_scores[held % self.keep_frames] if held.size else np.zeros(0)
         ratios = self._kept_ratios[held % self.keep_frames] if held.size else np.zeros((0, self.bands), np.float32)
         self.keep_frames = frames
@@ -429,12 +430,17 @@ class SubbandSNR:
         self._kept_ratios = np.zeros((frames, self.bands), np.float32)
         self._kept_scores[held % frames] = scores
         self._kept_ratios[held % frames] = ratios
+        self._kept_since = int(held[0]) if held.size else self.frames_scored
+
+    def _oldest_kept(self) -> int:
+        return max(self._kept_since, self.frames_scored - self.keep_frames, 0)
 
     def kept(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """The scores (dB) and per-band SNRs (dB, frames x bands) of frames ``[first, stop)``, counted
-        from this scorer's first frame; the frames no longer kept (over ``keep_frames`` ago) are left out."""
+        from this scorer's first frame; the frames no longer kept (overwritten, or scored before the
+        ring grew to hold them) are left out."""
         stop = min(stop, self.frames_scored)
-        first = max(first, stop - self.keep_frames, 0)
+        first = max(first, self._oldest_kept())
         slots = np.arange(first, max(first, stop)) % max(1, self.keep_frames)
         ratios = self._kept_ratios[slots].astype(np.float64) * self.bands
         return self._kept_scores[slots].copy(), 10 * np.log10(np.maximum(ratios, 1e-12))

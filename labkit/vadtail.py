@@ -34,8 +34,9 @@ MIN_PAUSE_MS = 40
 #: score (dB); its peak against the utterance's highest score and against its voiced frames' mean;
 #: over the island's per-band peaks (dB), their spread, the band of the highest (and whether it is
 #: the top band: a fricative's), their tilt (dB per band); the correlation of the island's first
-#: frames' band shape with the utterance's voiced frames'; how sharply the island rises; the highest
-#: score of the last 8 frames before the pause.
+#: frames' band shape with the utterance's voiced frames'; how sharply it rises (the largest step of:
+#: the score of the last voiced frame before the pause, then the highest band SNR of the island's
+#: first frame, then of its second); the highest score of the last 8 frames before the pause.
 MEASURES = ("pause_ms", "tail_ms", "peak_db", "mean_db", "peak_vs_utterance_peak_db", "peak_vs_utterance_mean_db",
             "band_spread_db", "band_shape_correlation", "top_band", "is_top_band", "rise_db", "band_tilt_db",
             "peak_before_pause_db")

@@ -382,11 +382,19 @@ def _exact_with(recordings, model: TailModel | None, threshold: float) -> int:
     return exact
 
 
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    """The area under the ROC curve: the chance a random noise tail (1) scores above a speaker's (0)."""
+    pos, neg = score[y == 1], score[y == 0]
+    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (pos.size * neg.size))
+
+
 def fit_tail_model(*, draws: int = TAIL_DRAWS, log=sys.stderr) -> tuple[TailModel, float, dict]:
     """The weak-tail model and ``weak_tail_p``, from the tuning replica only: a model fitted on the
     first half of the draws chooses the threshold on the second half (:data:`TAIL_THRESHOLDS`; clean
     in both), then the model is refitted on all of them. Returns the model, the threshold, and a
-    report: the examples, each threshold's exact turns on the second half, the default's."""
+    report: the examples, how well the first half's model tells the second half's tails apart (AUC)
+    and how well each measure alone tells all of them apart, each threshold's exact turns on the
+    second half, and the count without the model."""
     recordings = tail_examples(replica_audio("tuning", REPLICA_CONDITIONS, draws))
     half = draws // 2
     first = [r for r in recordings if r[1] < half]
@@ -401,7 +409,12 @@ def fit_tail_model(*, draws: int = TAIL_DRAWS, log=sys.stderr) -> tuple[TailMode
     most = max(counts.values())
     threshold = max(t for t, c in counts.items() if c >= most - RESUME_TIE_TURNS)
     x, y = _labelled(recordings)
-    report = {"examples": len(y), "noise_examples": int(y.sum()), "exact_on_second_half": counts,
+    x2, y2 = _labelled(second)
+    report = {"examples": len(y), "noise_examples": int(y.sum()),
+              "auc_on_second_half": round(_auc(y2, np.array([model.probability(m) for m in x2])), 3),
+              "auc_of_each_measure_alone": {k: round(max(a, 1 - a), 3) for k, a in
+                                            zip(MEASURES, (_auc(y, x[:, j]) for j in range(len(MEASURES))))},
+              "exact_on_second_half": counts,
               "exact_on_second_half_without": without,
               "utterances_on_second_half": sum(len(r[2]) for r in second)}
     return fit_logistic(x, y), threshold, report

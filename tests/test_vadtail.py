@@ -113,7 +113,8 @@ def test_the_babble_after_a_sentence_is_dated_out_and_a_soft_last_syllable_is_no
     assert late.end_s == pytest.approx(12.50) and not late.tail_dated_out
     assert end.tail_dated_out and end.weak_tail.p_noise > config.weak_tail_p
     assert end.end_s == pytest.approx(12.28) and abs(end.end_s - labels[2][1]) < 0.15
-    assert end.end_sample == late.end_sample - end.weak_tail.frames_dated_out * config.frame_samples
+    assert end.end_sample == end.start_sample + end.weak_tail.pause_start * config.frame_samples   # no end lag here
+    assert late.end_sample - end.end_sample == end.weak_tail.frames_dated_out * config.frame_samples
     assert end.commit_sample == end.committed_until == end.end_sample + 500 * 24 and end.detected_sample == late.detected_sample
     assert end.audio_start_sample + end.audio.size == end.end_sample
     assert np.array_equal(end.audio, late.audio[:end.audio.size])
@@ -125,21 +126,81 @@ def test_the_babble_after_a_sentence_is_dated_out_and_a_soft_last_syllable_is_no
     assert abs(kept.end_s - labels[1][1]) < 0.15
 
 
-def test_the_session_commits_up_to_the_dated_end_and_keeps_the_tail_in_the_buffer():
+def test_the_session_commits_up_to_the_dated_end_and_its_transcript_is_of_that_audio():
+    """``audio_end_ms`` and the commit end at the dated end plus the silence wait (the rest of the wait
+    stays in the buffer); the streamed transcription, fed past that, is redone on the commit alone."""
     import base64
+    from labkit.realtime.machine import StartTranscription, TranscriptionCancel, TranscriptionEnd
     audio, _labels = _heldout_babble(5)
     session = RealtimeSession("gpt-realtime")
-    session.receive(json.dumps(vadtune.SESSION_UPDATE))
-    stopped = []
+    update = json.loads(json.dumps(vadtune.SESSION_UPDATE))
+    update["session"]["audio"]["input"]["transcription"] = {"model": "gpt-4o-mini-transcribe"}
+    session.receive(json.dumps(update))
+    turns, started = [], None
     for i in range(0, audio.size, 2400):
-        events, _ = session.receive(json.dumps({"type": "input_audio_buffer.append",
-                                                "audio": base64.b64encode(audio[i:i + 2400].tobytes()).decode()}))
+        events, orders = session.receive(json.dumps({"type": "input_audio_buffer.append",
+                                                     "audio": base64.b64encode(audio[i:i + 2400].tobytes()).decode()}))
         for event in events:
-            if event["type"] == "input_audio_buffer.speech_stopped":
-                stopped.append((event["audio_end_ms"], session.input.buffer_start, session.input.samples_in))
-    audio_end_ms, buffer_start, samples_in = stopped[2]
-    assert audio_end_ms == 12_780                    # 12.28 s and the 500 ms silence wait, not 13.00 s
-    assert buffer_start == 12_780 * 24 < samples_in  # what follows the commit, the tail, is still held
+            if event["type"] == "input_audio_buffer.speech_started":
+                started = event["audio_start_ms"]
+            elif event["type"] == "input_audio_buffer.speech_stopped":
+                turns.append((started, event["audio_end_ms"], session.input.buffer_start, session.input.samples_in,
+                              [type(o) for o in orders], [o.audio.size for o in orders if type(o) is StartTranscription]))
+    (_s, _e, _b, _n, kept_orders, _a), (start_ms, end_ms, buffer_start, samples_in, orders, decoded) = turns[1], turns[2]
+    assert end_ms == 12_780                           # 12.28 s and the 500 ms silence wait, not 13.00 s
+    assert buffer_start == 12_780 * 24 < samples_in   # the rest of the wait is still held
+    assert TranscriptionCancel in orders and decoded == [(end_ms - start_ms) * 24]   # the commit, whole
+    assert TranscriptionEnd in kept_orders and StartTranscription not in kept_orders  # a turn kept streams on
+
+
+def test_a_turn_closed_at_the_end_of_the_stream_is_judged_too():
+    config = _server_config()
+    audio, _labels = _heldout_babble(5)
+    vad = VoiceActivityDetector(config)
+    ends = [e for e in vad.process(audio[:int(12.62 * 24_000)]) + vad.flush() if type(e) is SpeechEnd]
+    assert ends[-1].tail_dated_out and ends[-1].end_s == pytest.approx(12.28)
+
+
+def test_with_an_end_correction_the_dated_end_is_the_pause_start_as_early():
+    """Offline (16 kHz, ends dated 40 ms early): held-out babble at 20 dB, session 5, in any chunking."""
+    mix, _noise, _utterances = speechsets.condition(speechsets.load("heldout"), "babble", 20)[5]
+    config = VADConfig()
+    lag = config.end_correction_ms * config.sample_rate // 1000
+    found = {}
+    for chunk in (320, 777, 5 * 320, mix.size):
+        vad = VoiceActivityDetector(config)
+        ends = [e for i in range(0, mix.size, chunk) for e in vad.process(mix[i:i + chunk])]
+        ends = [e for e in ends + vad.flush() if type(e) is SpeechEnd]
+        found[chunk] = [(e.start_sample, e.end_sample, e.tail_dated_out) for e in ends]
+        dated = [e for e in ends if e.tail_dated_out]
+        assert len(dated) == 1
+        e = dated[0]
+        assert e.end_sample == e.start_sample + e.weak_tail.pause_start * config.frame_samples - lag
+        assert e.voiced_until - lag - e.end_sample == e.weak_tail.frames_dated_out * config.frame_samples
+    assert len(set(map(tuple, found.values()))) == 1
+
+
+def test_the_kept_ring_returns_only_frames_it_still_holds():
+    from labkit.vadspectral import SubbandSNR
+    rng = np.random.default_rng(1)
+    frames = rng.normal(0, 2000, (60, 320)).astype(np.int16)
+    scorer = SubbandSNR(16_000, 320, keep_frames=4)
+    scores = scorer.process(frames[:40])
+    got, _ = scorer.kept(34, 38)                      # frames 36-39 are held; 34 and 35 were overwritten
+    assert got.tolist() == scores[36:38]
+    scorer.keep_at_least(20)                          # grown: 36-39 stay, nothing older comes back
+    scores += scorer.process(frames[40:50])
+    got, bands = scorer.kept(0, 50)
+    assert got.tolist() == scores[36:50] and bands.shape == (14, scorer.bands)
+    scores += scorer.process(frames[50:60])           # wrapped in the grown ring: the last 20
+    assert scorer.kept(0, 60)[0].tolist() == scores[40:60]
+
+
+def test_retuning_the_durations_resizes_what_is_kept():
+    vad = VoiceActivityDetector(VADConfig(max_speech_ms=10_000))
+    small = vad.scorer.keep_frames
+    vad.update(max_speech_ms=60_000)
+    assert vad.scorer.keep_frames > small and vad.scorer.keep_frames >= 60_000 // 20
 
 
 def test_a_long_chunk_is_judged_as_short_ones_are():

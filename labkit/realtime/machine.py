@@ -95,7 +95,9 @@ class TranscriptionBegin:
 
 @dataclass(frozen=True)
 class TranscriptionAudio:
-    """Work order: the next samples of ``item_id``'s streamed utterance, never past what its commit holds."""
+    """Work order: the next samples of ``item_id``'s streamed utterance. A commit that holds less than
+    was streamed (a weak tail dated out of the turn: the commit ends at its new end plus the silence
+    wait) cancels the stream and decodes the committed audio whole, so the transcript is of that audio."""
     item_id: str
     audio: np.ndarray
 
@@ -337,8 +339,8 @@ class RealtimeSession:
         self._speech_item = None
         audio_end_ms = self._ms(end.committed_until)
         events = [self._event("input_audio_buffer.speech_stopped", audio_end_ms=audio_end_ms, item_id=item_id)]
-        # commit from prefix_padding before the onset to where silence was confirmed (or the cut, or
-        # the end plus the silence wait when a weak tail was dated out: its audio stays in the buffer)
+        # commit from prefix_padding before the onset to where silence was confirmed (or the cut, or,
+        # when a weak tail was dated out, to the new end plus the silence wait: the rest stays buffered)
         first = max(end.audio_start_sample, self.input.buffer_start)
         streamed, self._streamed = self._streamed, None
         e, o = self._commit(item_id, self.input.take(end.audio_start_sample, end.committed_until),
