@@ -475,7 +475,11 @@ class VoiceActivityDetector:
         utterance (30 s when ``max_speech_ms`` is None; a longer one is judged on its last 30 s), its
         silence wait and the prefix its onset may be dated back into."""
         cfg = self.config
-        return ((cfg.max_speech_ms or 30_000) + cfg.min_silence_ms + 2 * cfg.prefix_padding_ms) // cfg.frame_ms + 2
+        return (self._tail_window_ms() + cfg.min_silence_ms + 2 * cfg.prefix_padding_ms) // cfg.frame_ms + 2
+
+    def _tail_window_ms(self) -> int:
+        """A turn is judged on its last this long: all of it, unless ``max_speech_ms`` is None."""
+        return self.config.max_speech_ms or 30_000
 
     def _new_scorer(self) -> SubbandSNR | None:
         self._scorer_origin: int | None = None     # the segmenter's sample at the new scorer's first frame
@@ -624,7 +628,7 @@ class VoiceActivityDetector:
         origin = self._scorer_origin
         stop = (end.voiced_until - origin) // n                     # one past the last voiced frame
         # the same window whatever the chunking (a long chunk grows the ring beyond it)
-        first = max((end.start_sample - origin) // n, stop - self._tail_keep)
+        first = max((end.start_sample - origin) // n, stop - self._tail_window_ms() // cfg.frame_ms)
         scores, band_db = self.scorer.kept(first, stop)
         first = stop - len(scores)                                  # (what the ring still held)
         resume_after = -(-seg.resume_after // n) if seg.resume_after is not None else None  # frames, as counted

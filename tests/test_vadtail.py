@@ -238,3 +238,45 @@ def test_weak_tail_p_is_checked():
     with pytest.raises(ValueError, match="weak_tail_p"):
         VADConfig(weak_tail_p=1.5)
     assert VADConfig(weak_tail_p=None).weak_tail_p is None
+
+
+class ScriptedScorer:
+    """Stands in for the detector's scorer: a frame's first sample / 100 is its score (dB), every band
+    at it plus ``shape``; it keeps frames through the real scorer's ring (a SubbandSNR it wraps)."""
+
+    def __init__(self, real, shape):
+        self.real, self.shape = real, shape
+        self.onset_lag_frames = real.onset_lag_frames
+
+    def __getattr__(self, name):                      # keep_frames, kept, keep_at_least, ...
+        return getattr(self.real, name)
+
+    def process(self, frames):
+        scores = [float(f[0]) / 100 for f in frames]
+        ratios = 10 ** ((np.array(scores)[:, None] + self.shape) / 10) / self.real.bands
+        for score, ratio in zip(scores, ratios):
+            self.real._keep(ratio[None], [score], np.ones(self.real.bands))
+            self.real.frames_scored += 1
+        return scores
+
+    def score_frame(self, frame):
+        return self.process(frame[None])[0]
+
+
+def test_a_turn_longer_than_the_judged_window_is_judged_alike_in_any_chunking():
+    """``max_speech_ms=None``: a 40 s turn is judged on its last 30 s, whatever the chunk (one whole
+    chunk holds it all, 20 ms chunks only the ring's 31 s)."""
+    config = VADConfig(max_speech_ms=None)
+    n = config.frame_samples
+    runs = [(3, 50), (30, 300), (10, 1700), (3, 7), (6.5, 2), (3, 60)]       # (dB, frames): loud at first
+    audio = np.concatenate([np.full(k * n, int(db * 100), np.int16) for db, k in runs])
+    judged = set()
+    for chunk in (n, 5 * n, 777, audio.size):
+        vad = VoiceActivityDetector(config)
+        vad.scorer = ScriptedScorer(vad.scorer, np.linspace(-3, 3, 8))
+        ends = [e for i in range(0, audio.size, chunk) for e in vad.process(audio[i:i + chunk]) if type(e) is SpeechEnd]
+        assert len(ends) == 1 and ends[0].weak_tail is not None
+        judged.add((ends[0].end_sample, ends[0].weak_tail.measures))
+    assert len(judged) == 1
+    measures = dict(zip(MEASURES, judged.pop()[1]))
+    assert measures["peak_vs_utterance_peak_db"] == pytest.approx(6.5 - 10)   # the 30 dB start is out of the window
