@@ -50,7 +50,7 @@ import numpy as np
 
 from .audio.pcm import to_int16
 from .vadspectral import SubbandSNR
-from .vadtail import WeakTail, find_weak_tail
+from .vadtail import TAIL_MODEL, WeakTail, is_weak_tail, tail_measures
 
 __all__ = ["VADConfig", "SpeechStart", "SpeechEnd", "SpeechSegmenter", "VoiceActivityDetector", "detect_segments",
            "frame_rms"]
@@ -224,16 +224,23 @@ class SpeechEnd:
     forced: bool = False    # cut at max_speech_ms: the speech goes on (a SpeechStart follows)
     #: the end of the last voiced frame (``end_sample`` is dated ``end_correction_ms`` earlier)
     voiced_until: int = 0
+    #: where the turn's last island of voiced frames began, and the pause before it (the end of the
+    #: voiced frame before it; None: the turn is one island)
+    last_island_sample: int = 0
+    last_pause_sample: int | None = None
     #: the turn's weak last island, as :mod:`labkit.vadtail` judged it (None: it had none)
     weak_tail: WeakTail | None = field(default=None, repr=False)
-    #: the tail was dated out: the end is before its pause, and the audio a Realtime session commits
-    #: ends at ``commit_sample``, the new end plus the silence wait (as ``audio_end_ms`` is defined);
+    #: set when the weak tail was dated out: the end is before its pause, and the audio a Realtime
+    #: session commits ends here, the new end plus the silence wait (as ``audio_end_ms`` is defined);
     #: the tail lies within that wait, and the rest of the wait, to ``detected_sample``, stays in the
     #: input buffer
-    tail_dated_out: bool = False
     commit_sample: int | None = None
 
     type: str = field(default="speech_end", init=False)
+
+    @property
+    def tail_dated_out(self) -> bool:
+        return self.commit_sample is not None
 
     @property
     def committed_until(self) -> int:
@@ -291,6 +298,8 @@ class SpeechSegmenter:
         self._rise_start: int | None = None         # in silence: where the current run of voiced frames began
         self._dip = 0                               # in silence: quiet samples since that run's last voiced frame
         self._run_start: int | None = None          # in silence: where that run's last stretch without a dip began
+        self._pause_start: int | None = None        # in speech: where the pause before the last island began
+        self._island_start = 0                      # ... and where that island (a run of voiced frames) began
 
     @property
     def config(self) -> VADConfig:
@@ -326,6 +335,7 @@ class SpeechSegmenter:
                 voiced_from = max(self._history_start, run - self.onset_lag, earliest)
                 self.state, self._rise_start, self._run_start, self._dip = _PENDING, None, None, 0
                 self._voiced, self._quiet_run, self._last_voiced_end = self.samples_seen - voiced_from, 0, self.samples_seen
+                self._pause_start, self._island_start = None, self._start
                 if self._voiced * ms >= cfg.min_speech_ms:
                     out = [self._confirm()]
             else:
@@ -350,6 +360,8 @@ class SpeechSegmenter:
                 and self._quiet_run >= self.resume_after):
             continues = False                      # paused too long for a frame this weak to go on
         if continues:
+            if self._quiet_run:                    # an island after a pause (what a weak tail is judged on)
+                self._pause_start, self._island_start = self._last_voiced_end, frame_start
             self._voiced += n
             self._quiet_run = 0
             self._last_voiced_end = self.samples_seen
@@ -396,7 +408,8 @@ class SpeechSegmenter:
         kept = np.concatenate(self._history).astype(np.int16, copy=False) if self._history else np.zeros(0, np.int16)
         audio = kept[audio_start - self._history_start: end - self._history_start]
         event = SpeechEnd(self._start / sr, end / sr, self._start, end, detected, audio, audio_start,
-                          forced=cut_at is not None, voiced_until=self._last_voiced_end)
+                          forced=cut_at is not None, voiced_until=self._last_voiced_end,
+                          last_pause_sample=self._pause_start, last_island_sample=self._island_start)
         self._reset_to_silence()
         return event
 
@@ -404,6 +417,7 @@ class SpeechSegmenter:
         """After a forced cut, the speech goes on as a new utterance starting right here."""
         self.state, self._start, self._voiced = _SPEECH, self.samples_seen, 0
         self._last_voiced_end, self._quiet_run = self.samples_seen, 0
+        self._pause_start, self._island_start = None, self._start
         return SpeechStart(self._start / self.config.sample_rate, self._start, self.samples_seen)
 
     def _reset_to_silence(self) -> None:
@@ -621,26 +635,29 @@ class VoiceActivityDetector:
         return [self._judge_tail(e) if type(e) is SpeechEnd and not e.forced else e for e in events]
 
     def _judge_tail(self, end: SpeechEnd) -> SpeechEnd:
-        """``end``, with its weak tail (:func:`labkit.vadtail.find_weak_tail` on the turn's frames
-        from its dated start to its last voiced frame) and, when the model finds the tail more likely
-        the noise than ``weak_tail_p``, dated out: the end moves back over the pause and the island."""
-        cfg, n, seg = self.config, self._frame, self.segmenter
-        origin = self._scorer_origin
+        """``end``, with its weak tail (its last island, as the segmenter found it, judged by
+        :mod:`labkit.vadtail` on the turn's kept frames) and, when the model finds the tail more likely
+        the noise than ``weak_tail_p``, dated out: the end moves back to the start of the tail's pause."""
+        if end.last_pause_sample is None:
+            return end
+        cfg, n, origin = self.config, self._frame, self._scorer_origin
         stop = (end.voiced_until - origin) // n                     # one past the last voiced frame
         # the same window whatever the chunking (a long chunk grows the ring beyond it)
         first = max((end.start_sample - origin) // n, stop - self._tail_window_ms() // cfg.frame_ms)
         scores, band_db = self.scorer.kept(first, stop)
         first = stop - len(scores)                                  # (what the ring still held)
-        resume_after = -(-seg.resume_after // n) if seg.resume_after is not None else None  # frames, as counted
-        tail = find_weak_tail(scores, band_db, stop_db=cfg.stop_snr_db, resume_db=cfg.effective_resume_snr_db,
-                              resume_after_frames=resume_after, frame_ms=cfg.frame_ms)
-        if tail is None or tail.island_end != len(scores):         # (not the island the segmenter ended on)
+        pause, island = (end.last_pause_sample - origin) // n - first, (end.last_island_sample - origin) // n - first
+        if pause <= 0 or not is_weak_tail(scores, pause, island, resume_db=cfg.effective_resume_snr_db,
+                                          frame_ms=cfg.frame_ms):
             return end
-        cut = origin + (first + tail.pause_start) * n - seg.end_lag
-        if tail.p_noise <= cfg.weak_tail_p or (cut - end.start_sample) * 1000 < cfg.min_speech_ms * cfg.sample_rate:
+        measures = tail_measures(scores, band_db, pause, island, stop_db=cfg.stop_snr_db, frame_ms=cfg.frame_ms)
+        cut = end.last_pause_sample - self.segmenter.end_lag
+        too_short = (cut - end.start_sample) * 1000 < cfg.min_speech_ms * cfg.sample_rate
+        tail = WeakTail(measures, TAIL_MODEL.probability(measures), None if too_short else cut)
+        if tail.end_sample_dated_out is None or tail.p_noise <= cfg.weak_tail_p:
             return replace(end, weak_tail=tail)                     # the speaker's, or too little would be left
         return replace(end, end_s=cut / cfg.sample_rate, end_sample=cut, audio=end.audio[:cut - end.audio_start_sample],
-                       weak_tail=tail, tail_dated_out=True, commit_sample=cut + end.detected_sample - end.end_sample)
+                       weak_tail=tail, commit_sample=cut + end.detected_sample - end.end_sample)
 
     def flush(self) -> list[SpeechEnd]:
         """End of stream: close an utterance still open (ending at its last voiced frame, or before

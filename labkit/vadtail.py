@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MEASURES", "MIN_PAUSE_MS", "WeakTail", "find_weak_tail", "tail_measures", "TailModel", "TAIL_MODEL"]
+__all__ = ["MEASURES", "MIN_PAUSE_MS", "WeakTail", "is_weak_tail", "tail_measures", "TailModel", "TAIL_MODEL"]
 
 #: A pause shorter than this is not one: the island is the word going on.
 MIN_PAUSE_MS = 40
@@ -69,55 +69,28 @@ TAIL_MODEL = TailModel(
 
 @dataclass(frozen=True)
 class WeakTail:
-    """A turn's weak last island: where it lies in the turn's frames, what was measured, and the
-    model's probability that it is not the speaker."""
-    pause_start: int        # the turn's frame index where the pause before the island begins
-    island_start: int
-    island_end: int         # one past the island's last frame (the turn's last voiced frame)
+    """A turn's weak last island: what was measured, the model's probability that it is not the
+    speaker, and where the turn would end if it were dated out: the start of its pause (None: it
+    cannot be, as what is left would be shorter than ``min_speech_ms``)."""
     measures: tuple         # in :data:`MEASURES` order
     p_noise: float
-
-    @property
-    def frames_dated_out(self) -> int:
-        """How many frames the turn's end moves back if the tail is dated out: the pause and the island."""
-        return self.island_end - self.pause_start
+    end_sample_dated_out: int | None
 
 
-def find_weak_tail(scores: np.ndarray, band_db: np.ndarray, *, stop_db: float, resume_db: float,
-                   resume_after_frames: int | None, frame_ms: int, model: TailModel = TAIL_MODEL) -> WeakTail | None:
-    """The weak tail of a turn whose frames (from its dated start on) scored ``scores`` (dB), with
-    per-band SNRs ``band_db`` (frames x bands), or None. Frames are voiced as the segmenter counts
-    them: at ``stop_db``, and after ``resume_after_frames`` quiet frames only at ``resume_db``."""
-    if resume_after_frames is None or resume_db <= stop_db:
-        return None                                 # no resume rule: no tail is weak
-    voiced = np.zeros(len(scores), bool)
-    quiet = 0
-    for i, score in enumerate(scores.tolist()):
-        v = score >= stop_db and not (quiet >= resume_after_frames and score < resume_db)
-        voiced[i] = v
-        quiet = 0 if v else quiet + 1
-    at = np.flatnonzero(voiced)
-    if not at.size:
-        return None
-    end = int(at[-1]) + 1
-    island = end - 1
-    while island > 0 and voiced[island - 1]:
-        island -= 1
-    pause = island
-    while pause > 0 and not voiced[pause - 1]:
-        pause -= 1
-    pause_frames = island - pause
-    if pause == 0 or pause_frames * frame_ms < MIN_PAUSE_MS or pause_frames > resume_after_frames:
-        return None
-    if float(scores[island:end].max()) >= resume_db:
-        return None                                 # a frame of it is loud enough to resume: not weak
-    x = tail_measures(scores, band_db, pause, island, end, stop_db=stop_db, frame_ms=frame_ms)
-    return WeakTail(pause, island, end, x, model.probability(x))
+def is_weak_tail(scores: np.ndarray, pause: int, island: int, *, resume_db: float, frame_ms: int) -> bool:
+    """Whether a turn's last island, frames ``[island, len(scores))`` after the pause ``[pause,
+    island)``, is weak: the pause at least :data:`MIN_PAUSE_MS` and no frame of the island at
+    ``resume_db``. (After a pause of ``resume_after_ms`` only a frame at ``resume_db`` continues a
+    turn, so a weak island's pause is always shorter than that.)"""
+    return (island - pause) * frame_ms >= MIN_PAUSE_MS and float(scores[island:].max()) < resume_db
 
 
-def tail_measures(scores: np.ndarray, band_db: np.ndarray, pause: int, island: int, end: int, *,
+def tail_measures(scores: np.ndarray, band_db: np.ndarray, pause: int, island: int, *,
                   stop_db: float, frame_ms: int) -> tuple:
-    """:data:`MEASURES` of the island ``[island, end)`` after the pause ``[pause, island)``."""
+    """:data:`MEASURES` of a turn's last island, frames ``[island, len(scores))``, after the pause
+    ``[pause, island)``; ``scores`` (dB) and ``band_db`` (per-band SNRs, frames x bands) are the
+    turn's frames from its start (or as far back as were kept)."""
+    end = len(scores)
     tail, before = scores[island:end], scores[:pause]
     tail_bands, before_bands = band_db[island:end], band_db[:pause]
     voiced_before = before >= stop_db

@@ -29,7 +29,7 @@ from .audio.pcm import resample
 from .realtime import RealtimeSession
 from .speechdata import SAMPLE_RATE as SPEECH_RATE
 from .vad import SpeechEnd, VADConfig, VoiceActivityDetector
-from .vadtail import MEASURES, TailModel
+from .vadtail import MEASURES, TailModel, WeakTail
 from .vadeval import DEFAULT_SEGMENTATION, LabkitDetector, detection_counts, pooled
 
 __all__ = ["SEARCH_SPACE", "MIN_GAIN", "tune", "tune_end_correction", "objective", "REPLICA_CONDITIONS",
@@ -316,14 +316,15 @@ TAIL_L2 = 1.0
 
 @dataclass(frozen=True)
 class TailExample:
-    """A turn of the replica (s) with the weak tail it ended with (None: none), where that tail's
-    island begins (s), and the label: 1 if the island begins over 20 ms after the end of the one
-    utterance the turn overlaps (the noise), 0 if over 20 ms before it (the speaker), else None."""
+    """A turn of the replica (s) with the weak tail it ended with (None: none), where it would end
+    with that tail dated out (None: no tail, or too little would be left), and the label: 1 if the
+    tail's island begins over 20 ms after the end of the one utterance the turn overlaps (the noise),
+    0 if over 20 ms before it (the speaker), else None."""
     condition: tuple
     draw: int
     start_s: float
     end_s: float
-    tail: object
+    tail: WeakTail | None
     dated_out_end_s: float | None
     label: int | None
 
@@ -342,8 +343,9 @@ def tail_examples(audio: dict) -> list[list]:
             for end in ends:
                 tail, cut, label = end.weak_tail, None, None
                 if tail is not None:
-                    cut = (end.end_sample - tail.frames_dated_out * config.frame_samples) / config.sample_rate
-                    island = (end.start_sample + tail.island_start * config.frame_samples) / config.sample_rate
+                    if tail.end_sample_dated_out is not None:
+                        cut = tail.end_sample_dated_out / config.sample_rate
+                    island = end.last_island_sample / config.sample_rate
                     hits = _overlapping(labels, end.start_s, end.end_s)
                     if len(hits) == 1:
                         gap = island - hits[0][1]
@@ -376,7 +378,7 @@ def _labelled(recordings) -> tuple[np.ndarray, np.ndarray]:
 def _exact_with(recordings, model: TailModel | None, threshold: float) -> int:
     exact = 0
     for _cond, _draw, labels, turns in recordings:
-        kept = [(t.start_s, t.dated_out_end_s if model is not None and t.tail is not None
+        kept = [(t.start_s, t.dated_out_end_s if model is not None and t.dated_out_end_s is not None
                  and model.probability(t.tail.measures) > threshold else t.end_s) for t in turns]
         exact += sum(exact_turns(kept, labels))
     return exact

@@ -15,43 +15,80 @@ from labkit.audio.pcm import resample
 from labkit.realtime import RealtimeSession
 from labkit.speechdata import SAMPLE_RATE
 from labkit.vad import SpeechEnd, VADConfig, VoiceActivityDetector
-from labkit.vadtail import MEASURES, TAIL_MODEL, TailModel, find_weak_tail, tail_measures
+from labkit.vadtail import MEASURES, TAIL_MODEL, TailModel, tail_measures
 
-RULE = {"stop_db": 6.0, "resume_db": 7.25, "resume_after_frames": 8, "frame_ms": 20}
+class ScriptedScorer:
+    """Stands in for the detector's scorer: a frame's first sample / 100 is its score (dB), every band
+    at it plus ``shape``; it keeps frames through the real scorer's ring (a SubbandSNR it wraps)."""
+
+    def __init__(self, real, shape):
+        self.real, self.shape = real, shape
+        self.onset_lag_frames = real.onset_lag_frames
+
+    def __getattr__(self, name):                      # keep_frames, kept, keep_at_least, ...
+        return getattr(self.real, name)
+
+    def process(self, frames):
+        scores = [float(f[0]) / 100 for f in frames]
+        ratios = 10 ** ((np.array(scores)[:, None] + self.shape) / 10) / self.real.bands
+        for score, ratio in zip(scores, ratios):
+            self.real._keep(ratio[None], [score], np.ones(self.real.bands))
+            self.real.frames_scored += 1
+        return scores
+
+    def score_frame(self, frame):
+        return self.process(frame[None])[0]
 
 
-def trace(*runs):
-    """Scores from ``(dB, frames)`` runs, and a flat band trace (every band at the score)."""
-    scores = np.concatenate([np.full(n, db, float) for db, n in runs])
-    return scores, np.repeat(scores[:, None], 8, axis=1)
+def scripted_turn(runs, config=None):
+    """The one turn the detector reports for scores given as ``(dB, frames)`` runs (30 quiet frames
+    after them end it), every band at the score plus a rising shape."""
+    config = config or VADConfig(end_correction_ms=0)
+    n = config.frame_samples
+    audio = np.concatenate([np.full(k * n, int(db * 100), np.int16) for db, k in [*runs, (3, 30)]])
+    vad = VoiceActivityDetector(config)
+    vad.scorer = ScriptedScorer(vad.scorer, np.linspace(-3, 3, 8))
+    ends = [e for i in range(0, audio.size, n) for e in vad.process(audio[i:i + n]) if type(e) is SpeechEnd]
+    assert len(ends) == 1
+    return ends[0]
 
 
 def test_a_weak_island_after_a_pause_is_the_turns_weak_tail():
-    scores, bands = trace((12.0, 20), (3.0, 5), (6.5, 4))
-    tail = find_weak_tail(scores, bands, **RULE)
-    assert (tail.pause_start, tail.island_start, tail.island_end) == (20, 25, 29)
-    assert tail.frames_dated_out == 9
+    n = VADConfig().frame_samples
+    end = scripted_turn([(3, 20), (12, 20), (3, 5), (6.5, 4)])
+    assert (end.last_pause_sample, end.last_island_sample, end.voiced_until) == (40 * n, 45 * n, 49 * n)
+    tail = end.weak_tail
     x = dict(zip(MEASURES, tail.measures))
     assert (x["pause_ms"], x["tail_ms"], x["peak_db"], x["mean_db"]) == (100, 80, 6.5, 6.5)
     assert x["peak_vs_utterance_peak_db"] == pytest.approx(-5.5) and x["peak_before_pause_db"] == 12.0
     assert 0.0 < tail.p_noise < 1.0 and tail.p_noise == TAIL_MODEL.probability(tail.measures)
+    assert tail.end_sample_dated_out == 40 * n
+    assert end.tail_dated_out == (tail.p_noise > VADConfig().weak_tail_p)
+    assert end.end_sample == (40 * n if end.tail_dated_out else 49 * n)
 
 
-@pytest.mark.parametrize("runs, why", [
-    (((12.0, 20), (3.0, 5), (7.5, 4)), "a frame of it reaches the resume threshold"),
-    (((12.0, 20), (3.0, 1), (6.5, 4)), "a 20 ms gap is the word going on"),
-    (((12.0, 20), (3.0, 10), (6.5, 4)), "after 160 ms the weak frames are not voiced at all"),
-    (((12.0, 20), (3.0, 30)), "the turn ends with the utterance itself"),
-    (((3.0, 10),), "no voiced frame"),
+@pytest.mark.parametrize("runs, ends_at, why", [
+    ([(3, 20), (12, 20), (3, 5), (7.5, 4)], 49, "a frame of it reaches the resume threshold"),
+    ([(3, 20), (12, 20), (3, 1), (6.5, 4)], 45, "a 20 ms gap is the word going on"),
+    ([(3, 20), (12, 20), (3, 10), (6.5, 4)], 40, "after 160 ms the weak frames are not voiced at all"),
+    ([(3, 20), (12, 20)], 40, "the turn is one island"),
 ])
-def test_no_weak_tail(runs, why):
-    assert find_weak_tail(*trace(*runs), **RULE) is None, why
+def test_no_weak_tail(runs, ends_at, why):
+    end = scripted_turn(runs)
+    assert end.weak_tail is None and not end.tail_dated_out, why
+    assert end.end_sample == ends_at * VADConfig().frame_samples
 
 
 def test_without_a_resume_rule_no_tail_is_weak():
-    scores, bands = trace((12.0, 20), (3.0, 5), (6.5, 4))
-    assert find_weak_tail(scores, bands, **{**RULE, "resume_after_frames": None}) is None
-    assert find_weak_tail(scores, bands, **{**RULE, "resume_db": 6.0}) is None
+    end = scripted_turn([(3, 20), (12, 20), (3, 5), (6.5, 4)], VADConfig(end_correction_ms=0, resume_snr_db=6.0))
+    assert end.weak_tail is None and end.last_pause_sample is not None
+
+
+def test_a_tail_that_would_leave_too_little_is_judged_but_kept():
+    n = VADConfig().frame_samples
+    end = scripted_turn([(3, 20), (12, 6), (3, 5), (6.5, 4)])     # 120 ms before the pause: under 200 ms
+    assert end.weak_tail is not None and end.weak_tail.end_sample_dated_out is None
+    assert not end.tail_dated_out and end.end_sample == 35 * n
 
 
 def test_the_band_measures():
@@ -61,7 +98,7 @@ def test_the_band_measures():
     rising = np.linspace(0, 14, 8)
     for tail_shape, correlation, top, tilt in ((rising, 1.0, 7, 2.0), (rising[::-1], -1.0, 0, -2.0)):
         bands = np.vstack([np.tile(rising, (25, 1)), np.tile(tail_shape, (4, 1))])
-        x = dict(zip(MEASURES, tail_measures(scores, bands, 20, 25, 29, stop_db=6.0, frame_ms=20)))
+        x = dict(zip(MEASURES, tail_measures(scores, bands, 20, 25, stop_db=6.0, frame_ms=20)))
         assert x["band_shape_correlation"] == pytest.approx(correlation)
         assert x["top_band"] == top and x["is_top_band"] == float(top == 7)
         assert x["band_tilt_db"] == pytest.approx(tilt)
@@ -113,8 +150,8 @@ def test_the_babble_after_a_sentence_is_dated_out_and_a_soft_last_syllable_is_no
     assert late.end_s == pytest.approx(12.50) and not late.tail_dated_out
     assert end.tail_dated_out and end.weak_tail.p_noise > config.weak_tail_p
     assert end.end_s == pytest.approx(12.28) and abs(end.end_s - labels[2][1]) < 0.15
-    assert end.end_sample == end.start_sample + end.weak_tail.pause_start * config.frame_samples   # no end lag here
-    assert late.end_sample - end.end_sample == end.weak_tail.frames_dated_out * config.frame_samples
+    assert end.end_sample == end.last_pause_sample == end.weak_tail.end_sample_dated_out       # no end lag here
+    assert late.voiced_until == late.end_sample and end.last_island_sample > end.end_sample
     assert end.commit_sample == end.committed_until == end.end_sample + 500 * 24 and end.detected_sample == late.detected_sample
     assert end.audio_start_sample + end.audio.size == end.end_sample
     assert np.array_equal(end.audio, late.audio[:end.audio.size])
@@ -175,8 +212,8 @@ def test_with_an_end_correction_the_dated_end_is_the_pause_start_as_early():
         dated = [e for e in ends if e.tail_dated_out]
         assert len(dated) == 1
         e = dated[0]
-        assert e.end_sample == e.start_sample + e.weak_tail.pause_start * config.frame_samples - lag
-        assert e.voiced_until - lag - e.end_sample == e.weak_tail.frames_dated_out * config.frame_samples
+        assert e.end_sample == e.last_pause_sample - lag == e.weak_tail.end_sample_dated_out
+        assert e.last_pause_sample < e.last_island_sample < e.voiced_until
     assert len(set(map(tuple, found.values()))) == 1
 
 
@@ -239,28 +276,6 @@ def test_weak_tail_p_is_checked():
         VADConfig(weak_tail_p=1.5)
     assert VADConfig(weak_tail_p=None).weak_tail_p is None
 
-
-class ScriptedScorer:
-    """Stands in for the detector's scorer: a frame's first sample / 100 is its score (dB), every band
-    at it plus ``shape``; it keeps frames through the real scorer's ring (a SubbandSNR it wraps)."""
-
-    def __init__(self, real, shape):
-        self.real, self.shape = real, shape
-        self.onset_lag_frames = real.onset_lag_frames
-
-    def __getattr__(self, name):                      # keep_frames, kept, keep_at_least, ...
-        return getattr(self.real, name)
-
-    def process(self, frames):
-        scores = [float(f[0]) / 100 for f in frames]
-        ratios = 10 ** ((np.array(scores)[:, None] + self.shape) / 10) / self.real.bands
-        for score, ratio in zip(scores, ratios):
-            self.real._keep(ratio[None], [score], np.ones(self.real.bands))
-            self.real.frames_scored += 1
-        return scores
-
-    def score_frame(self, frame):
-        return self.process(frame[None])[0]
 
 
 def test_a_turn_longer_than_the_judged_window_is_judged_alike_in_any_chunking():
