@@ -329,7 +329,7 @@ class TailExample:
     label: int | None
 
 
-def tail_examples(audio: dict) -> list[list]:
+def tail_examples(audio: dict) -> list[tuple]:
     """Per recording of ``audio`` (:func:`replica_audio`'s): ``(condition, draw, labels, [TailExample])``,
     every turn the server's detector reports, its weak tail judged but never dated out."""
     session = RealtimeSession("gpt-realtime")
